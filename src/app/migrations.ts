@@ -1,0 +1,8 @@
+import type { AreaMigration } from '../store/migrate.js';
+
+/**
+ * Every area's migrations, in one list. Each area owns its migration files
+ * (`src/<area>/migrations.ts`) and a number range (see store/migrate.ts);
+ * this composition root is the only place that knows them all.
+ */
+export const allMigrations: AreaMigration[] = [];

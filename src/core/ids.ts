@@ -1,0 +1,28 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Prefixed, time-sortable ids: `<prefix>_<ts36><rand>`; e.g. `run_0lx3k2a9c8f1e2d3c4b5`.
+ * The timestamp part is 10 base-36 chars (sorts lexically until year 5188),
+ * followed by 12 hex characters of randomness. Monotonic within a process.
+ */
+let lastTs = 0;
+let counter = 0;
+
+export function newId(prefix: string, now: number = Date.now()): string {
+  if (now <= lastTs) {
+    counter++;
+    now = lastTs;
+  } else {
+    lastTs = now;
+    counter = 0;
+  }
+  const ts = now.toString(36).padStart(10, '0');
+  const seq = counter.toString(36).padStart(3, '0');
+  return `${prefix}_${ts}${seq}${randomBytes(5).toString('hex')}`;
+}
+
+const ID_RE = /^[a-z][a-z0-9]*_[0-9a-z]{13,}$/;
+
+export function isId(value: string, prefix?: string): boolean {
+  return ID_RE.test(value) && (prefix === undefined || value.startsWith(prefix + '_'));
+}

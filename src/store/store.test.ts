@@ -1,0 +1,64 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { sql } from 'kysely';
+import { DIALECTS, openTestStore, type TestDb } from '../../test/support/dialects.js';
+import { Store } from './store.js';
+import { col, type AreaMigration } from './migrate.js';
+
+const testMigration: AreaMigration = {
+  name: '9900_test_items',
+  async up(db) {
+    await db.schema.createTable('test_items').addColumn('id', col.id, (c) => c.primaryKey()).addColumn('n', col.int, (c) => c.notNull()).addColumn('at', col.ts).execute();
+  },
+};
+
+describe.each(DIALECTS)('store on %s', (dialect) => {
+  let t: TestDb;
+  afterEach(async () => t?.cleanup());
+
+  it('migrates, commits and rolls back transactions', async () => {
+    t = await openTestStore(dialect, { migrations: [testMigration] });
+    const db = t.store.db as any;
+    await t.store.transaction(async (trx: any) => {
+      await trx.insertInto('test_items').values({ id: 'a', n: 1, at: 1_700_000_000_123 }).execute();
+    });
+    await expect(t.store.transaction(async (trx: any) => {
+      await trx.insertInto('test_items').values({ id: 'b', n: 2 }).execute();
+      throw new Error('boom');
+    })).rejects.toThrow('boom');
+    const rows = await db.selectFrom('test_items').selectAll().execute();
+    expect(rows).toEqual([{ id: 'a', n: 1, at: 1_700_000_000_123 }]);
+  });
+
+  it('re-running migrations is a no-op', async () => {
+    t = await openTestStore(dialect, { migrations: [testMigration] });
+    const { migrate } = await import('./migrate.js');
+    expect(await migrate(t.store, [testMigration])).toEqual([]);
+    const r = await sql<{ c: number }>`select count(*) as c from schema_migrations`.execute(t.store.db);
+    expect(Number(r.rows[0]!.c)).toBe(1);
+  });
+});
+
+describe('sqlite single-process lock', () => {
+  it('refuses a second process on the same file with a clear error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'infraflow-lock-'));
+    const file = join(dir, 'x.db');
+    const store = Store.open({ url: `sqlite:${file}` });
+    try {
+      const script = `import('${join(process.cwd(), 'src/store/store.ts')}').then(({Store}) => { try { Store.open({url: 'sqlite:${file}'}); console.log('opened'); } catch (e) { console.log(e.code + ' ' + e.message); } })`;
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' });
+      expect(r.stdout).toContain('store.sqlite_in_use');
+      expect(r.stdout).toContain(`process ${process.pid}`);
+      expect(r.stdout).toContain('PostgreSQL');
+    } finally {
+      await store.close();
+    }
+    // after close, the lock is gone and another open succeeds
+    const again = Store.open({ url: `sqlite:${file}` });
+    await again.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,165 @@
+import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import { ConflictError, ValidationError } from '../core/errors.js';
+import type { Database } from './schema.js';
+
+export type DialectName = 'sqlite' | 'postgres';
+export type Db = Kysely<Database>;
+export type Trx = Transaction<Database> | Kysely<Database>;
+
+export interface StoreOptions {
+  /** `sqlite:<path>`, a plain file path, `:memory:`, or `postgres://…`. */
+  url: string;
+  /** SQLite only. FULL (default) fsyncs the WAL on every commit. */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** PostgreSQL pool size. */
+  poolSize?: number;
+  /** SQLite only: skip the one-process lock (tests that open one file twice in one process). */
+  skipProcessLock?: boolean;
+}
+
+/**
+ * One database handle shared by every area. `transaction` runs `fn` in a
+ * write transaction: `BEGIN IMMEDIATE` on SQLite (takes the write lock at
+ * the start, so no transaction fails halfway on a lock upgrade), a pooled
+ * connection's transaction on PostgreSQL.
+ */
+export class Store {
+  readonly db: Db;
+  readonly dialect: DialectName;
+  readonly url: string;
+  /** The raw better-sqlite3 handle (SQLite only), for hot paths and pragmas. */
+  readonly sqlite: BetterSqlite3.Database | undefined;
+  /** The raw pg pool (PostgreSQL only). */
+  readonly pool: pg.Pool | undefined;
+  private lockFile: string | undefined;
+  private closed = false;
+
+  private constructor(db: Db, dialect: DialectName, url: string, sqlite?: BetterSqlite3.Database, pool?: pg.Pool, lockFile?: string) {
+    this.db = db;
+    this.dialect = dialect;
+    this.url = url;
+    this.sqlite = sqlite;
+    this.pool = pool;
+    this.lockFile = lockFile;
+  }
+
+  static open(opts: StoreOptions): Store {
+    const url = opts.url;
+    if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+      const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10 });
+      pool.on('error', () => { /* idle client errors are reported on next use */ });
+      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+      return new Store(db, 'postgres', url, undefined, pool);
+    }
+    const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
+    if (path === '') throw new ValidationError('store.invalid_url', 'database url "sqlite:" needs a file path, e.g. sqlite:./data/infraflow.db');
+    let lockFile: string | undefined;
+    if (path !== ':memory:') {
+      mkdirSync(dirname(resolve(path)), { recursive: true });
+      if (!opts.skipProcessLock) lockFile = acquireProcessLock(resolve(path));
+    }
+    let raw: BetterSqlite3.Database;
+    try {
+      raw = new BetterSqlite3(path);
+      raw.pragma('journal_mode = WAL');
+      raw.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+      raw.pragma('busy_timeout = 5000');
+      raw.pragma('foreign_keys = ON');
+    } catch (e) {
+      if (lockFile) releaseProcessLock(lockFile);
+      throw e;
+    }
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+    return new Store(db, 'sqlite', url, raw, undefined, lockFile);
+  }
+
+  /** Runs `fn` in one write transaction; commits if it resolves, rolls back if it throws. */
+  async transaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    if (this.dialect === 'postgres') return this.db.transaction().execute(fn);
+    return this.db.connection().execute(async (conn) => {
+      await sql`begin immediate`.execute(conn);
+      try {
+        // Kysely has no API to open a transaction with a custom BEGIN on SQLite;
+        // the reserved connection behaves as one for the duration of `fn`.
+        const result = await fn(conn as unknown as Transaction<Database>);
+        await sql`commit`.execute(conn);
+        return result;
+      } catch (e) {
+        try {
+          await sql`rollback`.execute(conn);
+        } catch {
+          /* the transaction may already be rolled back by SQLite */
+        }
+        throw e;
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.destroy();
+    if (this.lockFile) releaseProcessLock(this.lockFile);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * SQLite serves one process. A lock file beside the database holds the pid of
+ * the process that has it open; a second process is refused with a clear
+ * error. A lock left by a dead process is taken over.
+ */
+function acquireProcessLock(dbPath: string): string {
+  const lockPath = `${dbPath}.lock`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(lockPath, 'wx');
+      writeFileSync(fd, String(process.pid));
+      closeSync(fd);
+      return lockPath;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number.parseInt(readFileSync(lockPath, 'utf8'), 10);
+      if (Number.isFinite(holder) && holder !== process.pid && pidAlive(holder)) {
+        throw new ConflictError(
+          'store.sqlite_in_use',
+          `the SQLite database ${dbPath} is already used by process ${holder}; SQLite serves one Infraflow process — stop that process, or use PostgreSQL (DATABASE_URL=postgres://…) to run several`,
+          { details: { pid: holder, path: dbPath } },
+        );
+      }
+      if (holder === process.pid) {
+        throw new ConflictError('store.sqlite_in_use', `the SQLite database ${dbPath} is already open in this process; share one Store`, { details: { path: dbPath } });
+      }
+      try {
+        unlinkSync(lockPath);
+      } catch {
+        /* someone else removed it; retry */
+      }
+    }
+  }
+  throw new ConflictError('store.sqlite_in_use', `could not take the lock ${lockPath}; remove it if no Infraflow process is running`);
+}
+
+function releaseProcessLock(lockPath: string): void {
+  try {
+    if (existsSync(lockPath) && readFileSync(lockPath, 'utf8') === String(process.pid)) unlinkSync(lockPath);
+  } catch {
+    /* best effort */
+  }
+}
+
+// PostgreSQL returns int8 as strings by default; our int8 columns are
+// millisecond timestamps and counters that fit in a double.
+pg.types.setTypeParser(20, (v) => Number(v));
