@@ -1,8 +1,13 @@
 import type { AreaMigration } from '../store/migrate.js';
+import { iamMigrations } from '../iam/migrations.js';
+import { resourceMigrations } from '../resources/migrations.js';
 
 /**
  * Every area's migrations, in one list. Each area owns its migration files
  * (`src/<area>/migrations.ts`) and a number range (see store/migrate.ts);
  * this composition root is the only place that knows them all.
  */
-export const allMigrations: AreaMigration[] = [];
+export const allMigrations: AreaMigration[] = [
+  ...resourceMigrations,
+  ...iamMigrations,
+];

@@ -24,6 +24,10 @@ export interface ResourceStatus {
   /** The provider's id of the backing object, once created. */
   externalId?: string | null;
   observedGeneration: number;
+  /** The spec last applied to the backend (what `observe` compares against). */
+  appliedSpec?: Record<string, unknown> | null;
+  /** One line about the last thing that happened (e.g. the failure message). */
+  message?: string;
 }
 
 export interface Resource<S = Record<string, unknown>> {
@@ -63,6 +67,9 @@ export interface CreateResult {
   outputs?: Record<string, unknown>;
 }
 
+/** Operations a fault can be injected into and latency is modelled for. */
+export type ProviderOp = 'create' | 'update' | 'delete';
+
 export interface ReadResult {
   /** 'absent' when the backend no longer has the object (drift or deleted). */
   state: 'creating' | 'ready' | 'updating' | 'deleting' | 'absent' | 'failed';
@@ -72,6 +79,12 @@ export interface ReadResult {
   conditions?: Omit<Condition, 'lastTransitionTime'>[];
   message?: string;
   failureReason?: ProviderErrorReason;
+  /**
+   * Secret values (kubeconfig, admin password). The resource store keeps them
+   * apart from outputs (encrypted when a key is configured) and never returns
+   * them from `get`/`list`.
+   */
+  secrets?: Record<string, string>;
 }
 
 export interface DiffResult {
@@ -94,6 +107,11 @@ export interface KindHandler<S = any> {
   update?(externalId: string, spec: S, previous: S, ctx: ProviderCallContext): Promise<{ ready: boolean; outputs?: Record<string, unknown> }>;
   /** Deleting an absent object succeeds (idempotent). */
   delete(externalId: string, ctx: ProviderCallContext): Promise<{ done: boolean }>;
+  /**
+   * Optional: what an update would do, beyond `replaceOnChange` (e.g. a volume
+   * may grow in place but not shrink). Default: `diffSpecs(previous, next, replaceOnChange)`.
+   */
+  diff?(previous: S, next: S): DiffResult;
 }
 
 export interface Provider {
