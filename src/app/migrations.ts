@@ -1,5 +1,4 @@
 import type { AreaMigration } from '../store/migrate.js';
-import { iamMigrations } from '../iam/migrations.js';
 import { resourceMigrations } from '../resources/migrations.js';
 
 /**
@@ -9,5 +8,4 @@ import { resourceMigrations } from '../resources/migrations.js';
  */
 export const allMigrations: AreaMigration[] = [
   ...resourceMigrations,
-  ...iamMigrations,
 ];
