@@ -1,0 +1,318 @@
+import { createHash } from 'node:crypto';
+import { containsUnknown, isUnknown, UNKNOWN } from './expr.js';
+import type { KindCatalog, StackModel } from './model.js';
+import { resourceOfAddress } from './model.js';
+import { Resolver, type InstanceState } from './resolve.js';
+
+/**
+ * The plan: the desired stack diffed against its recorded state. Each
+ * instance is created, updated in place, replaced (naming the fields that
+ * force it), deleted, or left alone. One pass in dependency order; the cost
+ * is linear in the number of instances.
+ */
+
+export type ChangeAction = 'create' | 'update' | 'replace' | 'delete' | 'noop';
+
+/** What the stack recorded about an instance after its last apply. */
+export interface RecordedResource {
+  address: string;
+  resource: string;
+  kind: string;
+  /** The resource's id in the resources store. */
+  resourceId: string | null;
+  spec: Record<string, unknown>;
+  specHash: string;
+  outputs: Record<string, unknown>;
+  /** ready | failed | creating | updating | deleting | deleted */
+  status: string;
+  phase: number;
+  /** Resource names it depended on when applied (destroy order). */
+  dependsOn: string[];
+  /** Position in the topological order when applied. */
+  order: number;
+  /** Fields found different from the spec by the last observe. */
+  drift: string[] | null;
+  createBeforeDestroy: boolean;
+  updatedAt: number;
+}
+
+export interface FieldChange {
+  path: string;
+  before?: unknown;
+  after?: unknown;
+  forcesReplacement?: boolean;
+}
+
+export interface PlannedChange {
+  address: string;
+  resource: string;
+  kind: string;
+  action: ChangeAction;
+  phase: string;
+  /** Why, when it is not a plain spec change: drift, a failed earlier apply, a kind change. */
+  reason?: string;
+  changes?: FieldChange[];
+  /** Fields that force replacement. */
+  replaceFields?: string[];
+  createBeforeDestroy?: boolean;
+  /** The spec to apply (UNKNOWN where it reads values only known after apply). */
+  after?: Record<string, unknown>;
+  before?: Record<string, unknown>;
+}
+
+export interface FeasibilityCheck {
+  ok: boolean;
+  /** "needs 3 servers of type m1.large in dc1, 1 available" */
+  message: string;
+  resource?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface Feasibility {
+  ok: boolean;
+  checks: FeasibilityCheck[];
+}
+
+export interface Plan {
+  stack: string;
+  project: string;
+  /** The revision of the stack the plan was computed against (0 for a new stack). */
+  baseRevision: number;
+  destroy: boolean;
+  summary: Record<ChangeAction, number>;
+  changes: PlannedChange[];
+  feasibility: Feasibility;
+  params: Record<string, unknown>;
+}
+
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);
+  if (isUnknown(v)) return '"\u0000unknown"';
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const keys = Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+}
+
+export function specHash(spec: unknown): string {
+  return createHash('sha1').update(canonicalJson(spec)).digest('base64url');
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !isUnknown(v);
+}
+
+/** Leaf-level differences between two specs; lists compare as a whole. */
+export function diffSpecs(before: unknown, after: unknown, prefix = '', out: FieldChange[] = []): FieldChange[] {
+  if (isPlainObject(before) && isPlainObject(after)) {
+    const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
+    for (const k of [...keys].sort()) diffSpecs(before[k], after[k], prefix ? `${prefix}.${k}` : k, out);
+    return out;
+  }
+  if (isUnknown(after) || containsUnknown(after)) {
+    out.push({ path: prefix, before, after: UNKNOWN });
+    return out;
+  }
+  if (canonicalJson(before) !== canonicalJson(after)) {
+    out.push({ path: prefix, ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) });
+  }
+  return out;
+}
+
+function forcesReplacement(path: string, replaceOnChange: readonly string[]): boolean {
+  for (const r of replaceOnChange) {
+    if (path === r || path.startsWith(`${r}.`) || r.startsWith(`${path}.`)) return true;
+  }
+  return false;
+}
+
+function ignored(path: string, ignore: readonly string[] | undefined): boolean {
+  if (!ignore) return false;
+  return ignore.some((i) => path === i || path.startsWith(`${i}.`));
+}
+
+export interface DiffOptions {
+  kinds?: KindCatalog;
+  baseRevision?: number;
+  feasibility?: Feasibility;
+  /** Destroy plan: every recorded resource is deleted. */
+  destroy?: boolean;
+}
+
+/** Computes the plan of a compiled stack against its recorded resources. */
+export function diffStack(model: StackModel, recorded: readonly RecordedResource[], opts: DiffOptions = {}): Plan {
+  const byAddress = new Map<string, RecordedResource>();
+  for (const r of recorded) byAddress.set(r.address, r);
+  const summary: Record<ChangeAction, number> = { create: 0, update: 0, replace: 0, delete: 0, noop: 0 };
+  const changes: PlannedChange[] = [];
+
+  if (opts.destroy) {
+    for (const r of destroyOrder(recorded)) {
+      changes.push({ address: r.address, resource: r.resource, kind: r.kind, action: 'delete', phase: model.phases[r.phase] ?? String(r.phase), before: r.spec });
+      summary.delete++;
+    }
+    return { stack: model.name, project: model.project, baseRevision: opts.baseRevision ?? 0, destroy: true, summary, changes, feasibility: opts.feasibility ?? { ok: true, checks: [] }, params: model.params };
+  }
+
+  // addresses whose outputs will change: their dependents see UNKNOWN
+  const pending = new Set<string>();
+  const resolver = new Resolver(model, (address): InstanceState | undefined => {
+    if (pending.has(address)) return undefined;
+    const r = byAddress.get(address);
+    if (!r) return undefined;
+    return { id: r.resourceId, kind: r.kind, outputs: r.outputs, phase: r.status };
+  });
+  const desired = new Set<string>();
+  const defaultCbd = model.document.spec.options.createBeforeDestroy;
+
+  for (const name of model.order) {
+    const node = model.resources.get(name)!;
+    const info = (opts.kinds ?? model.kinds)?.get(node.kind);
+    const replaceOn = info?.replaceOnChange ?? [];
+    const ignore = node.def.lifecycle?.ignoreChanges;
+    const cbd = node.def.lifecycle?.createBeforeDestroy ?? defaultCbd;
+    for (const inst of node.instances) {
+      desired.add(inst.address);
+      const { spec, unknown } = resolver.resolveSpec(node, inst);
+      if (info?.validate && !unknown) info.validate(spec);
+      const rec = byAddress.get(inst.address);
+      const base = { address: inst.address, resource: name, kind: node.kind, phase: node.phaseName };
+      if (!rec) {
+        changes.push({ ...base, action: 'create', after: spec });
+        summary.create++;
+        pending.add(inst.address);
+        continue;
+      }
+      if (rec.kind !== node.kind) {
+        changes.push({ ...base, action: 'replace', reason: `kind changes from ${rec.kind} to ${node.kind}`, replaceFields: ['kind'], changes: [{ path: 'kind', before: rec.kind, after: node.kind, forcesReplacement: true }], before: rec.spec, after: spec, createBeforeDestroy: cbd });
+        summary.replace++;
+        pending.add(inst.address);
+        continue;
+      }
+      if (rec.status !== 'ready') {
+        changes.push({ ...base, action: 'replace', reason: `the last apply left it ${rec.status}`, replaceFields: [], before: rec.spec, after: spec, createBeforeDestroy: false });
+        summary.replace++;
+        pending.add(inst.address);
+        continue;
+      }
+      const same = !unknown && specHash(spec) === rec.specHash;
+      let fieldChanges: FieldChange[] = same ? [] : diffSpecs(rec.spec, spec).filter((c) => !ignored(c.path, ignore));
+      let reason: string | undefined;
+      if (fieldChanges.length === 0 && rec.drift && rec.drift.length > 0) {
+        const drifted = rec.drift.filter((p) => !ignored(p, ignore));
+        if (drifted.length > 0) {
+          reason = `drift in ${drifted.join(', ')}`;
+          fieldChanges = drifted.map((p) => ({ path: p, after: getPath(spec, p) }));
+        }
+      }
+      if (fieldChanges.length === 0) {
+        changes.push({ ...base, action: 'noop' });
+        summary.noop++;
+        continue;
+      }
+      const replaceFields: string[] = [];
+      for (const c of fieldChanges) {
+        if (forcesReplacement(c.path, replaceOn)) {
+          c.forcesReplacement = true;
+          replaceFields.push(c.path);
+        }
+      }
+      if (replaceFields.length > 0) {
+        changes.push({ ...base, action: 'replace', ...(reason ? { reason } : {}), changes: fieldChanges, replaceFields, before: rec.spec, after: spec, createBeforeDestroy: cbd });
+        summary.replace++;
+        pending.add(inst.address);
+      } else {
+        changes.push({ ...base, action: 'update', ...(reason ? { reason } : {}), changes: fieldChanges, before: rec.spec, after: spec });
+        summary.update++;
+      }
+    }
+  }
+  const gone = recorded.filter((r) => !desired.has(r.address));
+  for (const r of destroyOrder(gone)) {
+    changes.push({ address: r.address, resource: r.resource, kind: r.kind, action: 'delete', phase: model.phases[r.phase] ?? `#${r.phase}`, before: r.spec, ...(model.resources.has(r.resource) ? {} : { reason: `resource ${r.resource} was removed from the document` }) });
+    summary.delete++;
+  }
+  return { stack: model.name, project: model.project, baseRevision: opts.baseRevision ?? 0, destroy: false, summary, changes, feasibility: opts.feasibility ?? { ok: true, checks: [] }, params: model.params };
+}
+
+function getPath(obj: unknown, path: string): unknown {
+  let cur = obj;
+  for (const seg of path.split('.')) {
+    if (!isPlainObject(cur)) return undefined;
+    cur = cur[seg];
+  }
+  return cur;
+}
+
+/** Reverse dependency and phase order: later phases first, dependents before what they depend on. */
+export function destroyOrder<T extends Pick<RecordedResource, 'phase' | 'order' | 'address'>>(items: readonly T[]): T[] {
+  return [...items].sort((a, b) => b.phase - a.phase || b.order - a.order || (a.address < b.address ? 1 : a.address > b.address ? -1 : 0));
+}
+
+export { resourceOfAddress };
+
+// ---------------------------------------------------------------- rendering
+
+function show(v: unknown): string {
+  if (isUnknown(v)) return '(known after apply)';
+  if (v === undefined) return 'null';
+  const s = JSON.stringify(v);
+  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+function flatten(spec: unknown, prefix = '', out: [string, unknown][] = []): [string, unknown][] {
+  if (isPlainObject(spec)) {
+    for (const k of Object.keys(spec).sort()) flatten(spec[k], prefix ? `${prefix}.${k}` : k, out);
+    return out;
+  }
+  out.push([prefix, spec]);
+  return out;
+}
+
+const SYMBOL: Record<ChangeAction, string> = { create: '  +', update: '  ~', replace: '-/+', delete: '  -', noop: '   ' };
+const VERB: Record<ChangeAction, string> = { create: 'will be created', update: 'will be updated in place', replace: 'must be replaced', delete: 'will be destroyed', noop: 'is unchanged' };
+
+/** Readable text, as `terraform plan` prints it. */
+export function renderPlan(plan: Plan, opts: { color?: boolean; sensitive?: ReadonlySet<string> } = {}): string {
+  const c = (code: number, s: string) => (opts.color ? `\u001b[${code}m${s}\u001b[0m` : s);
+  const colorOf: Record<ChangeAction, number> = { create: 32, update: 33, replace: 35, delete: 31, noop: 0 };
+  const lines: string[] = [];
+  const acting = plan.changes.filter((ch) => ch.action !== 'noop');
+  if (acting.length === 0) {
+    lines.push(`No changes. Stack ${plan.stack} matches its document (${plan.summary.noop} resource${plan.summary.noop === 1 ? '' : 's'} unchanged).`);
+  } else {
+    lines.push(`Stack ${plan.stack} (project ${plan.project}) will perform the following actions:`, '');
+    for (const ch of acting) {
+      const col = colorOf[ch.action];
+      lines.push(`  # ${ch.address} ${VERB[ch.action]}${ch.reason ? ` (${ch.reason})` : ''}${ch.action === 'replace' && ch.createBeforeDestroy ? ' (create before destroy)' : ''}`);
+      lines.push(c(col, `${SYMBOL[ch.action]} resource "${ch.kind}" "${ch.address}" {`) + (ch.phase !== 'default' ? `  # phase ${ch.phase}` : ''));
+      if (ch.action === 'create') {
+        for (const [p, v] of flatten(ch.after ?? {})) lines.push(c(col, `      + ${p} = ${show(v)}`));
+      } else if (ch.action === 'delete') {
+        for (const [p, v] of flatten(ch.before ?? {})) lines.push(c(col, `      - ${p} = ${show(v)}`));
+      } else {
+        for (const f of ch.changes ?? []) {
+          const sym = f.before === undefined ? '+' : f.after === undefined ? '-' : '~';
+          const val = sym === '+' ? show(f.after) : sym === '-' ? show(f.before) : `${show(f.before)} -> ${show(f.after)}`;
+          lines.push(c(col, `      ${sym} ${f.path} = ${val}`) + (f.forcesReplacement ? c(31, ' # forces replacement') : ''));
+        }
+      }
+      lines.push(c(col, '    }'), '');
+    }
+  }
+  if (plan.feasibility.checks.length > 0) {
+    lines.push('Feasibility:');
+    for (const ch of plan.feasibility.checks) lines.push(`  ${ch.ok ? c(32, 'ok  ') : c(31, 'FAIL')} ${ch.message}`);
+    lines.push('');
+  }
+  const s = plan.summary;
+  const add = s.create + s.replace;
+  const destroy = s.delete + s.replace;
+  lines.push(`Plan: ${add} to add, ${s.update} to change, ${destroy} to destroy${s.replace ? ` (${s.replace} replaced)` : ''}, ${s.noop} unchanged.`);
+  if (!plan.feasibility.ok) lines.push(c(31, 'The plan is not feasible: apply would fail. Fix the failed checks above first.'));
+  return lines.join('\n');
+}
+
+/** The plan as plain JSON (UNKNOWN values become "(known after apply)"). */
+export function planToJson(plan: Plan): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(plan)) as Record<string, unknown>;
+}
