@@ -1,0 +1,116 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, writeSync, closeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { InfraflowError, ValidationError } from './errors.js';
+
+/**
+ * Secrets at rest: AES-256-GCM with a 96-bit random nonce per value and an
+ * optional associated data string (bind a ciphertext to its owner, e.g. the
+ * secret's id, so a ciphertext copied to another row does not decrypt).
+ *
+ * Sealed format: `v1.<base64url(nonce | tag | ciphertext)>`.
+ *
+ * The key comes from `config.secretKey` (base64 of 32 bytes) or from the key
+ * file `<dataDir>/secret.key`, created with mode 0600 on first start.
+ */
+export const SEALED_PREFIX = 'v1.';
+export const REDACTED = '[redacted]';
+export const KEY_FILE_NAME = 'secret.key';
+
+export class SecretBox {
+  private readonly key: Buffer;
+
+  constructor(key: Buffer) {
+    if (key.length !== 32) throw new ValidationError('secrets.invalid_key', `the secret key must be 32 bytes (base64 of 32 random bytes); got ${key.length} bytes — generate one with: openssl rand -base64 32`);
+    this.key = Buffer.from(key);
+  }
+
+  /** A box with a fresh random key (tests). */
+  static random(): SecretBox {
+    return new SecretBox(randomBytes(32));
+  }
+
+  /**
+   * The key from `secretKey` (base64) if given, else from `<dataDir>/secret.key`,
+   * created (mode 0600) on first start.
+   */
+  static fromConfig(config: { secretKey?: string | undefined; dataDir: string }): SecretBox {
+    if (config.secretKey) {
+      const key = Buffer.from(config.secretKey, 'base64');
+      if (key.length !== 32) throw new ValidationError('config.invalid', `config key secretKey (INFRAFLOW_SECRET_KEY) must be base64 of exactly 32 bytes; got ${key.length} bytes — generate one with: openssl rand -base64 32`);
+      return new SecretBox(key);
+    }
+    return new SecretBox(loadOrCreateKeyFile(join(resolve(config.dataDir), KEY_FILE_NAME)));
+  }
+
+  seal(plaintext: string, aad = ''): string {
+    const nonce = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.key, nonce);
+    cipher.setAAD(Buffer.from(aad, 'utf8'));
+    const ct = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+    return SEALED_PREFIX + Buffer.concat([nonce, cipher.getAuthTag(), ct]).toString('base64url');
+  }
+
+  open(sealed: string, aad = ''): string {
+    if (!isSealed(sealed)) throw new InfraflowError('secrets.invalid_ciphertext', 'the stored secret is not in the sealed format; it may have been written without encryption', 500);
+    const raw = Buffer.from(sealed.slice(SEALED_PREFIX.length), 'base64url');
+    if (raw.length < 28) throw new InfraflowError('secrets.invalid_ciphertext', 'the stored secret is truncated', 500);
+    const decipher = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
+    decipher.setAAD(Buffer.from(aad, 'utf8'));
+    decipher.setAuthTag(raw.subarray(12, 28));
+    try {
+      return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
+    } catch {
+      throw new InfraflowError('secrets.decrypt_failed', 'a stored secret could not be decrypted: the secret key (secretKey or data/secret.key) is not the one it was written with', 500);
+    }
+  }
+
+  /** Seals a JSON value. */
+  sealJson(value: unknown, aad = ''): string {
+    return this.seal(JSON.stringify(value), aad);
+  }
+
+  openJson<T = unknown>(sealed: string, aad = ''): T {
+    return JSON.parse(this.open(sealed, aad)) as T;
+  }
+}
+
+export function isSealed(value: unknown): value is string {
+  return typeof value === 'string' && value.startsWith(SEALED_PREFIX);
+}
+
+function loadOrCreateKeyFile(path: string): Buffer {
+  if (!existsSync(path)) {
+    mkdirSync(resolve(path, '..'), { recursive: true });
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      try {
+        writeSync(fd, randomBytes(32).toString('base64') + '\n');
+      } finally {
+        closeSync(fd);
+      }
+      chmodSync(path, 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  const key = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+  if (key.length !== 32) throw new ValidationError('secrets.invalid_key', `the key file ${path} must hold base64 of 32 bytes; restore it from backup (secrets written with it cannot be read otherwise)`);
+  return key;
+}
+
+/** Keys whose values are secrets wherever they appear in a document. */
+const SECRET_KEY_RE = /^(password|passwd|secret|token|apikey|api_key|credentials?|kubeconfig|privatekey|private_key|bmcpassword|adminpassword)$/i;
+
+/** Deep copy of `value` with every secret-named key's value replaced by `[redacted]`. */
+export function redact<T>(value: T): T {
+  if (Array.isArray(value)) return value.map((v) => redact(v)) as T;
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      out[k] = SECRET_KEY_RE.test(k) && v !== null && v !== undefined ? REDACTED : redact(v);
+    }
+    return out as T;
+  }
+  return value;
+}
