@@ -1,4 +1,5 @@
 import type { AreaMigration } from '../store/migrate.js';
+import { ipamMigrations } from '../ipam/migrations.js';
 import { resourceMigrations } from '../resources/migrations.js';
 
 /**
@@ -7,5 +8,6 @@ import { resourceMigrations } from '../resources/migrations.js';
  * this composition root is the only place that knows them all.
  */
 export const allMigrations: AreaMigration[] = [
+  ...ipamMigrations,
   ...resourceMigrations,
 ];

@@ -1,0 +1,58 @@
+import type { Transaction } from 'kysely';
+import type { Database } from '../store/schema.js';
+import type { Store } from '../store/store.js';
+import { withTx } from './tx.js';
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/**
+ * Group commit for allocators. Requests for the same pool (one prefix, one
+ * VLAN pool, one server type) that arrive while a transaction for that pool
+ * is in flight are queued and served together by the next transaction: one
+ * lock, one walk of the free list, one multi-row insert, one commit (one
+ * fsync). A lone request is never delayed; under load, the number of
+ * requests per commit grows with the queue. Each request still gets its own
+ * outcome: one request failing (exhausted, address in use) does not fail
+ * the others in its batch.
+ */
+export class GroupCommit<R, O> {
+  private readonly queues = new Map<string, { req: R; resolve: (v: O) => void; reject: (e: unknown) => void }[]>();
+  private readonly running = new Set<string>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly process: (trx: Transaction<Database>, key: string, reqs: R[]) => Promise<Outcome<O>[]>,
+    private readonly maxBatch = 256,
+  ) {}
+
+  submit(key: string, req: R): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      let q = this.queues.get(key);
+      if (!q) this.queues.set(key, (q = []));
+      q.push({ req, resolve, reject });
+      if (!this.running.has(key)) void this.drain(key);
+    });
+  }
+
+  private async drain(key: string): Promise<void> {
+    this.running.add(key);
+    try {
+      for (;;) {
+        const q = this.queues.get(key);
+        if (!q || q.length === 0) {
+          this.queues.delete(key);
+          break;
+        }
+        const batch = q.splice(0, this.maxBatch);
+        try {
+          const outs = await withTx(this.store, (trx) => this.process(trx, key, batch.map((b) => b.req)));
+          outs.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.error)));
+        } catch (e) {
+          for (const b of batch) b.reject(e);
+        }
+      }
+    } finally {
+      this.running.delete(key);
+    }
+  }
+}

@@ -1,0 +1,55 @@
+import { sql, type Transaction } from 'kysely';
+import { TransientError } from '../core/errors.js';
+import type { Database } from '../store/schema.js';
+import type { Store, Trx } from '../store/store.js';
+
+/**
+ * Transactions for allocators. Correctness never depends on this retry: the
+ * database constraints (unique indexes, conditional updates, row locks)
+ * refuse every double allocation. The retry only turns a lost race on
+ * PostgreSQL (serialization failure, deadlock, unique violation) or a busy
+ * SQLite file into another attempt instead of an error for the caller.
+ */
+const RETRYABLE_PG = new Set(['40001', '40P01', '23505', '55P03']);
+
+export function isRetryableDbError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return RETRYABLE_PG.has(code) || code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT';
+}
+
+export function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+export async function withTx<T>(store: Store, fn: (trx: Transaction<Database>) => Promise<T>, opts: { attempts?: number } = {}): Promise<T> {
+  const attempts = opts.attempts ?? 30;
+  let last: unknown;
+  for (let i = 0; i < attempts; i++) {
+    try {
+      return await store.transaction(fn);
+    } catch (e) {
+      if (!isRetryableDbError(e)) throw e;
+      last = e;
+      // small randomized backoff so racing processes spread out
+      await new Promise((r) => setTimeout(r, Math.min(50, 1 + i * 2) * Math.random()));
+    }
+  }
+  throw new TransientError('alloc.contention', `the allocation lost ${attempts} races in a row against concurrent requests; try again`, { cause: last });
+}
+
+/** `select … for update` on PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers. */
+export async function lockRow(trx: Trx, dialect: 'sqlite' | 'postgres', table: string, id: string): Promise<boolean> {
+  if (dialect === 'postgres') {
+    const r = await sql<{ id: string }>`select id from ${sql.table(table)} where id = ${id} for update`.execute(trx);
+    return r.rows.length > 0;
+  }
+  const r = await sql<{ id: string }>`select id from ${sql.table(table)} where id = ${id}`.execute(trx);
+  return r.rows.length > 0;
+}
+
+export function parseJson<T>(text: string | null | undefined, fallback: T): T {
+  if (text === null || text === undefined || text === '') return fallback;
+  return JSON.parse(text) as T;
+}

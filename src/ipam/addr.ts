@@ -1,0 +1,105 @@
+import { Address4, Address6 } from 'ip-address';
+import { ValidationError } from '../core/errors.js';
+
+/**
+ * Address arithmetic. Parsing and formatting use the `ip-address` library;
+ * all arithmetic is BigInt so IPv6 /64s (2^64 addresses) work the same as
+ * IPv4 /24s. Addresses are stored as 32 lower-case hex digits: text that
+ * sorts in numeric order on both dialects, so "next free" is an index range
+ * scan instead of a walk over every address.
+ */
+export type Family = 4 | 6;
+
+export interface ParsedPrefix {
+  family: Family;
+  /** Network address (host bits zero). */
+  network: bigint;
+  length: number;
+  /** Last address in the prefix. */
+  last: bigint;
+  /** Canonical text, e.g. `10.0.0.0/24`, `2001:db8::/64`. */
+  cidr: string;
+}
+
+export function bitsOf(family: Family): number {
+  return family === 4 ? 32 : 128;
+}
+
+export function toHex(v: bigint): string {
+  return v.toString(16).padStart(32, '0');
+}
+
+export function fromHex(h: string): bigint {
+  return BigInt('0x' + h);
+}
+
+export function formatAddress(family: Family, v: bigint): string {
+  return family === 4 ? Address4.fromBigInt(v).correctForm() : Address6.fromBigInt(v).correctForm();
+}
+
+export function formatPrefix(family: Family, network: bigint, length: number): string {
+  return `${formatAddress(family, network)}/${length}`;
+}
+
+export function sizeOf(family: Family, length: number): bigint {
+  return 1n << BigInt(bitsOf(family) - length);
+}
+
+function bad(field: string, code: string, message: string, value: unknown): never {
+  throw new ValidationError(code, `${field}: ${message}`, { details: { field, value } });
+}
+
+/**
+ * Parses an address. `expect` forces a family: an IPv4-mapped IPv6 address
+ * (`::ffff:10.0.0.1`) where IPv4 is expected is refused with a hint, never
+ * silently converted.
+ */
+export function parseAddress(text: unknown, field: string, expect?: Family): { family: Family; value: bigint; text: string } {
+  if (typeof text !== 'string' || text.trim() === '') bad(field, 'ipam.invalid_address', 'an IP address is required', text);
+  const s = text.trim();
+  if (s.includes('/')) bad(field, 'ipam.invalid_address', `"${s}" is a prefix; give a single address without /length`, s);
+  let family: Family;
+  let value: bigint;
+  if (Address4.isValid(s)) {
+    family = 4;
+    value = new Address4(s).bigInt();
+  } else if (Address6.isValid(s)) {
+    const a = new Address6(s);
+    if (a.isMapped4() && expect === 4) {
+      bad(field, 'ipam.ipv4_mapped', `"${s}" is an IPv4-mapped IPv6 address where an IPv4 address is expected; write it as ${a.to4().correctForm()}`, s);
+    }
+    if (a.isMapped4()) bad(field, 'ipam.ipv4_mapped', `"${s}" is an IPv4-mapped IPv6 address; IPAM keeps IPv4 in IPv4 form, write ${a.to4().correctForm()}`, s);
+    family = 6;
+    value = a.bigInt();
+  } else {
+    bad(field, 'ipam.invalid_address', `"${s}" is not a valid IPv4 or IPv6 address`, s);
+  }
+  if (expect !== undefined && family !== expect) {
+    bad(field, 'ipam.family_mismatch', `"${s}" is IPv${family} but an IPv${expect} address is expected`, s);
+  }
+  return { family, value, text: formatAddress(family, value) };
+}
+
+/** Parses `a.b.c.d/len` or `x::/len`. Host bits must be zero (`10.0.0.1/24` is refused, naming 10.0.0.0/24). */
+export function parsePrefix(text: unknown, field: string, expect?: Family): ParsedPrefix {
+  if (typeof text !== 'string' || !text.includes('/')) bad(field, 'ipam.invalid_prefix', `a prefix in CIDR form is required, e.g. 10.0.0.0/24 or 2001:db8::/64 (got ${JSON.stringify(text)})`, text);
+  const [addrText, lenText, ...rest] = text.trim().split('/');
+  if (rest.length > 0 || lenText === undefined) bad(field, 'ipam.invalid_prefix', `"${text}" is not in CIDR form`, text);
+  if (!/^\d{1,3}$/.test(lenText)) bad(field, 'ipam.invalid_prefix_length', `prefix length "${lenText}" must be a whole number`, text);
+  const { family, value } = parseAddress(addrText, field, expect);
+  const length = Number(lenText);
+  const bits = bitsOf(family);
+  if (length > bits) bad(field, 'ipam.invalid_prefix_length', `prefix length /${length} is longer than the ${bits} bits of an IPv${family} address (use /0 to /${bits})`, text);
+  const hostBits = BigInt(bits - length);
+  const network = (value >> hostBits) << hostBits;
+  if (network !== value) {
+    bad(field, 'ipam.host_bits_set', `"${text}" has host bits set; the network is ${formatPrefix(family, network, length)}`, text);
+  }
+  return { family, network, length, last: network + (1n << hostBits) - 1n, cidr: formatPrefix(family, network, length) };
+}
+
+/** Aligns `v` up to the next multiple of `size` (a power of two). */
+export function alignUp(v: bigint, size: bigint): bigint {
+  const r = v % size;
+  return r === 0n ? v : v + (size - r);
+}

@@ -1,0 +1,822 @@
+import type { Transaction } from 'kysely';
+import { systemClock, type Clock } from '../core/clock.js';
+import { ConflictError, ExhaustedError, NotFoundError, ValidationError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { Database } from '../store/schema.js';
+import type { Store, Trx } from '../store/store.js';
+import { GroupCommit, type Outcome } from '../inventory/groupcommit.js';
+import { parseJson, withTx } from '../inventory/tx.js';
+import { parseInput } from '../inventory/validate.js';
+import { alignUp, bitsOf, formatAddress, formatPrefix, fromHex, parseAddress, parsePrefix, toHex, type Family } from './addr.js';
+import {
+  AllocateAddressSchema, AllocatePrefixSchema, AllocateVlanSchema, CreatePrefixSchema, CreateVlanPoolSchema, VLAN_MAX, VLAN_MIN, VNI_MAX,
+  type Address, type AllocateAddressInput, type AllocatePrefixInput, type AllocateVlanInput, type CreatePrefixInput, type CreateVlanPoolInput,
+  type Prefix, type PrefixKind, type Utilization, type VlanAllocation, type VlanPool,
+} from './schemas.js';
+import type { IpamAddressTable, IpamPrefixTable, IpamVlanAllocTable, IpamVlanPoolTable } from './tables.js';
+import { FreeWalker, mergeRanges, sizeOfRanges, type Range } from './walk.js';
+import './tables.js';
+
+type AddrReq = ReturnType<typeof AllocateAddressSchema.parse>;
+type VlanReq = ReturnType<typeof AllocateVlanSchema.parse>;
+type PrefixReq = ReturnType<typeof AllocatePrefixSchema.parse>;
+
+interface StoredRange { start: string; end: string; reason: string }
+
+export interface IpamOptions {
+  store: Store;
+  clock?: Clock;
+  /** Group commit of concurrent requests for one pool (default true). */
+  groupCommit?: boolean;
+}
+
+/**
+ * IP address management: hierarchical prefixes (IPv4 and IPv6) scoped per
+ * datacenter or routing domain, addresses, floating IP pools, VLAN and VNI
+ * pools.
+ *
+ * Never double-allocates, on one process or many: every allocation is a
+ * row under a unique index ((prefix, address), (pool, vlan)), written in a
+ * transaction that first locks the pool's row (SELECT … FOR UPDATE on
+ * PostgreSQL, BEGIN IMMEDIATE on SQLite); child prefixes are carved under
+ * the parent's lock. Lost races are retried (see inventory/tx.ts).
+ *
+ * Methods taking `trx` run inside the caller's transaction (reservations
+ * compose several allocations atomically); without it they run in their own.
+ */
+export class Ipam {
+  readonly store: Store;
+  readonly clock: Clock;
+  private readonly pg: boolean;
+  private readonly addrGc: GroupCommit<AddrReq, Address[]>;
+  private readonly vlanGc: GroupCommit<VlanReq, VlanAllocation[]>;
+  private readonly groupCommit: boolean;
+
+  constructor(opts: IpamOptions) {
+    this.store = opts.store;
+    this.clock = opts.clock ?? systemClock;
+    this.pg = opts.store.dialect === 'postgres';
+    this.groupCommit = opts.groupCommit ?? true;
+    this.addrGc = new GroupCommit(this.store, (trx, key, reqs) => this.allocAddressesTx(trx, key, reqs));
+    this.vlanGc = new GroupCommit(this.store, (trx, key, reqs) => this.allocVlansTx(trx, key, reqs));
+  }
+
+  // ---------------------------------------------------------------- prefixes
+
+  /**
+   * Creates a prefix. Its parent is the smallest existing container in the
+   * same scope that holds it; a prefix that overlaps any other prefix in
+   * the scope without being inside it is refused.
+   */
+  async createPrefix(input: CreatePrefixInput): Promise<Prefix> {
+    const inp = parseInput(CreatePrefixSchema, input, 'ipam');
+    const p = parsePrefix(inp.cidr, 'cidr');
+    const reserved: (Range & { reason: string })[] = [];
+    let gateway: string | null = null;
+    const field = (f: string, v: string, exp: Family) => {
+      const a = parseAddress(v, f, exp);
+      if (a.value < p.network || a.value > p.last) throw new ValidationError('ipam.outside_prefix', `${f}: ${a.text} is outside ${p.cidr}`, { details: { field: f } });
+      return a.value;
+    };
+    reserved.push(...defaultReserved(inp.kind, p.family, p.network, p.length));
+    if (inp.gateway !== undefined) {
+      const g = field('gateway', inp.gateway, p.family);
+      gateway = formatAddress(p.family, g);
+      reserved.push({ start: g, end: g, reason: 'gateway' });
+    }
+    inp.reserved.forEach((r, i) => {
+      const s = field(`reserved.${i}.start`, r.start, p.family);
+      const e = r.end === undefined ? s : field(`reserved.${i}.end`, r.end, p.family);
+      if (e < s) throw new ValidationError('ipam.invalid_range', `reserved.${i}.end: ${r.end} comes before ${r.start}`, { details: { field: `reserved.${i}.end` } });
+      reserved.push({ start: s, end: e, reason: r.reason });
+    });
+    if (inp.dhcpRange) {
+      const s = field('dhcpRange.start', inp.dhcpRange.start, p.family);
+      const e = field('dhcpRange.end', inp.dhcpRange.end, p.family);
+      if (e < s) throw new ValidationError('ipam.invalid_range', `dhcpRange.end: ${inp.dhcpRange.end} comes before ${inp.dhcpRange.start}`, { details: { field: 'dhcpRange.end' } });
+      reserved.push({ start: s, end: e, reason: 'dhcp' });
+    }
+    const id = newId('pfx');
+    return withTx(this.store, async (trx) => {
+      const overlapping = await trx.selectFrom('ipam_prefixes').selectAll()
+        .where('scope', '=', inp.scope).where('family', '=', p.family)
+        .where('network_hex', '<=', toHex(p.last)).where('last_hex', '>=', toHex(p.network))
+        .orderBy('length', 'desc').execute();
+      let parent: IpamPrefixTable | undefined;
+      for (const o of overlapping) {
+        const contains = fromHex(o.network_hex) <= p.network && fromHex(o.last_hex) >= p.last && o.length < p.length;
+        if (!contains) {
+          throw new ConflictError('ipam.prefix_overlap', `cidr: ${p.cidr} overlaps ${o.cidr} (${o.id}) in scope ${inp.scope}; prefixes in one scope nest or are disjoint`, { details: { field: 'cidr', existing: o.id, existingCidr: o.cidr } });
+        }
+        if (!parent) parent = o;
+      }
+      if (parent && parent.kind !== 'container') {
+        throw new ConflictError('ipam.parent_not_container', `cidr: ${p.cidr} lies inside ${parent.cidr}, a ${parent.kind} prefix; only container prefixes hold child prefixes`, { details: { field: 'cidr', parent: parent.id } });
+      }
+      if (parent) await this.lockPrefix(trx, parent.id);
+      const row: IpamPrefixTable = {
+        id, scope: inp.scope, family: p.family, cidr: p.cidr, network_hex: toHex(p.network), last_hex: toHex(p.last), length: p.length,
+        parent_id: parent?.id ?? null, kind: inp.kind, gateway, reserved: encodeRanges(reserved),
+        cursor_hex: toHex(p.network), holder: null, reservation_id: null, expires_at: null, idem_key: null,
+        description: inp.description, labels: JSON.stringify(inp.labels), created_at: this.clock.now(),
+      };
+      await trx.insertInto('ipam_prefixes').values(row).execute();
+      if (inp.kind === 'container') await this.advanceContainerCursor(trx, row);
+      if (parent) await this.advanceContainerCursor(trx, parent);
+      return toPrefix(row);
+    });
+  }
+
+  async getPrefix(id: string, trx: Trx = this.store.db): Promise<Prefix> {
+    const row = await trx.selectFrom('ipam_prefixes').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('ipam.prefix_not_found', `prefix ${id} does not exist`, { details: { field: 'prefixId', id } });
+    return toPrefix(row);
+  }
+
+  /** The prefix with exactly this CIDR in a scope. */
+  async findPrefix(scope: string, cidr: string): Promise<Prefix | undefined> {
+    const p = parsePrefix(cidr, 'cidr');
+    const row = await this.store.db.selectFrom('ipam_prefixes').selectAll()
+      .where('scope', '=', scope).where('family', '=', p.family).where('network_hex', '=', toHex(p.network)).where('length', '=', p.length).executeTakeFirst();
+    return row ? toPrefix(row) : undefined;
+  }
+
+  async listPrefixes(filter: { scope?: string; parentId?: string | null; kind?: PrefixKind; holder?: string } = {}): Promise<Prefix[]> {
+    let q = this.store.db.selectFrom('ipam_prefixes').selectAll();
+    if (filter.scope !== undefined) q = q.where('scope', '=', filter.scope);
+    if (filter.parentId !== undefined) q = filter.parentId === null ? q.where('parent_id', 'is', null) : q.where('parent_id', '=', filter.parentId);
+    if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
+    if (filter.holder !== undefined) q = q.where('holder', '=', filter.holder);
+    const rows = await q.orderBy('scope').orderBy('family').orderBy('network_hex').orderBy('length').execute();
+    return rows.map(toPrefix);
+  }
+
+  /** Deletes a prefix that holds no child prefixes and no addresses. */
+  async deletePrefix(id: string): Promise<void> {
+    await withTx(this.store, async (trx) => {
+      const row = await this.lockPrefix(trx, id);
+      const child = await trx.selectFrom('ipam_prefixes').select('id').where('parent_id', '=', id).executeTakeFirst();
+      const addr = await trx.selectFrom('ipam_addresses').select('id').where('prefix_id', '=', id).executeTakeFirst();
+      if (child || addr) throw new ConflictError('ipam.prefix_in_use', `prefix ${row.cidr} still holds ${child ? 'child prefixes' : 'addresses'}; release them first`, { details: { id } });
+      await this.deletePrefixRows(trx, [row]);
+    });
+  }
+
+  /** Carves the next free child prefix of `length` from a container (e.g. a /24 for a cluster network). */
+  async allocatePrefix(input: AllocatePrefixInput, trx?: Trx): Promise<Prefix> {
+    const req = parseInput(AllocatePrefixSchema, input, 'ipam');
+    if (trx) return this.allocPrefixTx(trx, req);
+    return withTx(this.store, (t) => this.allocPrefixTx(t, req));
+  }
+
+  /** Releases a carved prefix and everything allocated inside it. */
+  async releasePrefix(id: string, opts: { holder?: string } = {}): Promise<void> {
+    await withTx(this.store, async (trx) => {
+      const row = await trx.selectFrom('ipam_prefixes').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) throw new NotFoundError('ipam.prefix_not_found', `prefix ${id} does not exist`, { details: { field: 'id', id } });
+      if (row.holder === null) throw new ConflictError('ipam.not_allocated', `prefix ${row.cidr} was created, not allocated; delete it with deletePrefix`, { details: { id } });
+      if (opts.holder !== undefined && row.holder !== opts.holder) throw new ConflictError('ipam.wrong_holder', `prefix ${row.cidr} is held by ${row.holder}, not ${opts.holder}`, { details: { id } });
+      await this.deleteCascade(trx, [row]);
+    });
+  }
+
+  private async allocPrefixTx(trx: Trx, req: PrefixReq): Promise<Prefix> {
+    if (req.key) {
+      const existing = await trx.selectFrom('ipam_prefixes').selectAll().where('idem_key', '=', req.key).executeTakeFirst();
+      if (existing) return toPrefix(existing);
+    }
+    const parent = await this.lockPrefix(trx, req.parentId, 'parentId');
+    if (parent.kind !== 'container') throw new ConflictError('ipam.wrong_kind', `parentId: ${parent.cidr} is a ${parent.kind} prefix; child prefixes are carved from container prefixes`, { details: { field: 'parentId' } });
+    const family = parent.family as Family;
+    if (req.length <= parent.length || req.length > bitsOf(family)) {
+      throw new ValidationError('ipam.invalid_prefix_length', `length: a child of ${parent.cidr} must be longer than /${parent.length} and at most /${bitsOf(family)}; got /${req.length}`, { details: { field: 'length' } });
+    }
+    const start = await this.findChildBlock(trx, parent, req.length);
+    if (start === null) {
+      throw new ExhaustedError('ipam.prefix_exhausted', `${parent.cidr} in ${parent.scope} has no free /${req.length} left`, { details: { prefixId: parent.id, cidr: parent.cidr, length: req.length } });
+    }
+    const size = 1n << BigInt(bitsOf(family) - req.length);
+    const last = start + size - 1n;
+    const reserved = defaultReserved(req.kind, family, start, req.length);
+    let gateway: string | null = null;
+    if (req.gateway === 'first' && req.kind !== 'container') {
+      const g = size > 2n ? start + 1n : start;
+      gateway = formatAddress(family, g);
+      reserved.push({ start: g, end: g, reason: 'gateway' });
+    }
+    const row: IpamPrefixTable = {
+      id: newId('pfx'), scope: parent.scope, family, cidr: formatPrefix(family, start, req.length), network_hex: toHex(start), last_hex: toHex(last),
+      length: req.length, parent_id: parent.id, kind: req.kind, gateway,
+      reserved: encodeRanges(reserved),
+      cursor_hex: toHex(start), holder: req.holder, reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null,
+      idem_key: req.key ?? null, description: req.description, labels: '{}', created_at: this.clock.now(),
+    };
+    await trx.insertInto('ipam_prefixes').values(row).execute();
+    await this.advanceContainerCursor(trx, parent);
+    return toPrefix(row);
+  }
+
+  /** First aligned block of `length` in the container not overlapping a child or a reserved range. */
+  private async findChildBlock(trx: Trx, parent: IpamPrefixTable, length: number): Promise<bigint | null> {
+    const family = parent.family as Family;
+    const size = 1n << BigInt(bitsOf(family) - length);
+    const last = fromHex(parent.last_hex);
+    const reserved = storedRanges(parent.reserved);
+    let c = alignUp(fromHex(parent.cursor_hex), size);
+    const LIMIT = 256;
+    const fetch = (from: bigint) => trx.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', parent.id)
+      .where('last_hex', '>=', toHex(from)).orderBy('network_hex').limit(LIMIT).execute()
+      .then((rs) => rs.map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) })));
+    let buf = await fetch(c);
+    let i = 0;
+    for (;;) {
+      const end = c + size - 1n;
+      if (end > last) return null;
+      const r = reserved.find((x) => x.start <= end && x.end >= c);
+      if (r) {
+        c = alignUp(r.end + 1n, size);
+        continue;
+      }
+      while (i < buf.length && buf[i]!.end < c) i++;
+      if (i === buf.length && buf.length === LIMIT) {
+        buf = await fetch(c);
+        i = 0;
+        continue;
+      }
+      if (i < buf.length && buf[i]!.start <= end) {
+        c = alignUp(buf[i]!.end + 1n, size);
+        continue;
+      }
+      return c;
+    }
+  }
+
+  /** Moves a container's cursor past children and reserved ranges that start at it. */
+  private async advanceContainerCursor(trx: Trx, parent: IpamPrefixTable): Promise<void> {
+    const reserved = storedRanges(parent.reserved);
+    const fresh = await trx.selectFrom('ipam_prefixes').select('cursor_hex').where('id', '=', parent.id).executeTakeFirstOrThrow();
+    let c = fromHex(fresh.cursor_hex);
+    const last = fromHex(parent.last_hex);
+    for (;;) {
+      if (c > last) break;
+      const r = reserved.find((x) => x.start <= c && x.end >= c);
+      if (r) {
+        c = r.end + 1n;
+        continue;
+      }
+      const child = await trx.selectFrom('ipam_prefixes').select('last_hex').where('parent_id', '=', parent.id).where('network_hex', '=', toHex(c)).orderBy('length').executeTakeFirst();
+      if (!child) break;
+      c = fromHex(child.last_hex) + 1n;
+    }
+    if (c !== fromHex(fresh.cursor_hex)) await trx.updateTable('ipam_prefixes').set({ cursor_hex: toHex(c) }).where('id', '=', parent.id).execute();
+  }
+
+  // --------------------------------------------------------------- addresses
+
+  /** Allocates addresses (the next free ones, or a requested one); `count` > 1 is all or nothing. */
+  async allocateAddresses(input: AllocateAddressInput, trx?: Trx): Promise<Address[]> {
+    const req = parseInput(AllocateAddressSchema, input, 'ipam');
+    if (req.address !== undefined && req.count !== 1) throw new ValidationError('ipam.invalid_input', 'count: a requested address allocates exactly one; drop count or address', { details: { field: 'count' } });
+    if (trx) return unwrap((await this.allocAddressesTx(trx, req.prefixId, [req]))[0]!);
+    if (!this.groupCommit) return withTx(this.store, async (t) => unwrap((await this.allocAddressesTx(t, req.prefixId, [req]))[0]!));
+    return this.addrGc.submit(req.prefixId, req);
+  }
+
+  async allocateAddress(input: Omit<AllocateAddressInput, 'count'>, trx?: Trx): Promise<Address> {
+    return (await this.allocateAddresses({ ...input, count: 1 }, trx))[0]!;
+  }
+
+  /** Allocates a floating IP from a floating pool (a prefix of kind `floating`). */
+  async allocateFloatingIp(input: { poolId: string; holder: string; address?: string; key?: string; hold?: { reservationId: string; expiresAt: number } }, trx?: Trx): Promise<Address> {
+    return this.allocateAddress({ prefixId: input.poolId, holder: input.holder, ...(input.address ? { address: input.address } : {}), ...(input.key ? { key: input.key } : {}), ...(input.hold ? { hold: input.hold } : {}) }, trx);
+  }
+
+  /** Associates a floating IP with a target (instance, port, load balancer) or clears the association (null). */
+  async associateFloatingIp(addressId: string, target: string | null): Promise<Address> {
+    return withTx(this.store, async (trx) => {
+      const a = await trx.selectFrom('ipam_addresses').selectAll().where('id', '=', addressId).executeTakeFirst();
+      if (!a) throw new NotFoundError('ipam.address_not_found', `address ${addressId} is not allocated`, { details: { field: 'id' } });
+      const p = await this.getPrefixRow(trx, a.prefix_id);
+      if (p.kind !== 'floating') throw new ConflictError('ipam.wrong_kind', `${a.address} is not a floating IP (its prefix ${p.cidr} is a ${p.kind} prefix)`, { details: { field: 'id' } });
+      await trx.updateTable('ipam_addresses').set({ target }).where('id', '=', addressId).execute();
+      return toAddress({ ...a, target }, p.length);
+    });
+  }
+
+  private async allocAddressesTx(trx: Trx, prefixId: string, reqs: AddrReq[]): Promise<Outcome<Address[]>[]> {
+    const prefix = await this.lockPrefix(trx, prefixId, 'prefixId');
+    const family = prefix.family as Family;
+    if (prefix.kind === 'container') {
+      const e = new ConflictError('ipam.wrong_kind', `prefixId: ${prefix.cidr} is a container prefix; allocate addresses from its network prefixes (or carve one with allocatePrefix)`, { details: { field: 'prefixId' } });
+      return reqs.map(() => ({ ok: false, error: e }));
+    }
+    const net = fromHex(prefix.network_hex);
+    const last = fromHex(prefix.last_hex);
+    const reserved = storedRanges(prefix.reserved);
+    const now = this.clock.now();
+    const walker = new FreeWalker(fromHex(prefix.cursor_hex), last, reserved, (from, limit) =>
+      trx.selectFrom('ipam_addresses').select('address_hex').where('prefix_id', '=', prefix.id).where('address_hex', '>=', toHex(from))
+        .orderBy('address_hex').limit(limit).execute().then((rs) => rs.map((r) => fromHex(r.address_hex))));
+    const rows: IpamAddressTable[] = [];
+    const outcomes: Outcome<Address[]>[] = [];
+    const keysInBatch = new Map<string, IpamAddressTable[]>();
+    for (const req of reqs) {
+      try {
+        if (req.key) {
+          const keys = Array.from({ length: req.count }, (_, i) => `${req.key}#${i}`);
+          const inBatch = keysInBatch.get(req.key);
+          if (inBatch) {
+            outcomes.push({ ok: true, value: inBatch.map((r) => toAddress(r, prefix.length)) });
+            continue;
+          }
+          const existing = await trx.selectFrom('ipam_addresses').selectAll().where('idem_key', 'in', keys).orderBy('address_hex').execute();
+          if (existing.length > 0) {
+            outcomes.push({ ok: true, value: existing.map((r) => toAddress(r, prefix.length)) });
+            continue;
+          }
+        }
+        let values: bigint[] | null = null;
+        if (req.address !== undefined) {
+          const a = parseAddress(req.address, 'address', family);
+          if (a.value < net || a.value > last) throw new ValidationError('ipam.outside_prefix', `address: ${a.text} is outside ${prefix.cidr}`, { details: { field: 'address' } });
+          let problem: ConflictError | undefined;
+          if (reserved.some((r) => r.start <= a.value && a.value <= r.end)) {
+            problem = new ConflictError('ipam.address_reserved', `address: ${a.text} is reserved in ${prefix.cidr} (network, broadcast, gateway or a reserved range)`, { details: { field: 'address', address: a.text } });
+          } else if (walker.taken.has(a.value) || await trx.selectFrom('ipam_addresses').select('id').where('prefix_id', '=', prefix.id).where('address_hex', '=', toHex(a.value)).executeTakeFirst()) {
+            problem = new ConflictError('ipam.address_in_use', `address: ${a.text} is already allocated in ${prefix.cidr}`, { details: { field: 'address', address: a.text } });
+          }
+          if (!problem) {
+            walker.claim(a.value);
+            values = [a.value];
+          } else if (!req.fallback) throw problem;
+        }
+        if (values === null) {
+          values = await walker.take(req.count);
+          if (values === null) {
+            throw new ExhaustedError('ipam.address_exhausted', `${prefix.cidr} in ${prefix.scope} has ${req.count === 1 ? 'no free address left' : `fewer than ${req.count} free addresses left`}`, { details: { prefixId: prefix.id, cidr: prefix.cidr, requested: req.count } });
+          }
+        }
+        const mine = values.map((v, i): IpamAddressTable => ({
+          id: newId('ip'), prefix_id: prefix.id, family, address_hex: toHex(v), address: formatAddress(family, v), holder: req.holder, target: null,
+          reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null, idem_key: req.key ? `${req.key}#${i}` : null, created_at: now,
+        }));
+        if (req.key) keysInBatch.set(req.key, mine);
+        rows.push(...mine);
+        outcomes.push({ ok: true, value: mine.map((r) => toAddress(r, prefix.length)) });
+      } catch (e) {
+        outcomes.push({ ok: false, error: e });
+      }
+    }
+    for (let i = 0; i < rows.length; i += 400) await trx.insertInto('ipam_addresses').values(rows.slice(i, i + 400)).execute();
+    const cursor = walker.cursor();
+    if (cursor !== fromHex(prefix.cursor_hex)) await trx.updateTable('ipam_prefixes').set({ cursor_hex: toHex(cursor) }).where('id', '=', prefix.id).execute();
+    return outcomes;
+  }
+
+  /** Releases one address by id, or by prefix and address. */
+  async releaseAddress(ref: { id: string; holder?: string } | { prefixId: string; address: string; holder?: string }): Promise<Address> {
+    return withTx(this.store, async (trx) => {
+      let row: IpamAddressTable | undefined;
+      let prefix: IpamPrefixTable;
+      if ('id' in ref) {
+        row = await trx.selectFrom('ipam_addresses').selectAll().where('id', '=', ref.id).executeTakeFirst();
+        if (!row) throw new NotFoundError('ipam.address_not_allocated', `id: address ${ref.id} is not allocated`, { details: { field: 'id' } });
+        prefix = await this.lockPrefix(trx, row.prefix_id);
+      } else {
+        prefix = await this.lockPrefix(trx, ref.prefixId, 'prefixId');
+        const a = parseAddress(ref.address, 'address', prefix.family as Family);
+        row = await trx.selectFrom('ipam_addresses').selectAll().where('prefix_id', '=', prefix.id).where('address_hex', '=', toHex(a.value)).executeTakeFirst();
+        if (!row) throw new NotFoundError('ipam.address_not_allocated', `address: ${a.text} is not allocated in ${prefix.cidr}`, { details: { field: 'address' } });
+      }
+      if (ref.holder !== undefined && row.holder !== ref.holder) throw new ConflictError('ipam.wrong_holder', `${row.address} is held by ${row.holder}, not ${ref.holder}`, { details: { field: 'holder' } });
+      await this.deleteAddressRows(trx, prefix, [row]);
+      return toAddress(row, prefix.length);
+    });
+  }
+
+  async listAddresses(filter: { prefixId?: string; holder?: string; reservationId?: string; limit?: number; after?: string } = {}): Promise<Address[]> {
+    let q = this.store.db.selectFrom('ipam_addresses').innerJoin('ipam_prefixes', 'ipam_prefixes.id', 'ipam_addresses.prefix_id').selectAll('ipam_addresses').select('ipam_prefixes.length as plen');
+    if (filter.prefixId) q = q.where('ipam_addresses.prefix_id', '=', filter.prefixId);
+    if (filter.holder) q = q.where('ipam_addresses.holder', '=', filter.holder);
+    if (filter.reservationId) q = q.where('ipam_addresses.reservation_id', '=', filter.reservationId);
+    if (filter.after) q = q.where('ipam_addresses.address_hex', '>', toHex(parseAddress(filter.after, 'after').value));
+    const rows = await q.orderBy('ipam_addresses.prefix_id').orderBy('ipam_addresses.address_hex').limit(filter.limit ?? 10_000).execute();
+    return rows.map((r) => toAddress(r, r.plen));
+  }
+
+  private async deleteAddressRows(trx: Trx, prefix: IpamPrefixTable, rows: IpamAddressTable[]): Promise<void> {
+    if (rows.length === 0) return;
+    let min = fromHex(prefix.cursor_hex);
+    for (let i = 0; i < rows.length; i += 500) {
+      await trx.deleteFrom('ipam_addresses').where('id', 'in', rows.slice(i, i + 500).map((r) => r.id)).execute();
+    }
+    for (const r of rows) {
+      const v = fromHex(r.address_hex);
+      if (v < min) min = v;
+    }
+    if (min !== fromHex(prefix.cursor_hex)) await trx.updateTable('ipam_prefixes').set({ cursor_hex: toHex(min) }).where('id', '=', prefix.id).execute();
+  }
+
+  // ------------------------------------------------------------------- VLANs
+
+  /** Creates a VLAN pool (ids 1..4094; 0 and 4095 are never handed out) or a VNI pool (1..16777215). */
+  async createVlanPool(input: CreateVlanPoolInput): Promise<VlanPool> {
+    const inp = parseInput(CreateVlanPoolSchema, input, 'ipam');
+    const hi = inp.kind === 'vlan' ? VLAN_MAX : VNI_MAX;
+    const what = inp.kind === 'vlan' ? 'VLAN ids are 1..4094 (0 and 4095 are reserved by IEEE 802.1Q)' : 'VNIs are 1..16777215';
+    const min = inp.min ?? VLAN_MIN;
+    const max = inp.max ?? hi;
+    if (min < VLAN_MIN || min > hi) throw new ValidationError('ipam.invalid_vlan', `min: ${min} is out of range; ${what}`, { details: { field: 'min' } });
+    if (max < VLAN_MIN || max > hi) throw new ValidationError('ipam.invalid_vlan', `max: ${max} is out of range; ${what}`, { details: { field: 'max' } });
+    if (max < min) throw new ValidationError('ipam.invalid_vlan', `max: ${max} is below min ${min}`, { details: { field: 'max' } });
+    const reserved: Range[] = [];
+    inp.reserved.forEach((r, i) => {
+      const [a, b] = typeof r === 'number' ? [r, r] : r;
+      if (a < VLAN_MIN || b > hi || b < a) throw new ValidationError('ipam.invalid_vlan', `reserved.${i}: ${JSON.stringify(r)} is not a valid id or range; ${what}`, { details: { field: `reserved.${i}` } });
+      reserved.push({ start: BigInt(a), end: BigInt(b) });
+    });
+    const merged = mergeRanges(reserved).map((r) => [Number(r.start), Number(r.end)] as [number, number]);
+    const row: IpamVlanPoolTable = { id: newId('vpool'), name: inp.name, scope: inp.scope, kind: inp.kind, min_id: min, max_id: max, reserved: JSON.stringify(merged), cursor_id: min, created_at: this.clock.now() };
+    try {
+      await this.store.db.insertInto('ipam_vlan_pools').values(row).execute();
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === '23505' || code?.startsWith('SQLITE_CONSTRAINT')) throw new ConflictError('ipam.pool_exists', `name: a VLAN pool named ${inp.name} already exists`, { details: { field: 'name' } });
+      throw e;
+    }
+    return toPool(row);
+  }
+
+  async getVlanPool(idOrName: string): Promise<VlanPool> {
+    return toPool(await this.getPoolRow(this.store.db, idOrName, 'poolId'));
+  }
+
+  async listVlanPools(filter: { scope?: string } = {}): Promise<VlanPool[]> {
+    let q = this.store.db.selectFrom('ipam_vlan_pools').selectAll();
+    if (filter.scope) q = q.where('scope', '=', filter.scope);
+    return (await q.orderBy('name').execute()).map(toPool);
+  }
+
+  async allocateVlans(input: AllocateVlanInput, trx?: Trx): Promise<VlanAllocation[]> {
+    const req = parseInput(AllocateVlanSchema, input, 'ipam');
+    if (req.vlan !== undefined && req.count !== 1) throw new ValidationError('ipam.invalid_input', 'count: a requested VLAN allocates exactly one; drop count or vlan', { details: { field: 'count' } });
+    if (req.vlan !== undefined && (req.vlan < VLAN_MIN || req.vlan > VNI_MAX)) {
+      throw new ValidationError('ipam.invalid_vlan', `vlan: ${req.vlan} is not a valid id; VLAN ids are 1..4094 (0 and 4095 are reserved by IEEE 802.1Q), VNIs 1..16777215`, { details: { field: 'vlan' } });
+    }
+    if (trx) return unwrap((await this.allocVlansTx(trx, req.poolId, [req]))[0]!);
+    if (!this.groupCommit) return withTx(this.store, async (t) => unwrap((await this.allocVlansTx(t, req.poolId, [req]))[0]!));
+    return this.vlanGc.submit(req.poolId, req);
+  }
+
+  async allocateVlan(input: Omit<AllocateVlanInput, 'count'>, trx?: Trx): Promise<VlanAllocation> {
+    return (await this.allocateVlans({ ...input, count: 1 }, trx))[0]!;
+  }
+
+  private async allocVlansTx(trx: Trx, poolRef: string, reqs: VlanReq[]): Promise<Outcome<VlanAllocation[]>[]> {
+    const pool = await this.getPoolRow(trx, poolRef, 'poolId', true);
+    const reserved = parseJson<[number, number][]>(pool.reserved, []).map(([a, b]) => ({ start: BigInt(a), end: BigInt(b) }));
+    const now = this.clock.now();
+    const walker = new FreeWalker(BigInt(pool.cursor_id), BigInt(pool.max_id), reserved, (from, limit) =>
+      trx.selectFrom('ipam_vlan_allocs').select('vid').where('pool_id', '=', pool.id).where('vid', '>=', Number(from)).orderBy('vid').limit(limit).execute()
+        .then((rs) => rs.map((r) => BigInt(r.vid))));
+    const rows: IpamVlanAllocTable[] = [];
+    const outcomes: Outcome<VlanAllocation[]>[] = [];
+    const keysInBatch = new Map<string, IpamVlanAllocTable[]>();
+    const kindName = pool.kind === 'vlan' ? 'VLAN' : 'VNI';
+    for (const req of reqs) {
+      try {
+        if (req.key) {
+          const inBatch = keysInBatch.get(req.key);
+          if (inBatch) {
+            outcomes.push({ ok: true, value: inBatch.map(toVlan) });
+            continue;
+          }
+          const keys = Array.from({ length: req.count }, (_, i) => `${req.key}#${i}`);
+          const existing = await trx.selectFrom('ipam_vlan_allocs').selectAll().where('idem_key', 'in', keys).orderBy('vid').execute();
+          if (existing.length > 0) {
+            outcomes.push({ ok: true, value: existing.map(toVlan) });
+            continue;
+          }
+        }
+        let values: bigint[] | null = null;
+        if (req.vlan !== undefined) {
+          const v = BigInt(req.vlan);
+          if (pool.kind === 'vlan' && (req.vlan < VLAN_MIN || req.vlan > VLAN_MAX)) throw new ValidationError('ipam.invalid_vlan', `vlan: ${req.vlan} is not a valid VLAN id; VLAN ids are 1..4094 (0 and 4095 are reserved by IEEE 802.1Q)`, { details: { field: 'vlan' } });
+          if (req.vlan < pool.min_id || req.vlan > pool.max_id) throw new ValidationError('ipam.vlan_out_of_pool', `vlan: ${req.vlan} is outside pool ${pool.name} (${pool.min_id}..${pool.max_id})`, { details: { field: 'vlan' } });
+          let problem: ConflictError | undefined;
+          if (reserved.some((r) => r.start <= v && v <= r.end)) problem = new ConflictError('ipam.vlan_reserved', `vlan: ${kindName} ${req.vlan} is reserved in pool ${pool.name}`, { details: { field: 'vlan' } });
+          else if (walker.taken.has(v) || await trx.selectFrom('ipam_vlan_allocs').select('id').where('pool_id', '=', pool.id).where('vid', '=', req.vlan).executeTakeFirst()) {
+            problem = new ConflictError('ipam.vlan_in_use', `vlan: ${kindName} ${req.vlan} is already allocated in pool ${pool.name}`, { details: { field: 'vlan' } });
+          }
+          if (!problem) {
+            walker.claim(v);
+            values = [v];
+          } else if (!req.fallback) throw problem;
+        }
+        if (values === null) {
+          values = await walker.take(req.count);
+          if (values === null) throw new ExhaustedError('ipam.vlan_exhausted', `${kindName} pool ${pool.name} (${pool.scope}) has ${req.count === 1 ? 'no free id left' : `fewer than ${req.count} free ids left`}`, { details: { poolId: pool.id, pool: pool.name, requested: req.count } });
+        }
+        const mine = values.map((v, i): IpamVlanAllocTable => ({
+          id: newId('vlan'), pool_id: pool.id, vid: Number(v), holder: req.holder, reservation_id: req.hold?.reservationId ?? null,
+          expires_at: req.hold?.expiresAt ?? null, idem_key: req.key ? `${req.key}#${i}` : null, created_at: now,
+        }));
+        if (req.key) keysInBatch.set(req.key, mine);
+        rows.push(...mine);
+        outcomes.push({ ok: true, value: mine.map(toVlan) });
+      } catch (e) {
+        outcomes.push({ ok: false, error: e });
+      }
+    }
+    for (let i = 0; i < rows.length; i += 500) await trx.insertInto('ipam_vlan_allocs').values(rows.slice(i, i + 500)).execute();
+    const cursor = Number(walker.cursor());
+    if (cursor !== pool.cursor_id) await trx.updateTable('ipam_vlan_pools').set({ cursor_id: cursor }).where('id', '=', pool.id).execute();
+    return outcomes;
+  }
+
+  async releaseVlan(ref: { id: string; holder?: string } | { poolId: string; vlan: number; holder?: string }): Promise<VlanAllocation> {
+    return withTx(this.store, async (trx) => {
+      let row: IpamVlanAllocTable | undefined;
+      let pool: IpamVlanPoolTable;
+      if ('id' in ref) {
+        row = await trx.selectFrom('ipam_vlan_allocs').selectAll().where('id', '=', ref.id).executeTakeFirst();
+        if (!row) throw new NotFoundError('ipam.vlan_not_allocated', `id: VLAN allocation ${ref.id} does not exist`, { details: { field: 'id' } });
+        pool = await this.getPoolRow(trx, row.pool_id, 'poolId', true);
+      } else {
+        pool = await this.getPoolRow(trx, ref.poolId, 'poolId', true);
+        row = await trx.selectFrom('ipam_vlan_allocs').selectAll().where('pool_id', '=', pool.id).where('vid', '=', ref.vlan).executeTakeFirst();
+        if (!row) throw new NotFoundError('ipam.vlan_not_allocated', `vlan: ${ref.vlan} is not allocated in pool ${pool.name}`, { details: { field: 'vlan' } });
+      }
+      if (ref.holder !== undefined && row.holder !== ref.holder) throw new ConflictError('ipam.wrong_holder', `VLAN ${row.vid} is held by ${row.holder}, not ${ref.holder}`, { details: { field: 'holder' } });
+      await this.deleteVlanRows(trx, pool, [row]);
+      return toVlan(row);
+    });
+  }
+
+  async listVlans(filter: { poolId?: string; holder?: string; reservationId?: string } = {}): Promise<VlanAllocation[]> {
+    let q = this.store.db.selectFrom('ipam_vlan_allocs').selectAll();
+    if (filter.poolId) q = q.where('pool_id', '=', filter.poolId);
+    if (filter.holder) q = q.where('holder', '=', filter.holder);
+    if (filter.reservationId) q = q.where('reservation_id', '=', filter.reservationId);
+    return (await q.orderBy('pool_id').orderBy('vid').execute()).map(toVlan);
+  }
+
+  private async deleteVlanRows(trx: Trx, pool: IpamVlanPoolTable, rows: IpamVlanAllocTable[]): Promise<void> {
+    if (rows.length === 0) return;
+    for (let i = 0; i < rows.length; i += 500) await trx.deleteFrom('ipam_vlan_allocs').where('id', 'in', rows.slice(i, i + 500).map((r) => r.id)).execute();
+    const min = Math.min(pool.cursor_id, ...rows.map((r) => r.vid));
+    if (min !== pool.cursor_id) await trx.updateTable('ipam_vlan_pools').set({ cursor_id: min }).where('id', '=', pool.id).execute();
+  }
+
+  // ------------------------------------------------------------ utilization
+
+  async prefixUtilization(id: string): Promise<Utilization> {
+    const db = this.store.db;
+    const p = await this.getPrefixRow(db, id);
+    const net = fromHex(p.network_hex);
+    const last = fromHex(p.last_hex);
+    const size = last - net + 1n;
+    const reserved = sizeOfRanges(storedRanges(p.reserved), net, last);
+    let allocated = 0n;
+    if (p.kind === 'container') {
+      const kids = await db.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', id).execute();
+      for (const k of kids) allocated += fromHex(k.last_hex) - fromHex(k.network_hex) + 1n;
+    } else {
+      const r = await db.selectFrom('ipam_addresses').select((eb) => eb.fn.countAll<number>().as('n')).where('prefix_id', '=', id).executeTakeFirstOrThrow();
+      allocated = BigInt(r.n);
+    }
+    return util(id, size, reserved, allocated);
+  }
+
+  async vlanPoolUtilization(idOrName: string): Promise<Utilization> {
+    const pool = await this.getPoolRow(this.store.db, idOrName, 'poolId');
+    const size = BigInt(pool.max_id - pool.min_id + 1);
+    const reserved = sizeOfRanges(parseJson<[number, number][]>(pool.reserved, []).map(([a, b]) => ({ start: BigInt(a), end: BigInt(b) })), BigInt(pool.min_id), BigInt(pool.max_id));
+    const r = await this.store.db.selectFrom('ipam_vlan_allocs').select((eb) => eb.fn.countAll<number>().as('n')).where('pool_id', '=', pool.id).executeTakeFirstOrThrow();
+    return util(pool.id, size, reserved, BigInt(r.n));
+  }
+
+  /** Free addresses in a network/floating prefix (for feasibility; no allocation). */
+  async freeAddresses(prefixId: string, trx: Trx = this.store.db): Promise<bigint> {
+    const p = await this.getPrefixRow(trx, prefixId, 'prefixId');
+    if (p.kind === 'container') return 0n;
+    const u = await this.prefixUtilization(prefixId);
+    return BigInt(u.free);
+  }
+
+  /** How many child prefixes of `length` can still be carved (counting up to `limit`), without allocating. */
+  async carvable(parentId: string, length: number, limit = 1, trx: Trx = this.store.db): Promise<number> {
+    const parent = await this.getPrefixRow(trx, parentId, 'parentId');
+    if (parent.kind !== 'container' || length <= parent.length || length > bitsOf(parent.family as Family)) return 0;
+    const taken: Range[] = storedRanges(parent.reserved);
+    const kids = await trx.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', parentId).execute();
+    for (const k of kids) taken.push({ start: fromHex(k.network_hex), end: fromHex(k.last_hex) });
+    const merged = mergeRanges(taken);
+    const size = 1n << BigInt(bitsOf(parent.family as Family) - length);
+    let c = fromHex(parent.network_hex);
+    const last = fromHex(parent.last_hex);
+    let n = 0;
+    let i = 0;
+    while (n < limit) {
+      c = alignUp(c, size);
+      if (c + size - 1n > last) break;
+      while (i < merged.length && merged[i]!.end < c) i++;
+      if (i < merged.length && merged[i]!.start <= c + size - 1n) {
+        c = merged[i]!.end + 1n;
+        continue;
+      }
+      n++;
+      c += size;
+    }
+    return n;
+  }
+
+  async freeVlans(poolId: string): Promise<number> {
+    return Number((await this.vlanPoolUtilization(poolId)).free);
+  }
+
+  // ------------------------------------------------------------------- holds
+
+  /** Makes every allocation of a reservation permanent. Returns how many rows it touched. */
+  async commitHold(trx: Trx, reservationId: string): Promise<number> {
+    let n = 0;
+    for (const t of ['ipam_addresses', 'ipam_vlan_allocs', 'ipam_prefixes'] as const) {
+      const r = await trx.updateTable(t).set({ expires_at: null }).where('reservation_id', '=', reservationId).executeTakeFirst();
+      n += Number(r.numUpdatedRows);
+    }
+    return n;
+  }
+
+  /** Releases every allocation of a reservation (abort, expiry). */
+  async releaseHold(trx: Trx, reservationId: string): Promise<number> {
+    return this.releaseWhere(trx, { reservationId });
+  }
+
+  /** Releases every allocation of a holder (e.g. when a stack is destroyed). */
+  async releaseByHolder(holder: string): Promise<number> {
+    return withTx(this.store, (trx) => this.releaseWhere(trx, { holder }));
+  }
+
+  /** Releases allocations whose hold expired (a reservation never committed, a crash before commit). */
+  async sweepExpired(now = this.clock.now()): Promise<number> {
+    return withTx(this.store, (trx) => this.releaseWhere(trx, { expiredBefore: now }));
+  }
+
+  private async releaseWhere(trx: Trx, w: { reservationId?: string; holder?: string; expiredBefore?: number }): Promise<number> {
+    const filt = <Q>(q0: Q): Q => {
+      let q = q0 as any;
+      if (w.reservationId !== undefined) q = q.where('reservation_id', '=', w.reservationId);
+      if (w.holder !== undefined) q = q.where('holder', '=', w.holder);
+      if (w.expiredBefore !== undefined) q = q.where('expires_at', 'is not', null).where('expires_at', '<=', w.expiredBefore);
+      return q as Q;
+    };
+    let n = 0;
+    // prefixes first (cascade takes their addresses), then lone addresses, then VLANs; locks taken in id order
+    const prefixes = await filt(trx.selectFrom('ipam_prefixes').selectAll()).orderBy('id').execute();
+    n += await this.deleteCascade(trx, prefixes);
+    const addrs = await filt(trx.selectFrom('ipam_addresses').selectAll()).orderBy('prefix_id').execute();
+    const byPrefix = groupBy(addrs, (a) => a.prefix_id);
+    for (const [pid, rows] of [...byPrefix].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const prefix = await this.lockPrefix(trx, pid);
+      await this.deleteAddressRows(trx, prefix, rows);
+      n += rows.length;
+    }
+    const vlans = await filt(trx.selectFrom('ipam_vlan_allocs').selectAll()).orderBy('pool_id').execute();
+    for (const [pid, rows] of [...groupBy(vlans, (v) => v.pool_id)].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const pool = await this.getPoolRow(trx, pid, 'poolId', true);
+      await this.deleteVlanRows(trx, pool, rows);
+      n += rows.length;
+    }
+    return n;
+  }
+
+  /** Deletes prefixes with all their descendants and addresses; fixes the parents' cursors. */
+  private async deleteCascade(trx: Trx, roots: IpamPrefixTable[]): Promise<number> {
+    let n = 0;
+    const seen = new Set<string>();
+    for (const root of roots) {
+      if (seen.has(root.id)) continue;
+      if (root.parent_id) await this.lockPrefix(trx, root.parent_id);
+      const all: IpamPrefixTable[] = [root];
+      for (let i = 0; i < all.length; i++) {
+        const kids = await trx.selectFrom('ipam_prefixes').selectAll().where('parent_id', '=', all[i]!.id).execute();
+        all.push(...kids);
+      }
+      for (const p of all) seen.add(p.id);
+      const ids = all.map((p) => p.id);
+      for (let i = 0; i < ids.length; i += 500) await trx.deleteFrom('ipam_addresses').where('prefix_id', 'in', ids.slice(i, i + 500)).execute();
+      await this.deletePrefixRows(trx, all.reverse());
+      n += all.length;
+    }
+    return n;
+  }
+
+  private async deletePrefixRows(trx: Trx, deepestFirst: IpamPrefixTable[]): Promise<void> {
+    for (const p of deepestFirst) {
+      await trx.deleteFrom('ipam_prefixes').where('id', '=', p.id).execute();
+      if (p.parent_id) {
+        const parent = await trx.selectFrom('ipam_prefixes').select('cursor_hex').where('id', '=', p.parent_id).executeTakeFirst();
+        if (parent && fromHex(p.network_hex) < fromHex(parent.cursor_hex)) {
+          await trx.updateTable('ipam_prefixes').set({ cursor_hex: p.network_hex }).where('id', '=', p.parent_id).execute();
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private async lockPrefix(trx: Trx, id: string, field = 'id'): Promise<IpamPrefixTable> {
+    let q = trx.selectFrom('ipam_prefixes').selectAll().where('id', '=', id);
+    if (this.pg) q = q.forUpdate();
+    const row = await q.executeTakeFirst();
+    if (!row) throw new NotFoundError('ipam.prefix_not_found', `${field}: prefix ${id} does not exist`, { details: { field, id } });
+    return row;
+  }
+
+  private async getPrefixRow(trx: Trx, id: string, field = 'id'): Promise<IpamPrefixTable> {
+    const row = await trx.selectFrom('ipam_prefixes').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('ipam.prefix_not_found', `${field}: prefix ${id} does not exist`, { details: { field, id } });
+    return row;
+  }
+
+  private async getPoolRow(trx: Trx, idOrName: string, field: string, lock = false): Promise<IpamVlanPoolTable> {
+    let q = trx.selectFrom('ipam_vlan_pools').selectAll().where((eb) => eb.or([eb('id', '=', idOrName), eb('name', '=', idOrName)]));
+    if (lock && this.pg) q = q.forUpdate();
+    const row = await q.executeTakeFirst();
+    if (!row) throw new NotFoundError('ipam.pool_not_found', `${field}: VLAN pool ${idOrName} does not exist`, { details: { field, id: idOrName } });
+    return row;
+  }
+}
+
+function unwrap<T>(o: Outcome<T>): T {
+  if (o.ok) return o.value;
+  throw o.error;
+}
+
+function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const it of items) {
+    const k = key(it);
+    const l = m.get(k);
+    if (l) l.push(it);
+    else m.set(k, [it]);
+  }
+  return m;
+}
+
+/** Stored reserved ranges, merged and sorted for the walkers. */
+function storedRanges(json: string): Range[] {
+  return mergeRanges(parseJson<StoredRange[]>(json, []).map((r) => ({ start: fromHex(r.start), end: fromHex(r.end) })));
+}
+
+function encodeRanges(ranges: (Range & { reason: string })[]): string {
+  const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  return JSON.stringify(sorted.map((r) => ({ start: toHex(r.start), end: toHex(r.end), reason: r.reason })));
+}
+
+/**
+ * Never handed out: the network and broadcast addresses of an IPv4 network
+ * up to /30 (a /31 or /32 has none, RFC 3021), and the subnet-router anycast
+ * address (the first) of an IPv6 network.
+ */
+function defaultReserved(kind: PrefixKind, family: Family, network: bigint, length: number): (Range & { reason: string })[] {
+  if (kind === 'container') return [];
+  const last = network + (1n << BigInt(bitsOf(family) - length)) - 1n;
+  if (family === 4 && length <= 30) return [{ start: network, end: network, reason: 'network' }, { start: last, end: last, reason: 'broadcast' }];
+  if (family === 6 && length <= 126) return [{ start: network, end: network, reason: 'subnet-router anycast' }];
+  return [];
+}
+
+function util(id: string, size: bigint, reserved: bigint, allocated: bigint): Utilization {
+  const usable = size - reserved;
+  const free = usable - allocated;
+  const percent = usable > 0n ? Number((allocated * 1_000_000n) / usable) / 10_000 : 0;
+  return { id, size: size.toString(), reserved: reserved.toString(), allocated: allocated.toString(), free: (free < 0n ? 0n : free).toString(), percent };
+}
+
+export function toPrefix(r: IpamPrefixTable): Prefix {
+  const family = r.family as Family;
+  return {
+    id: r.id, scope: r.scope, family, cidr: r.cidr, length: r.length, parentId: r.parent_id, kind: r.kind as PrefixKind, gateway: r.gateway,
+    reserved: parseJson<StoredRange[]>(r.reserved, []).map((x) => ({ start: formatAddress(family, fromHex(x.start)), end: formatAddress(family, fromHex(x.end)), reason: x.reason })),
+    holder: r.holder, reservationId: r.reservation_id, expiresAt: r.expires_at === null ? null : Number(r.expires_at),
+    description: r.description, labels: parseJson(r.labels, {}), createdAt: Number(r.created_at),
+  };
+}
+
+export function toAddress(r: IpamAddressTable, length: number): Address {
+  return {
+    id: r.id, prefixId: r.prefix_id, family: r.family as Family, address: r.address, cidr: `${r.address}/${length}`, holder: r.holder, target: r.target,
+    reservationId: r.reservation_id, expiresAt: r.expires_at === null ? null : Number(r.expires_at), createdAt: Number(r.created_at),
+  };
+}
+
+function toPool(r: IpamVlanPoolTable): VlanPool {
+  return { id: r.id, name: r.name, scope: r.scope, kind: r.kind as 'vlan' | 'vni', min: r.min_id, max: r.max_id, reserved: parseJson(r.reserved, []), createdAt: Number(r.created_at) };
+}
+
+function toVlan(r: IpamVlanAllocTable): VlanAllocation {
+  return { id: r.id, poolId: r.pool_id, vlan: r.vid, holder: r.holder, reservationId: r.reservation_id, expiresAt: r.expires_at === null ? null : Number(r.expires_at), createdAt: Number(r.created_at) };
+}
+
+export type IpamTrx = Transaction<Database>;

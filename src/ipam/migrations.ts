@@ -1,0 +1,83 @@
+import { col, type AreaMigration } from '../store/migrate.js';
+import './tables.js';
+
+export const ipamMigrations: AreaMigration[] = [
+  {
+    name: '0300_ipam_initial',
+    async up(db) {
+      await db.schema.createTable('ipam_prefixes')
+        .addColumn('id', col.id, (c) => c.primaryKey())
+        .addColumn('scope', col.text, (c) => c.notNull())
+        .addColumn('family', col.int, (c) => c.notNull())
+        .addColumn('cidr', col.text, (c) => c.notNull())
+        .addColumn('network_hex', col.text, (c) => c.notNull())
+        .addColumn('last_hex', col.text, (c) => c.notNull())
+        .addColumn('length', col.int, (c) => c.notNull())
+        .addColumn('parent_id', col.id, (c) => c.references('ipam_prefixes.id'))
+        .addColumn('kind', col.text, (c) => c.notNull())
+        .addColumn('gateway', col.text)
+        .addColumn('reserved', col.json, (c) => c.notNull().defaultTo('[]'))
+        .addColumn('cursor_hex', col.text, (c) => c.notNull())
+        .addColumn('holder', col.text)
+        .addColumn('reservation_id', col.text)
+        .addColumn('expires_at', col.ts)
+        .addColumn('idem_key', col.text)
+        .addColumn('description', col.text, (c) => c.notNull().defaultTo(''))
+        .addColumn('labels', col.json, (c) => c.notNull().defaultTo('{}'))
+        .addColumn('created_at', col.ts, (c) => c.notNull())
+        .execute();
+      // one row per (scope, family, network, length): the same prefix twice is refused by the database
+      await db.schema.createIndex('ipam_prefixes_net').on('ipam_prefixes').columns(['scope', 'family', 'network_hex', 'length']).unique().execute();
+      await db.schema.createIndex('ipam_prefixes_parent').on('ipam_prefixes').columns(['parent_id', 'network_hex']).execute();
+      await db.schema.createIndex('ipam_prefixes_key').on('ipam_prefixes').column('idem_key').unique().execute();
+      await db.schema.createIndex('ipam_prefixes_resv').on('ipam_prefixes').column('reservation_id').execute();
+      await db.schema.createIndex('ipam_prefixes_exp').on('ipam_prefixes').column('expires_at').execute();
+
+      await db.schema.createTable('ipam_addresses')
+        .addColumn('id', col.id, (c) => c.primaryKey())
+        .addColumn('prefix_id', col.id, (c) => c.notNull().references('ipam_prefixes.id'))
+        .addColumn('family', col.int, (c) => c.notNull())
+        .addColumn('address_hex', col.text, (c) => c.notNull())
+        .addColumn('address', col.text, (c) => c.notNull())
+        .addColumn('holder', col.text, (c) => c.notNull())
+        .addColumn('target', col.text)
+        .addColumn('reservation_id', col.text)
+        .addColumn('expires_at', col.ts)
+        .addColumn('idem_key', col.text)
+        .addColumn('created_at', col.ts, (c) => c.notNull())
+        .execute();
+      // THE guarantee: one address is held by at most one allocation
+      await db.schema.createIndex('ipam_addresses_uniq').on('ipam_addresses').columns(['prefix_id', 'address_hex']).unique().execute();
+      await db.schema.createIndex('ipam_addresses_key').on('ipam_addresses').column('idem_key').unique().execute();
+      await db.schema.createIndex('ipam_addresses_resv').on('ipam_addresses').column('reservation_id').execute();
+      await db.schema.createIndex('ipam_addresses_exp').on('ipam_addresses').column('expires_at').execute();
+      await db.schema.createIndex('ipam_addresses_holder').on('ipam_addresses').column('holder').execute();
+
+      await db.schema.createTable('ipam_vlan_pools')
+        .addColumn('id', col.id, (c) => c.primaryKey())
+        .addColumn('name', col.text, (c) => c.notNull().unique())
+        .addColumn('scope', col.text, (c) => c.notNull())
+        .addColumn('kind', col.text, (c) => c.notNull())
+        .addColumn('min_id', col.int, (c) => c.notNull())
+        .addColumn('max_id', col.int, (c) => c.notNull())
+        .addColumn('reserved', col.json, (c) => c.notNull().defaultTo('[]'))
+        .addColumn('cursor_id', col.int, (c) => c.notNull())
+        .addColumn('created_at', col.ts, (c) => c.notNull())
+        .execute();
+      await db.schema.createTable('ipam_vlan_allocs')
+        .addColumn('id', col.id, (c) => c.primaryKey())
+        .addColumn('pool_id', col.id, (c) => c.notNull().references('ipam_vlan_pools.id'))
+        .addColumn('vid', col.int, (c) => c.notNull())
+        .addColumn('holder', col.text, (c) => c.notNull())
+        .addColumn('reservation_id', col.text)
+        .addColumn('expires_at', col.ts)
+        .addColumn('idem_key', col.text)
+        .addColumn('created_at', col.ts, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('ipam_vlan_allocs_uniq').on('ipam_vlan_allocs').columns(['pool_id', 'vid']).unique().execute();
+      await db.schema.createIndex('ipam_vlan_allocs_key').on('ipam_vlan_allocs').column('idem_key').unique().execute();
+      await db.schema.createIndex('ipam_vlan_allocs_resv').on('ipam_vlan_allocs').column('reservation_id').execute();
+      await db.schema.createIndex('ipam_vlan_allocs_exp').on('ipam_vlan_allocs').column('expires_at').execute();
+    },
+  },
+];
