@@ -1,6 +1,7 @@
 import type { AreaMigration } from '../store/migrate.js';
 import { ipamMigrations } from '../ipam/migrations.js';
 import { resourceMigrations } from '../resources/migrations.js';
+import { stackMigrations } from '../stacks/migrations.js';
 
 /**
  * Every area's migrations, in one list. Each area owns its migration files
@@ -10,4 +11,5 @@ import { resourceMigrations } from '../resources/migrations.js';
 export const allMigrations: AreaMigration[] = [
   ...ipamMigrations,
   ...resourceMigrations,
+  ...stackMigrations,
 ];

@@ -309,9 +309,18 @@ export function compileValue(value: unknown, onError: (path: (string | number)[]
     };
     for (const p of t.parts) {
       if (typeof p === 'string') continue;
-      for (const r of p.resources) (resources.add(r), note(`resources.${r}`));
-      for (const r of p.params) (params.add(r), note(`params.${r}`));
-      for (const r of p.steps) (steps.add(r), note(`steps.${r}`));
+      for (const r of p.resources) {
+        resources.add(r);
+        note(`resources.${r}`);
+      }
+      for (const r of p.params) {
+        params.add(r);
+        note(`params.${r}`);
+      }
+      for (const r of p.steps) {
+        steps.add(r);
+        note(`steps.${r}`);
+      }
       for (const r of p.roots) roots.add(r);
     }
   };
