@@ -1,0 +1,998 @@
+import { randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { Cron } from 'croner';
+import { systemClock, type Clock } from '../core/clock.js';
+import { ConflictError, NotFoundError, TimeoutError, ValidationError, type SerializedError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { seededRng, type Rng } from '../core/rng.js';
+import type { Store } from '../store/store.js';
+import { invalidInput, runFinished, runNotFound, workflowNotFound } from './errors.js';
+import { FOREVER, notifyParent, parseJson, RunExecution, toJournalEntry, wakeRun, type JournalEntry, type LoadedRun } from './execution.js';
+import { GroupWriter, insertEvents, type EventInput, type StepRow } from './writer.js';
+import {
+  TERMINAL_STATUSES,
+  type EngineApi,
+  type EngineEvent,
+  type EventFilter,
+  type OverlapPolicy,
+  type RunFilter,
+  type RunInfo,
+  type RunStatus,
+  type ScheduleSpec,
+  type StartOptions,
+  type StepRecord,
+  type TriggerSpec,
+  type WorkflowDefinition,
+} from './types.js';
+
+export * from './types.js';
+export { engineMigrations } from './schema.js';
+export { FOREVER } from './execution.js';
+
+export interface QueueLimits {
+  /** Runs of this queue in progress at once (across all workers). */
+  concurrency: number;
+  /** Runs with the same concurrency key in progress at once (default 1). */
+  perKey?: number;
+}
+
+export interface EngineOptions {
+  store: Store;
+  clock?: Clock;
+  logger?: Logger;
+  /** Unique per process; default `<hostname-ish>-<random>`. */
+  workerId?: string;
+  /** Runs this worker executes at once. Default 64. */
+  concurrency?: number;
+  /** Lease length; a worker that stops heartbeating loses its runs after this. Default 30 s. */
+  leaseMs?: number;
+  heartbeatMs?: number;
+  /** How often an idle worker looks for work from other processes (real milliseconds). Default 250. */
+  pollMs?: number;
+  queues?: Record<string, QueueLimits>;
+  rng?: Rng;
+  /** Waits up to this long (clock ms) are held in memory; longer ones suspend the run. Default 1000. */
+  holdMs?: number;
+  /** Graceful stop waits this long (real ms) for in-flight steps before handing runs back. Default leaseMs. */
+  drainTimeoutMs?: number;
+}
+
+export interface HistoryEntry {
+  runId: string;
+  actor: string;
+  action: string;
+  data: Record<string, unknown> | null;
+  at: number;
+}
+
+export interface PreparedRun {
+  row: Record<string, unknown>;
+  labels: Record<string, string>;
+  event: EventInput;
+}
+
+const ACTIVE_STATUSES = ['running', 'waiting', 'cancelling'];
+const CLAIM_LOCK = 0x1f10_c1a1;
+
+function matches(f: EventFilter, e: EngineEvent): boolean {
+  if (f.afterSeq !== undefined && e.seq <= f.afterSeq) return false;
+  if (f.types && f.types.length && !f.types.includes(e.type)) return false;
+  if (f.typePrefix && !e.type.startsWith(f.typePrefix)) return false;
+  if (f.subject !== undefined && e.subject !== f.subject) return false;
+  return true;
+}
+
+function triggerMatches(t: TriggerSpec, e: EngineEvent): boolean {
+  const ok = t.eventType.endsWith('*') ? e.type.startsWith(t.eventType.slice(0, -1)) : e.type === t.eventType;
+  return ok && (t.subject === undefined || t.subject === e.subject);
+}
+
+function nextFire(cron: string, timezone: string | undefined | null, after: number): number | null {
+  const c = new Cron(cron, { ...(timezone ? { timezone } : {}), paused: true });
+  const d = c.nextRun(new Date(after));
+  return d ? d.getTime() : null;
+}
+
+function toRunInfo(r: any): RunInfo {
+  return {
+    id: r.id,
+    workflow: r.workflow,
+    version: Number(r.version),
+    status: r.status as RunStatus,
+    input: parseJson(r.input),
+    ...(r.output !== null && r.output !== undefined ? { output: parseJson(r.output) } : {}),
+    ...(r.error ? { error: parseJson(r.error) as SerializedError } : {}),
+    labels: (parseJson(r.labels) as Record<string, string>) ?? {},
+    queue: r.queue,
+    concurrencyKey: r.concurrency_key ?? null,
+    parentRunId: r.parent_run_id ?? null,
+    progress: (parseJson(r.progress) as RunInfo['progress']) ?? null,
+    createdAt: Number(r.created_at),
+    startedAt: r.started_at === null ? null : Number(r.started_at),
+    finishedAt: r.finished_at === null ? null : Number(r.finished_at),
+    updatedAt: Number(r.updated_at),
+  };
+}
+
+function toEvent(r: any): EngineEvent {
+  return { seq: Number(r.seq), type: r.type, subject: r.subject, runId: r.run_id ?? null, data: parseJson(r.data) as Record<string, unknown>, at: Number(r.at) };
+}
+
+/**
+ * The durable workflow engine. See docs/engine.md for guarantees.
+ *
+ * One `Engine` per process: it registers workflows, starts runs, and (after
+ * `startWorker()`) claims runnable runs with leases, executes them, and
+ * journals every step through a group-commit writer.
+ */
+export class Engine implements EngineApi {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly workerId: string;
+  readonly rng: Rng;
+  readonly concurrency: number;
+  readonly leaseMs: number;
+  readonly heartbeatMs: number;
+  readonly pollMs: number;
+  readonly holdMs: number;
+  readonly drainTimeoutMs: number;
+  readonly queues: Record<string, QueueLimits>;
+  /** @internal */
+  readonly writer: GroupWriter;
+  private readonly db: Kysely<any>;
+  private readonly defs = new Map<string, Map<number, WorkflowDefinition>>();
+  private readonly active = new Map<string, RunExecution>();
+  private readonly subscribers = new Set<{ filter: EventFilter; fn: (e: EngineEvent) => void }>();
+  private readonly triggers = new Map<string, TriggerSpec & { registeredAt: number }>();
+  private running = false;
+  private stopping = false;
+  /** @internal */
+  draining = false;
+  private kicked = false;
+  private kickResolve: (() => void) | null = null;
+  private loopDone: Promise<void> | null = null;
+  private heartbeatDone: Promise<void> | null = null;
+  private stopAc = new AbortController();
+  private nextHousekeeping = 0;
+  private triggersDirty = true;
+  private earliestDue = FOREVER;
+
+  constructor(opts: EngineOptions) {
+    this.store = opts.store;
+    this.db = opts.store.db as unknown as Kysely<any>;
+    this.clock = opts.clock ?? systemClock;
+    this.logger = (opts.logger ?? silentLogger).child({ component: 'engine' });
+    this.workerId = opts.workerId ?? `w-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.rng = opts.rng ?? seededRng(Number.parseInt(randomBytes(4).toString('hex'), 16));
+    this.concurrency = opts.concurrency ?? 64;
+    this.leaseMs = opts.leaseMs ?? 30_000;
+    this.heartbeatMs = opts.heartbeatMs ?? Math.max(1, Math.floor(this.leaseMs / 3));
+    this.pollMs = opts.pollMs ?? 250;
+    this.holdMs = opts.holdMs ?? 1000;
+    this.drainTimeoutMs = opts.drainTimeoutMs ?? this.leaseMs;
+    this.queues = opts.queues ?? {};
+    this.writer = new GroupWriter(this.store, this.workerId, (evs) => this.dispatch(evs));
+  }
+
+  // ---- registry ------------------------------------------------------------------------------
+
+  register(def: WorkflowDefinition): void {
+    if (!def.name || !/^[A-Za-z0-9_.:/-]+$/.test(def.name)) throw new ValidationError('engine.invalid_workflow', `workflow name "${def.name}" is invalid: use letters, digits and . _ : / -`);
+    if (!Number.isInteger(def.version) || def.version < 1) throw new ValidationError('engine.invalid_workflow', `workflow "${def.name}" needs an integer version >= 1`);
+    let m = this.defs.get(def.name);
+    if (!m) this.defs.set(def.name, (m = new Map()));
+    m.set(def.version, def);
+  }
+
+  /** @internal */
+  registeredVersions(name: string): number[] {
+    return [...(this.defs.get(name)?.keys() ?? [])].sort((a, b) => a - b);
+  }
+
+  private latest(name: string): WorkflowDefinition {
+    const m = this.defs.get(name);
+    if (!m || m.size === 0) throw workflowNotFound(name, [...this.defs.keys()]);
+    return m.get(Math.max(...m.keys()))!;
+  }
+
+  // ---- starting runs -------------------------------------------------------------------------
+
+  /** @internal Validates and builds the row for a new run. */
+  prepareRun(workflow: string, input: unknown, opts: StartOptions & { parentRunId?: string | null } = {}): PreparedRun {
+    const def = this.latest(workflow);
+    let value = input;
+    if (def.input) {
+      const r = def.input.safeParse(input);
+      if (!r.success) throw invalidInput(workflow, r.error.issues);
+      value = r.data;
+    }
+    const now = this.clock.now();
+    const id = opts.id ?? newId('run', now);
+    if (id.length > 200) throw new ValidationError('engine.invalid_run_id', `run id is ${id.length} characters long; use at most 200`);
+    const labels = opts.labels ?? {};
+    const queue = opts.queue ?? def.queue ?? 'default';
+    const concurrencyKey = opts.concurrencyKey ?? def.concurrencyKey?.(value as never) ?? null;
+    return {
+      labels,
+      row: {
+        id,
+        workflow,
+        version: def.version,
+        status: 'pending',
+        input: JSON.stringify(value ?? null),
+        output: null,
+        error: null,
+        labels: JSON.stringify(labels),
+        queue,
+        concurrency_key: concurrencyKey,
+        parent_run_id: opts.parentRunId ?? null,
+        progress: null,
+        created_at: now,
+        started_at: null,
+        finished_at: null,
+        updated_at: now,
+        available_at: opts.startAt ?? now,
+        timeout_ms: def.timeoutMs ?? null,
+        deadline_at: null,
+        lease_owner: null,
+        lease_epoch: 0,
+        lease_expires_at: null,
+        cancel_requested: 0,
+        cancel_reason: null,
+      },
+      event: { type: 'run.created', subject: id, runId: id, data: { workflow, version: def.version, ...(opts.parentRunId ? { parentRunId: opts.parentRunId } : {}) }, at: now },
+    };
+  }
+
+  /** @internal Inserts a run unless its id exists; returns the run.created event if inserted. */
+  async insertRunTx(trx: Kysely<any>, p: PreparedRun): Promise<EventInput[]> {
+    const res = await trx.insertInto('engine_runs').values(p.row).onConflict((oc) => oc.column('id').doNothing()).returning('id').execute();
+    if (!res.length) return [];
+    const entries = Object.entries(p.labels);
+    if (entries.length) await trx.insertInto('engine_run_labels').values(entries.map(([key, value]) => ({ run_id: p.row.id, key, value }))).execute();
+    return [p.event];
+  }
+
+  async start<I>(workflow: string, input: I, opts: StartOptions = {}): Promise<RunInfo> {
+    const p = this.prepareRun(workflow, input, opts);
+    let inserted = false;
+    await this.writer.submit({
+      extra: async (trx) => {
+        const evs = await this.insertRunTx(trx, p);
+        inserted = evs.length > 0;
+        return evs;
+      },
+    });
+    if (inserted) {
+      this.kick();
+      return toRunInfo(p.row);
+    }
+    const existing = await this.get(p.row.id as string);
+    if (existing.workflow !== workflow) {
+      throw new ConflictError('engine.run_id_conflict', `run id ${existing.id} is already used by a run of workflow "${existing.workflow}"; choose another id`, { details: { runId: existing.id } });
+    }
+    return existing;
+  }
+
+  // ---- reading -------------------------------------------------------------------------------
+
+  private async row(runId: string): Promise<any> {
+    const r = await this.db.selectFrom('engine_runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    if (!r) throw runNotFound(runId);
+    return r;
+  }
+
+  async get(runId: string): Promise<RunInfo> {
+    return toRunInfo(await this.row(runId));
+  }
+
+  async list(filter: RunFilter = {}): Promise<RunInfo[]> {
+    let q = this.db.selectFrom('engine_runs as r').selectAll('r');
+    if (filter.workflow) q = q.where('r.workflow', '=', filter.workflow);
+    if (filter.status) q = q.where('r.status', 'in', Array.isArray(filter.status) ? filter.status : [filter.status]);
+    if (filter.createdAfter !== undefined) q = q.where('r.created_at', '>=', filter.createdAfter);
+    if (filter.createdBefore !== undefined) q = q.where('r.created_at', '<', filter.createdBefore);
+    if (filter.parentRunId) q = q.where('r.parent_run_id', '=', filter.parentRunId);
+    if (filter.after) q = q.where('r.id', '>', filter.after);
+    for (const [k, v] of Object.entries(filter.labels ?? {})) {
+      q = q.where((eb) => eb.exists(eb.selectFrom('engine_run_labels as l').select('l.run_id').whereRef('l.run_id', '=', 'r.id').where('l.key', '=', k).where('l.value', '=', v)));
+    }
+    const rows = await q.orderBy('r.id').limit(Math.min(Math.max(filter.limit ?? 100, 1), 1000)).execute();
+    return rows.map(toRunInfo);
+  }
+
+  async timeline(runId: string): Promise<StepRecord[]> {
+    await this.row(runId);
+    const rows = await this.db.selectFrom('engine_steps').selectAll().where('run_id', '=', runId).orderBy('seq').execute();
+    return rows.map((r: any) => {
+      const j = toJournalEntry(r);
+      return {
+        runId,
+        seq: j.seq,
+        name: j.name,
+        kind: j.kind,
+        status: j.status,
+        attempts: j.attempts,
+        ...(j.output !== undefined ? { output: j.output } : {}),
+        ...(j.error ? { error: j.error } : {}),
+        logs: j.logs,
+        startedAt: j.startedAt,
+        finishedAt: j.finishedAt,
+      };
+    });
+  }
+
+  /** Operator actions on a run (retry, skip), oldest first. */
+  async history(runId: string): Promise<HistoryEntry[]> {
+    const rows = await this.db.selectFrom('engine_history').selectAll().where('run_id', '=', runId).orderBy('id').execute();
+    return rows.map((r: any) => ({ runId: r.run_id, actor: r.actor, action: r.action, data: (parseJson(r.data) as Record<string, unknown>) ?? null, at: Number(r.at) }));
+  }
+
+  async result(runId: string, opts: { timeoutMs?: number } = {}): Promise<RunInfo> {
+    const deadline = opts.timeoutMs !== undefined ? this.clock.now() + opts.timeoutMs : undefined;
+    const timeoutAc = new AbortController();
+    let timedOut = false;
+    const clockTimeout = deadline !== undefined ? this.clock.sleep(deadline - this.clock.now(), timeoutAc.signal).then(() => void (timedOut = true), () => {}) : null;
+    try {
+      for (;;) {
+        let wake!: () => void;
+        const woke = new Promise<void>((r) => (wake = r));
+        const unsub = this.subscribe({ subject: runId, typePrefix: 'run.' }, (e) => {
+          if (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.cancelled') wake();
+        });
+        try {
+          const info = await this.get(runId);
+          if (TERMINAL_STATUSES.includes(info.status)) return info;
+          if (timedOut) throw new TimeoutError('engine.result_timeout', `run ${runId} did not finish within ${opts.timeoutMs} ms (status ${info.status}); wait longer or check engine.timeline()`, { details: { runId, status: info.status } });
+          let t: NodeJS.Timeout | undefined;
+          await Promise.race([woke, new Promise<void>((r) => (t = setTimeout(r, this.pollMs))), ...(clockTimeout ? [clockTimeout] : [])]);
+          clearTimeout(t);
+        } finally {
+          unsub();
+        }
+      }
+    } finally {
+      timeoutAc.abort();
+    }
+  }
+
+  // ---- signals, cancel, operator actions -----------------------------------------------------
+
+  /** @internal */
+  async findSignal(runId: string, name: string): Promise<{ id: number; payload: unknown } | undefined> {
+    const r = await this.db.selectFrom('engine_signals').select(['id', 'payload']).where('run_id', '=', runId).where('name', '=', name).where('consumed_seq', 'is', null).orderBy('id').limit(1).executeTakeFirst();
+    return r ? { id: Number(r.id), payload: parseJson(r.payload) } : undefined;
+  }
+
+  /** @internal */
+  async childState(childId: string): Promise<{ status: string; output: unknown; error: SerializedError | null } | undefined> {
+    const r = await this.db.selectFrom('engine_runs').select(['status', 'output', 'error']).where('id', '=', childId).executeTakeFirst();
+    return r ? { status: r.status, output: parseJson(r.output), error: (parseJson(r.error) as SerializedError) ?? null } : undefined;
+  }
+
+  async signal(runId: string, name: string, payload?: unknown): Promise<void> {
+    const r = await this.row(runId);
+    if (TERMINAL_STATUSES.includes(r.status)) throw runFinished(runId, r.status, `signal "${name}" to`);
+    if (!name || name.startsWith('child:')) throw new ValidationError('engine.invalid_signal', `signal name "${name}" is invalid: use a non-empty name not starting with "child:"`);
+    const now = this.clock.now();
+    await this.tx(async (trx) => {
+      await trx.insertInto('engine_signals').values({ run_id: runId, name, payload: payload === undefined ? null : JSON.stringify(payload), created_at: now, consumed_seq: null }).execute();
+      await wakeRun(trx, runId, now);
+      return [{ type: 'run.signalled', subject: runId, runId, data: { signal: name }, at: now }];
+    });
+    this.kick();
+  }
+
+  /**
+   * Cancels a run: pending runs end at once; running or waiting runs abort their
+   * current step, run their compensations in reverse order, then end `cancelled`.
+   * Cancelling a run that is already cancelled or cancelling is an idempotent
+   * success (returns the run); cancelling a succeeded or failed run fails with
+   * `engine.run_finished`. Child runs are cancelled with their parent.
+   */
+  async cancel(runId: string, reason?: string): Promise<RunInfo> {
+    const r = await this.row(runId);
+    if (r.status === 'cancelled' || r.status === 'cancelling' || Number(r.cancel_requested) === 1) return toRunInfo(r);
+    if (TERMINAL_STATUSES.includes(r.status)) throw runFinished(runId, r.status, 'cancel');
+    const now = this.clock.now();
+    await this.tx(async (trx) => {
+      const err = { name: 'InfraflowError', code: 'engine.cancelled', message: `run ${runId} was cancelled${reason ? `: ${reason}` : ''}`, retryable: false };
+      const direct = await trx
+        .updateTable('engine_runs')
+        .set({ status: 'cancelled', finished_at: now, updated_at: now, available_at: null, cancel_requested: 1, cancel_reason: reason ?? null, error: JSON.stringify(err) })
+        .where('id', '=', runId)
+        .where('status', '=', 'pending')
+        .where('lease_owner', 'is', null)
+        .executeTakeFirst();
+      if (Number(direct.numUpdatedRows) > 0) {
+        if (r.parent_run_id) await notifyParent(trx, r.parent_run_id, runId, now);
+        return [{ type: 'run.cancelled', subject: runId, runId, data: { workflow: r.workflow, error: err, ...(reason ? { reason } : {}) }, at: now }];
+      }
+      await trx
+        .updateTable('engine_runs')
+        .set({
+          cancel_requested: 1,
+          cancel_reason: reason ?? null,
+          updated_at: now,
+          status: sql`case when status = 'waiting' then 'cancelling' else status end`,
+          available_at: sql`case when lease_owner is null then ${now} else available_at end`,
+        })
+        .where('id', '=', runId)
+        .where('available_at', 'is not', null)
+        .execute();
+      return [{ type: 'run.cancelling', subject: runId, runId, data: { workflow: r.workflow, ...(reason ? { reason } : {}) }, at: now }];
+    });
+    this.active.get(runId)?.interruptWith('cancel', reason ?? null);
+    const children = await this.db.selectFrom('engine_runs').select('id').where('parent_run_id', '=', runId).where('available_at', 'is not', null).execute();
+    for (const c of children) {
+      try {
+        await this.cancel(c.id, `parent run ${runId} was cancelled`);
+      } catch {
+        /* finished meanwhile */
+      }
+    }
+    this.kick();
+    return this.get(runId);
+  }
+
+  private assertResumable(r: any, steps: JournalEntry[], action: string): void {
+    if (!this.defs.get(r.workflow)?.has(Number(r.version))) {
+      throw new ConflictError(
+        'engine.version_mismatch',
+        `cannot ${action} run ${r.id}: it was started with workflow "${r.workflow}" version ${r.version}, which this process does not have (registered: ${this.registeredVersions(r.workflow).join(', ') || 'none'}); keep old versions registered until their runs drain, or start a new run`,
+        { details: { runId: r.id, workflow: r.workflow, version: Number(r.version) } },
+      );
+    }
+    if (steps.some((s) => s.kind === 'compensate' && s.status === 'succeeded')) {
+      throw new ConflictError('engine.already_compensated', `cannot ${action} run ${r.id}: its compensations already undid completed steps; start a new run instead`, { details: { runId: r.id } });
+    }
+  }
+
+  private async journalOf(runId: string): Promise<JournalEntry[]> {
+    const rows = await this.db.selectFrom('engine_steps').selectAll().where('run_id', '=', runId).orderBy('seq').execute();
+    return rows.map((r: any) => toJournalEntry(r));
+  }
+
+  private reopen(now: number): Record<string, unknown> {
+    return {
+      status: 'waiting',
+      error: null,
+      output: null,
+      finished_at: null,
+      available_at: now,
+      updated_at: now,
+      cancel_requested: 0,
+      cancel_reason: null,
+      lease_owner: null,
+      lease_expires_at: null,
+      deadline_at: sql`case when timeout_ms is null then null else ${now} + timeout_ms end`,
+    };
+  }
+
+  async retry(runId: string, opts: { actor?: string } = {}): Promise<RunInfo> {
+    const r = await this.row(runId);
+    if (r.status !== 'failed') throw new ConflictError('engine.run_not_failed', `run ${runId} is ${r.status}; only failed runs can be retried`, { details: { runId, status: r.status } });
+    const steps = await this.journalOf(runId);
+    this.assertResumable(r, steps, 'retry');
+    const failed = steps.filter((s) => s.status === 'failed' && s.kind !== 'compensate').at(-1);
+    const firstComp = steps.find((s) => s.kind === 'compensate');
+    const fromSeq = failed?.seq ?? firstComp?.seq;
+    const now = this.clock.now();
+    const actor = opts.actor ?? 'system';
+    await this.tx(async (trx) => {
+      if (fromSeq !== undefined) await trx.deleteFrom('engine_steps').where('run_id', '=', runId).where('seq', '>=', fromSeq).execute();
+      const u = await trx.updateTable('engine_runs').set(this.reopen(now)).where('id', '=', runId).where('status', '=', 'failed').executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 0) throw new ConflictError('engine.run_not_failed', `run ${runId} changed state meanwhile; reload it and try again`);
+      await trx.insertInto('engine_history').values({ run_id: runId, actor, action: 'retry', data: JSON.stringify({ fromSeq: fromSeq ?? null, step: failed?.name ?? null }), at: now }).execute();
+      return [{ type: 'run.retried', subject: runId, runId, data: { actor, step: failed?.name ?? null }, at: now }];
+    });
+    this.kick();
+    return this.get(runId);
+  }
+
+  async skipStep(runId: string, stepName: string, result: unknown, opts: { actor?: string } = {}): Promise<RunInfo> {
+    const r = await this.row(runId);
+    if (TERMINAL_STATUSES.includes(r.status) && r.status !== 'failed') throw runFinished(runId, r.status, `skip step "${stepName}" of`);
+    const steps = await this.journalOf(runId);
+    const target = steps.filter((s) => s.name === stepName && s.kind !== 'compensate' && (s.status === 'failed' || s.status === 'running')).at(-1);
+    if (!target) {
+      throw new NotFoundError('engine.step_not_found', `run ${runId} has no failed or retrying step named "${stepName}" (steps: ${steps.map((s) => `${s.name}=${s.status}`).join(', ') || 'none'})`, { details: { runId, step: stepName } });
+    }
+    if (r.status === 'failed') this.assertResumable(r, steps, 'skip a step of');
+    else if (r.lease_owner) throw new ConflictError('engine.run_busy', `run ${runId} is executing on worker ${r.lease_owner}; skip the step once the run waits or fails`, { details: { runId } });
+    const now = this.clock.now();
+    const actor = opts.actor ?? 'system';
+    await this.tx(async (trx) => {
+      await trx.deleteFrom('engine_steps').where('run_id', '=', runId).where('seq', '>', target.seq).execute();
+      await trx.updateTable('engine_steps').set({ status: 'skipped', output: result === undefined ? null : JSON.stringify(result), finished_at: now }).where('run_id', '=', runId).where('seq', '=', target.seq).execute();
+      const u =
+        r.status === 'failed'
+          ? await trx.updateTable('engine_runs').set(this.reopen(now)).where('id', '=', runId).where('status', '=', 'failed').executeTakeFirst()
+          : await trx.updateTable('engine_runs').set({ available_at: now, updated_at: now }).where('id', '=', runId).where('lease_owner', 'is', null).where('available_at', 'is not', null).executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 0) throw new ConflictError('engine.run_busy', `run ${runId} changed state meanwhile; reload it and try again`);
+      await trx.insertInto('engine_history').values({ run_id: runId, actor, action: 'skip_step', data: JSON.stringify({ step: stepName, seq: target.seq, result: result ?? null }), at: now }).execute();
+      return [{ type: 'run.step_skipped', subject: runId, runId, data: { actor, step: stepName, seq: target.seq }, at: now }];
+    });
+    this.kick();
+    return this.get(runId);
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  /** Runs `fn` in a write transaction; events it returns are inserted last and dispatched after commit. */
+  private async tx(fn: (trx: Kysely<any>) => Promise<EventInput[] | void>): Promise<EngineEvent[]> {
+    const evs = await this.store.transaction(async (trx0) => {
+      const trx = trx0 as unknown as Kysely<any>;
+      const more = (await fn(trx)) ?? [];
+      return insertEvents(trx, this.store.dialect, more);
+    });
+    if (evs.length) this.dispatch(evs);
+    return evs;
+  }
+
+  private dispatch(evs: EngineEvent[]): void {
+    for (const e of evs) {
+      for (const s of this.subscribers) {
+        if (!matches(s.filter, e)) continue;
+        try {
+          s.fn(e);
+        } catch (err) {
+          this.logger.warn({ err }, 'event subscriber threw');
+        }
+      }
+    }
+    if (this.triggers.size && evs.some((e) => [...this.triggers.values()].some((t) => triggerMatches(t, e)))) {
+      this.triggersDirty = true;
+      this.kick();
+    }
+  }
+
+  async events(filter: EventFilter = {}): Promise<EngineEvent[]> {
+    let q = this.db.selectFrom('engine_events').selectAll();
+    if (filter.afterSeq !== undefined) q = q.where('seq', '>', filter.afterSeq);
+    if (filter.types && filter.types.length) q = q.where('type', 'in', filter.types);
+    if (filter.typePrefix) q = q.where(sql`substr(type, 1, ${filter.typePrefix.length})`, '=', filter.typePrefix);
+    if (filter.subject !== undefined) q = q.where('subject', '=', filter.subject);
+    const rows = await q.orderBy('seq').limit(Math.min(Math.max(filter.limit ?? 1000, 1), 10_000)).execute();
+    return rows.map(toEvent);
+  }
+
+  subscribe(filter: EventFilter, onEvent: (e: EngineEvent) => void): () => void {
+    const s = { filter, fn: onEvent };
+    this.subscribers.add(s);
+    return () => void this.subscribers.delete(s);
+  }
+
+  async publish(type: string, subject: string, data: Record<string, unknown>): Promise<EngineEvent> {
+    if (!type) throw new ValidationError('engine.invalid_event', 'event type must not be empty');
+    const [e] = await this.writer.submit({ events: [{ type, subject, runId: null, data, at: this.clock.now() }] });
+    return e!;
+  }
+
+  // ---- schedules and triggers ----------------------------------------------------------------
+
+  async upsertSchedule(spec: ScheduleSpec): Promise<void> {
+    this.latest(spec.workflow);
+    const now = this.clock.now();
+    let next: number | null;
+    try {
+      next = nextFire(spec.cron, spec.timezone, now);
+    } catch (e) {
+      throw new ValidationError('engine.invalid_cron', `schedule ${spec.id}: cron expression "${spec.cron}" is invalid (${(e as Error).message}); use 5 or 6 fields, e.g. "*/5 * * * *"`, { details: { id: spec.id } });
+    }
+    if (next === null) throw new ValidationError('engine.invalid_cron', `schedule ${spec.id}: cron expression "${spec.cron}" never fires`);
+    const overlap: OverlapPolicy = spec.overlap ?? 'skip';
+    const values = { cron: spec.cron, timezone: spec.timezone ?? null, workflow: spec.workflow, input: JSON.stringify(spec.input ?? null), overlap, paused: spec.paused ? 1 : 0, next_at: next, updated_at: now };
+    await this.db
+      .insertInto('engine_schedules')
+      .values({ id: spec.id, ...values, last_run_id: null, buffered: 0, created_at: now })
+      .onConflict((oc) => oc.column('id').doUpdateSet(values))
+      .execute();
+    this.noteDue(next);
+  }
+
+  async deleteSchedule(id: string): Promise<void> {
+    await this.db.deleteFrom('engine_schedules').where('id', '=', id).execute();
+  }
+
+  async listSchedules(): Promise<(ScheduleSpec & { nextAt: number; lastRunId: string | null })[]> {
+    const rows = await this.db.selectFrom('engine_schedules').selectAll().orderBy('id').execute();
+    return rows.map((r: any) => ({ id: r.id, cron: r.cron, ...(r.timezone ? { timezone: r.timezone } : {}), workflow: r.workflow, input: parseJson(r.input), overlap: r.overlap, paused: Number(r.paused) === 1, nextAt: Number(r.next_at), lastRunId: r.last_run_id }));
+  }
+
+  addTrigger(spec: TriggerSpec): void {
+    if (!spec.id || !spec.eventType) throw new ValidationError('engine.invalid_trigger', 'a trigger needs an id and an eventType');
+    this.triggers.set(spec.id, { ...spec, registeredAt: this.clock.now() });
+    this.triggersDirty = true;
+    this.kick();
+  }
+
+  private async runSchedules(now: number): Promise<void> {
+    const due = await this.db.selectFrom('engine_schedules').selectAll().where('paused', '=', 0).where('next_at', '<=', now).limit(100).execute();
+    const buffered = await this.db.selectFrom('engine_schedules').selectAll().where('paused', '=', 0).where('buffered', '=', 1).limit(100).execute();
+    for (const s of [...due, ...buffered]) {
+      if (!this.defs.has(s.workflow)) continue;
+      try {
+        await this.tx(async (trx) => {
+          const isDue = Number(s.next_at) <= now;
+          const fireAt = Number(s.next_at);
+          if (isDue) {
+            const next = nextFire(s.cron, s.timezone, now) ?? FOREVER;
+            const u = await trx.updateTable('engine_schedules').set({ next_at: next, updated_at: now }).where('id', '=', s.id).where('next_at', '=', s.next_at).executeTakeFirst();
+            if (Number(u.numUpdatedRows) === 0) return; // another worker fired it
+            this.noteDue(next);
+          } else {
+            const u = await trx.updateTable('engine_schedules').set({ buffered: 0 }).where('id', '=', s.id).where('buffered', '=', 1).executeTakeFirst();
+            if (Number(u.numUpdatedRows) === 0) return;
+          }
+          let busy = false;
+          if (s.last_run_id) {
+            const last = await trx.selectFrom('engine_runs').select('status').where('id', '=', s.last_run_id).executeTakeFirst();
+            busy = !!last && !TERMINAL_STATUSES.includes(last.status);
+          }
+          if (busy && s.overlap !== 'allow_all') {
+            if (s.overlap === 'buffer_one') await trx.updateTable('engine_schedules').set({ buffered: 1 }).where('id', '=', s.id).execute();
+            return [{ type: 'schedule.skipped', subject: `schedule:${s.id}`, data: { schedule: s.id, at: fireAt, buffered: s.overlap === 'buffer_one' }, at: now }];
+          }
+          const p = this.prepareRun(s.workflow, parseJson(s.input), { id: `${s.id}@${isDue ? fireAt : now}`, labels: { schedule: s.id } });
+          const evs = await this.insertRunTx(trx, p);
+          await trx.updateTable('engine_schedules').set({ last_run_id: p.row.id as string }).where('id', '=', s.id).execute();
+          return evs;
+        });
+      } catch (e) {
+        this.logger.warn({ err: e, schedule: s.id }, 'schedule could not fire');
+      }
+    }
+  }
+
+  private async runTriggers(): Promise<void> {
+    for (const t of this.triggers.values()) {
+      for (let rounds = 0; rounds < 10; rounds++) {
+        let cur = await this.db.selectFrom('engine_trigger_cursors').select('last_seq').where('trigger_id', '=', t.id).executeTakeFirst();
+        if (!cur) {
+          const m = await this.db.selectFrom('engine_events').select((eb) => eb.fn.max('seq').as('m')).where('at', '<', t.registeredAt).executeTakeFirst();
+          await this.db.insertInto('engine_trigger_cursors').values({ trigger_id: t.id, last_seq: Number(m?.m ?? 0) }).onConflict((oc) => oc.column('trigger_id').doNothing()).execute();
+          cur = await this.db.selectFrom('engine_trigger_cursors').select('last_seq').where('trigger_id', '=', t.id).executeTakeFirst();
+        }
+        const from = Number(cur!.last_seq);
+        const top = await this.db.selectFrom('engine_events').select((eb) => eb.fn.max('seq').as('m')).executeTakeFirst();
+        const to = Number(top?.m ?? 0);
+        if (to <= from) break;
+        let q = this.db.selectFrom('engine_events').selectAll().where('seq', '>', from).where('seq', '<=', to);
+        q = t.eventType.endsWith('*') ? q.where(sql`substr(type, 1, ${t.eventType.length - 1})`, '=', t.eventType.slice(0, -1)) : q.where('type', '=', t.eventType);
+        if (t.subject !== undefined) q = q.where('subject', '=', t.subject);
+        const rows = (await q.orderBy('seq').limit(100).execute()).map(toEvent);
+        const upTo = rows.length === 100 ? rows[99]!.seq : to;
+        const preps: ReturnType<Engine['prepareRun']>[] = [];
+        for (const e of rows) {
+          try {
+            preps.push(this.prepareRun(t.workflow, t.input ? t.input(e) : { event: e }, { id: `${t.id}:${e.seq}`, labels: { trigger: t.id } }));
+          } catch (err) {
+            this.logger.warn({ err, trigger: t.id, seq: e.seq }, 'trigger could not start its workflow for this event; skipped');
+          }
+        }
+        await this.tx(async (trx) => {
+          const u = await trx.updateTable('engine_trigger_cursors').set({ last_seq: upTo }).where('trigger_id', '=', t.id).where('last_seq', '=', from).executeTakeFirst();
+          if (Number(u.numUpdatedRows) === 0) return;
+          const evs: EventInput[] = [];
+          for (const p of preps) evs.push(...(await this.insertRunTx(trx, p)));
+          return evs;
+        });
+        if (rows.length < 100) break;
+      }
+    }
+  }
+
+  // ---- worker --------------------------------------------------------------------------------
+
+  /** @internal Wakes the worker loop. */
+  kick(): void {
+    this.kicked = true;
+    const r = this.kickResolve;
+    this.kickResolve = null;
+    r?.();
+  }
+
+  /** @internal Remembers a future due time so an idle worker wakes for it. */
+  noteDue(at: number): void {
+    if (at < this.earliestDue) {
+      this.earliestDue = at;
+      this.kick();
+    }
+  }
+
+  startWorker(): void {
+    if (this.running) return;
+    this.running = true;
+    this.stopping = false;
+    this.draining = false;
+    this.stopAc = new AbortController();
+    this.loopDone = this.loop();
+    this.heartbeatDone = this.heartbeat();
+  }
+
+  /** Number of runs executing in this process now. */
+  get activeRuns(): number {
+    return this.active.size;
+  }
+
+  /**
+   * Stops the worker. Graceful (default): stop claiming, let in-flight steps
+   * finish and journal, then hand each run back (lease released, run due now)
+   * so another worker continues it; after `drainTimeoutMs` the remaining runs
+   * are handed back with their steps still running. Not graceful: abandon at
+   * once (leases expire after leaseMs). Does not close the store.
+   */
+  async stop(opts: { graceful?: boolean } = {}): Promise<void> {
+    const graceful = opts.graceful ?? true;
+    if (!this.running && !this.active.size) return;
+    this.stopping = true;
+    this.draining = true;
+    this.running = false;
+    this.stopAc.abort();
+    this.kick();
+    if (graceful) {
+      for (const e of this.active.values()) e.drain();
+      const until = Date.now() + this.drainTimeoutMs;
+      while (this.active.size && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    }
+    const left = [...this.active.values()];
+    for (const e of left) e.abandon();
+    await this.loopDone;
+    await this.heartbeatDone;
+    await this.writer.drain();
+    if (graceful && left.length) {
+      const now = this.clock.now();
+      for (const e of left) {
+        await this.db
+          .updateTable('engine_runs')
+          .set({ lease_owner: null, lease_expires_at: null, available_at: now })
+          .where('id', '=', e.id)
+          .where('lease_owner', '=', this.workerId)
+          .where('lease_epoch', '=', e.epoch)
+          .execute()
+          .catch(() => {});
+      }
+    }
+    this.active.clear();
+    this.loopDone = null;
+    this.heartbeatDone = null;
+  }
+
+  /** @internal */
+  executionEnded(e: RunExecution): void {
+    if (this.active.get(e.id) === e) this.active.delete(e.id);
+    this.kick();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      this.kicked = false;
+      let idleUntil: number;
+      try {
+        idleUntil = await this.tick();
+      } catch (e) {
+        if (!this.running) break;
+        this.logger.error({ err: e }, 'worker tick failed; retrying');
+        idleUntil = this.clock.now() + this.pollMs;
+      }
+      if (!this.running) break;
+      if (this.kicked) continue;
+      await this.idle(idleUntil);
+    }
+  }
+
+  private async idle(until: number): Promise<void> {
+    const ac = new AbortController();
+    const waits: Promise<unknown>[] = [
+      new Promise<void>((r) => (this.kickResolve = r)),
+      new Promise<void>((r) => {
+        const t = setTimeout(r, this.pollMs);
+        ac.signal.addEventListener('abort', () => clearTimeout(t), { once: true });
+      }),
+    ];
+    const now = this.clock.now();
+    if (until < FOREVER && until > now) waits.push(this.clock.sleep(until - now, ac.signal).catch(() => {}));
+    await Promise.race(waits);
+    ac.abort();
+    this.kickResolve = null;
+  }
+
+  /** One pass: claim and start runs, fire schedules and triggers. Returns when to look again (clock ms). */
+  private async tick(): Promise<number> {
+    const now = this.clock.now();
+    if (now >= this.earliestDue) this.earliestDue = FOREVER;
+    const capacity = this.concurrency - this.active.size;
+    let claimed = 0;
+    if (capacity > 0 && !this.draining && this.defs.size) claimed = await this.claim(capacity, now);
+    if (this.triggersDirty || Date.now() >= this.nextHousekeeping) {
+      this.triggersDirty = false;
+      this.nextHousekeeping = Date.now() + this.pollMs;
+      await this.runSchedules(now);
+      if (this.triggers.size) await this.runTriggers();
+    }
+    if (claimed >= capacity && capacity > 0) {
+      this.kicked = true;
+      return now;
+    }
+    if (this.active.size >= this.concurrency) return FOREVER;
+    return Math.min(await this.nextDue(), this.earliestDue);
+  }
+
+  private async nextDue(): Promise<number> {
+    const names = [...this.defs.keys()];
+    if (!names.length) return FOREVER;
+    const a = await this.db
+      .selectFrom('engine_runs')
+      .select((eb) => eb.fn.min('available_at').as('m'))
+      .where('available_at', 'is not', null)
+      .where('lease_owner', 'is', null)
+      .where('workflow', 'in', names)
+      .executeTakeFirst();
+    const b = await this.db
+      .selectFrom('engine_runs')
+      .select((eb) => eb.fn.min('lease_expires_at').as('m'))
+      .where('available_at', 'is not', null)
+      .where('lease_owner', 'is not', null)
+      .where('lease_owner', '!=', this.workerId)
+      .where('workflow', 'in', names)
+      .executeTakeFirst();
+    const s = await this.db.selectFrom('engine_schedules').select((eb) => eb.fn.min('next_at').as('m')).where('paused', '=', 0).executeTakeFirst();
+    const vals = [a?.m, b?.m, s?.m].filter((v) => v !== null && v !== undefined).map(Number);
+    const now = this.clock.now();
+    // Due-but-blocked runs (concurrency limits) are re-checked on the poll interval, not in a busy loop.
+    const future = vals.filter((v) => v > now);
+    return future.length ? Math.min(...future) : FOREVER;
+  }
+
+  private queueLimit(queue: string): QueueLimits | undefined {
+    return this.queues[queue];
+  }
+
+  private async claim(max: number, now: number): Promise<number> {
+    const names = [...this.defs.keys()];
+    const activeIds = [...this.active.keys()];
+    const isPg = this.store.dialect === 'postgres';
+    const claimed: any[] = [];
+    const fresh = new Set<string>();
+    await this.tx(async (trx) => {
+      if (isPg) await sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`.execute(trx);
+      let q = trx
+        .selectFrom('engine_runs')
+        .select(['id', 'queue', 'concurrency_key', 'started_at', 'status'])
+        .where('available_at', '<=', now)
+        .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', now)]))
+        .where('workflow', 'in', names);
+      if (activeIds.length && activeIds.length <= 500) q = q.where('id', 'not in', activeIds);
+      q = q.orderBy('available_at').orderBy('id').limit(max * 4 + 16);
+      if (isPg) q = q.forUpdate().skipLocked();
+      let cands: any[] = await q.execute();
+      if (activeIds.length > 500) cands = cands.filter((c) => !this.active.has(c.id));
+      const newOnes = cands.filter((c) => c.started_at === null && (this.queueLimit(c.queue) || c.concurrency_key));
+      const qCount = new Map<string, number>();
+      const kCount = new Map<string, number>();
+      if (newOnes.length) {
+        const queues = [...new Set(newOnes.map((c) => c.queue).filter((x: string) => this.queueLimit(x)))];
+        if (queues.length) {
+          const rows = await trx.selectFrom('engine_runs').select(['queue', (eb) => eb.fn.countAll().as('n')]).where('queue', 'in', queues).where('status', 'in', ACTIVE_STATUSES).where('available_at', 'is not', null).groupBy('queue').execute();
+          for (const r of rows) qCount.set(r.queue, Number(r.n));
+        }
+        const keys = [...new Set(newOnes.map((c) => c.concurrency_key).filter((x: string | null) => x))];
+        if (keys.length) {
+          const rows = await trx.selectFrom('engine_runs').select(['queue', 'concurrency_key', (eb) => eb.fn.countAll().as('n')]).where('concurrency_key', 'in', keys).where('status', 'in', ACTIVE_STATUSES).where('available_at', 'is not', null).groupBy(['queue', 'concurrency_key']).execute();
+          for (const r of rows) kCount.set(`${r.queue}\u0000${r.concurrency_key}`, Number(r.n));
+        }
+      }
+      const chosen: string[] = [];
+      for (const c of cands) {
+        if (chosen.length >= max) break;
+        if (c.started_at === null) {
+          const ql = this.queueLimit(c.queue);
+          if (ql && (qCount.get(c.queue) ?? 0) >= ql.concurrency) continue;
+          const kk = `${c.queue}\u0000${c.concurrency_key}`;
+          if (c.concurrency_key && (kCount.get(kk) ?? 0) >= (ql?.perKey ?? 1)) continue;
+          if (ql) qCount.set(c.queue, (qCount.get(c.queue) ?? 0) + 1);
+          if (c.concurrency_key) kCount.set(kk, (kCount.get(kk) ?? 0) + 1);
+          fresh.add(c.id);
+        }
+        chosen.push(c.id);
+      }
+      if (!chosen.length) return;
+      const rows = await trx
+        .updateTable('engine_runs')
+        .set({
+          lease_owner: this.workerId,
+          lease_epoch: sql`lease_epoch + 1`,
+          lease_expires_at: now + this.leaseMs,
+          status: sql`case when status in ('pending', 'waiting') then 'running' else status end`,
+          started_at: sql`coalesce(started_at, ${now})`,
+          deadline_at: sql`coalesce(deadline_at, case when timeout_ms is null then null else ${now} + timeout_ms end)`,
+          updated_at: now,
+        })
+        .where('id', 'in', chosen)
+        .returningAll()
+        .execute();
+      claimed.push(...rows);
+      return rows.filter((r: any) => fresh.has(r.id)).map((r: any): EventInput => ({ type: 'run.started', subject: r.id, runId: r.id, data: { workflow: r.workflow, worker: this.workerId }, at: now }));
+    });
+    if (!claimed.length) return 0;
+    // Replay only on (re)claim: load journals of runs that ran before.
+    const resumed = claimed.filter((r) => !fresh.has(r.id)).map((r) => r.id as string);
+    const journals = new Map<string, Map<number, JournalEntry>>();
+    for (let k = 0; k < resumed.length; k += 500) {
+      const rows = await this.db.selectFrom('engine_steps').selectAll().where('run_id', 'in', resumed.slice(k, k + 500)).execute();
+      for (const r of rows) {
+        let m = journals.get(r.run_id);
+        if (!m) journals.set(r.run_id, (m = new Map()));
+        m.set(Number(r.seq), toJournalEntry(r as StepRow));
+      }
+    }
+    for (const r of claimed) {
+      const run: LoadedRun = {
+        id: r.id,
+        workflow: r.workflow,
+        version: Number(r.version),
+        status: r.status,
+        input: parseJson(r.input),
+        labels: (parseJson(r.labels) as Record<string, string>) ?? {},
+        queue: r.queue,
+        concurrencyKey: r.concurrency_key,
+        parentRunId: r.parent_run_id,
+        deadlineAt: r.deadline_at === null ? null : Number(r.deadline_at),
+        timeoutMs: r.timeout_ms === null ? null : Number(r.timeout_ms),
+        epoch: Number(r.lease_epoch),
+        cancelRequested: Number(r.cancel_requested) === 1,
+        cancelReason: r.cancel_reason,
+        progress: (parseJson(r.progress) as Record<string, unknown>) ?? null,
+      };
+      const exec = new RunExecution(this, run, journals.get(r.id) ?? new Map());
+      this.active.set(r.id, exec);
+      void exec.execute(this.defs.get(run.workflow)?.get(run.version));
+    }
+    return claimed.length;
+  }
+
+  private async heartbeat(): Promise<void> {
+    while (this.running) {
+      try {
+        await this.clock.sleep(this.heartbeatMs, this.stopAc.signal);
+      } catch {
+        break;
+      }
+      if (!this.running) break;
+      const execs = [...this.active.values()];
+      if (!execs.length) continue;
+      try {
+        const now = this.clock.now();
+        const seen = new Map<string, any>();
+        for (let k = 0; k < execs.length; k += 500) {
+          const ids = execs.slice(k, k + 500).map((e) => e.id);
+          const rows = await this.db
+            .updateTable('engine_runs')
+            .set({ lease_expires_at: now + this.leaseMs })
+            .where('lease_owner', '=', this.workerId)
+            .where('id', 'in', ids)
+            .returning(['id', 'lease_epoch', 'cancel_requested', 'cancel_reason'])
+            .execute();
+          for (const r of rows) seen.set(r.id, r);
+        }
+        for (const e of execs) {
+          if (this.active.get(e.id) !== e) continue;
+          const r = seen.get(e.id);
+          if (!r || Number(r.lease_epoch) !== e.epoch) {
+            this.logger.warn({ runId: e.id }, 'lease lost; abandoning the run (another worker continues it)');
+            e.abandon();
+          } else if (Number(r.cancel_requested) === 1) {
+            e.interruptWith('cancel', r.cancel_reason);
+          }
+        }
+      } catch (err) {
+        this.logger.warn({ err }, 'heartbeat failed');
+      }
+    }
+  }
+}
+
+export type { JournalEntry };

@@ -1,0 +1,67 @@
+import { ManualClock, type Clock } from '../core/clock.js';
+import { seededRng } from '../core/rng.js';
+import type { DialectName } from '../store/store.js';
+import { openTestStore, type TestDb } from '../../test/support/dialects.js';
+import { Engine, type EngineOptions, type EngineEvent, type EventFilter } from './index.js';
+
+/** Test support for engine tests: a fresh database and an engine on a manual clock. */
+export interface EngineHarness {
+  t: TestDb;
+  engine: Engine;
+  clock: ManualClock;
+  /** Resolves with the first live event matching `filter` and `pred` (checks already-committed events too). */
+  waitEvent(filter: EventFilter, pred?: (e: EngineEvent) => boolean): Promise<EngineEvent>;
+  /** A second engine on the same store (another worker). */
+  another(opts?: Partial<EngineOptions>): Engine;
+  close(): Promise<void>;
+}
+
+export async function engineHarness(dialect: DialectName, opts: Partial<EngineOptions> = {}): Promise<EngineHarness> {
+  const t = await openTestStore(dialect);
+  const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock();
+  const engines: Engine[] = [];
+  const make = (o: Partial<EngineOptions> = {}) => {
+    const e = new Engine({ store: t.store, clock: clock as Clock, pollMs: 20, leaseMs: 30_000, heartbeatMs: 10_000, rng: seededRng(7), ...opts, ...o });
+    engines.push(e);
+    return e;
+  };
+  const engine = make();
+  return {
+    t,
+    engine,
+    clock,
+    another: make,
+    waitEvent: (filter, pred = () => true) =>
+      new Promise<EngineEvent>((resolve, reject) => {
+        let done = false;
+        const unsub = engine.subscribe(filter, (e) => {
+          if (!done && pred(e)) {
+            done = true;
+            unsub();
+            resolve(e);
+          }
+        });
+        engine.events(filter).then((evs) => {
+          const e = evs.find(pred);
+          if (e && !done) {
+            done = true;
+            unsub();
+            resolve(e);
+          }
+        }, reject);
+      }),
+    close: async () => {
+      for (const e of engines) await e.stop({ graceful: false });
+      await t.cleanup();
+    },
+  };
+}
+
+/** Polls `cond` on the event loop (no clock involved) until true; for conditions without an event. */
+export async function until(cond: () => boolean | Promise<boolean>, what = 'condition', maxMs = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - start > maxMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
