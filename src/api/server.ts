@@ -1,0 +1,289 @@
+import { createHash } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyRateLimit from '@fastify/rate-limit';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { InfraflowError, NotFoundError, UnauthorizedError, ValidationError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { Logger } from '../core/log.js';
+import { authorize, can, canSee, visibleProjects, type Decision, type Principal } from '../iam/policy.js';
+import type { Permission } from '../iam/permissions.js';
+import { notFoundHandler, problemFor, sendProblem } from './problem.js';
+import { fullUrl, projectNotFound, type AnyRoute, type ApiDeps, type HandlerContext, type ResolvedProject } from './route.js';
+import { authDenials, httpDuration, httpRequests, startDefaultMetrics } from './metrics.js';
+import { closeAllStreams } from './sse.js';
+import { systemRoutes } from './routes/system.js';
+import { authRoutes } from './routes/auth.js';
+import { iamRoutes } from './routes/iam.js';
+import { secretRoutes } from './routes/secrets.js';
+import { runRoutes } from './routes/runs.js';
+import { eventRoutes } from './routes/events.js';
+import { areaRoutes } from './routes/areas.js';
+
+export interface ServerOptions {
+  /** Largest request body accepted (413 above). */
+  bodyLimitBytes?: number;
+  /** Requests per window per token (per address when anonymous); false disables. */
+  rateLimit?: { max: number; timeWindowMs: number } | false;
+  /** Fastify's logger (request logs with request ids); default: deps.logger. */
+  logger?: Logger;
+  /** Swagger UI at /docs (default true). */
+  docs?: boolean;
+  /** Extra routes (tests, plug-ins). */
+  extraRoutes?: AnyRoute[];
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+    decision: Decision | null;
+    authzProject: string | null | undefined;
+    auditMessage: string | null;
+    auditActorName: string | null;
+  }
+  interface FastifyContextConfig {
+    routeSpec?: AnyRoute;
+  }
+}
+
+/** Every route of the API, in one table (the authorization matrix test is generated from it). */
+export function routeTable(deps: ApiDeps, extra: AnyRoute[] = []): AnyRoute[] {
+  return [
+    ...systemRoutes(deps),
+    ...authRoutes(deps),
+    ...iamRoutes(deps),
+    ...secretRoutes(deps),
+    ...(deps.engine ? [...runRoutes(deps), ...eventRoutes(deps)] : []),
+    ...areaRoutes(deps),
+    ...extra,
+  ];
+}
+
+/** Paths served by plug-ins rather than the route table (documentation UI assets). */
+export const PLUGIN_PATH_PREFIXES = ['/docs'];
+
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+function bearerOf(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (!h) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? m[1] : '';
+}
+
+export function parseIfMatch(h: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(h) ? h[0] : h;
+  if (v === undefined || v.trim() === '*') return undefined;
+  const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(v);
+  if (!m) throw new ValidationError('api.invalid_if_match', 'If-Match: send the ETag you received, e.g. "3"', { details: { field: 'If-Match' } });
+  return Number(m[1]);
+}
+
+export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Promise<FastifyInstance> {
+  const table = routeTable(deps, opts.extraRoutes);
+  for (const r of table) {
+    if (!r.policy) throw new Error(`route ${r.method} ${fullUrl(r)} has no policy: every route must declare one`);
+    if (r.policy.scope === 'project' && !r.project) throw new Error(`route ${r.method} ${fullUrl(r)} is project-scoped but has no project resolver`);
+  }
+  const app = Fastify({
+    loggerInstance: (opts.logger ?? deps.logger).child({ component: 'http' }),
+    bodyLimit: opts.bodyLimitBytes ?? 1_048_576,
+    genReqId: (req) => {
+      const h = req.headers['x-request-id'];
+      const v = Array.isArray(h) ? h[0] : h;
+      return v && /^[A-Za-z0-9._-]{1,64}$/.test(v) ? v : newId('req');
+    },
+    routerOptions: { maxParamLength: 200 },
+    forceCloseConnections: true,
+    return503OnClosing: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  startDefaultMetrics();
+
+  app.decorateRequest('principal', null);
+  app.decorateRequest('decision', null);
+  app.decorateRequest('authzProject', undefined);
+  app.decorateRequest('auditMessage', null);
+  app.decorateRequest('auditActorName', null);
+
+  app.setErrorHandler((err, req, reply) => {
+    const problem = problemFor(err, req);
+    if (problem.status >= 500) req.log.error({ err }, 'request failed');
+    else req.log.info({ code: problem.code, status: problem.status }, 'request refused');
+    if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="infraflow"');
+    if (problem.status === 429 && (err as { retryAfterSeconds?: number }).retryAfterSeconds) reply.header('retry-after', String((err as { retryAfterSeconds?: number }).retryAfterSeconds));
+    return sendProblem(reply, problem);
+  });
+  app.setNotFoundHandler(notFoundHandler);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Infraflow API', version: '1', description: 'Infrastructure provisioning control plane. Errors are RFC 9457 problem+json; lists are cursor-paginated; updates take If-Match.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a session token from POST /api/v1/auth/login or an API token' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  if (opts.docs !== false) await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  if (opts.rateLimit !== false) {
+    const rl = opts.rateLimit ?? { max: 1200, timeWindowMs: 60_000 };
+    await app.register(fastifyRateLimit, {
+      global: true,
+      max: rl.max,
+      timeWindow: rl.timeWindowMs,
+      keyGenerator: (req) => {
+        const b = bearerOf(req);
+        return b ? 'tok:' + createHash('sha256').update(b).digest('hex').slice(0, 32) : 'ip:' + req.ip;
+      },
+      errorResponseBuilder: (_req, ctx) => Object.assign(new InfraflowError('api.rate_limited', `too many requests for this token: the limit is ${ctx.max} per ${ctx.after}; wait and retry`, 429), { retryAfterSeconds: Math.ceil(ctx.ttl / 1000) }),
+    });
+  }
+
+  // request id on every response; metrics; audit
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', String(req.id));
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+  });
+  app.addHook('onSend', async (req, reply, payload) => {
+    const spec = req.routeOptions.config.routeSpec;
+    if (!spec) return payload;
+    const denied = req.decision !== null && !req.decision.allow;
+    if (!denied && !MUTATING.has(req.method) && spec.audit !== 'always') return payload;
+    if (spec.url === '/healthz' || spec.url === '/readyz') return payload;
+    const params = (req.params ?? {}) as Record<string, unknown>;
+    try {
+      await deps.iam.audit({
+        actorId: req.principal?.userId ?? null,
+        actorName: req.principal?.userName ?? req.auditActorName,
+        tokenId: req.principal?.tokenId ?? null,
+        action: 'permission' in spec.policy ? spec.policy.permission : spec.policy.scope,
+        method: req.method,
+        route: `${req.method} ${fullUrl(spec)}`,
+        target: typeof params.id === 'string' ? params.id : Object.keys(params).length ? JSON.stringify(params).slice(0, 500) : null,
+        project: typeof req.authzProject === 'string' ? req.authzProject : null,
+        outcome: denied ? 'denied' : reply.statusCode >= 400 ? 'failed' : 'allowed',
+        status: reply.statusCode,
+        requestId: String(req.id),
+        message: req.auditMessage,
+      });
+    } catch (err) {
+      req.log.error({ err }, 'could not write the audit entry');
+    }
+    return payload;
+  });
+
+  app.addHook('onClose', async () => {
+    closeAllStreams();
+  });
+
+  const deny = (req: FastifyRequest, d: Decision, hidden: () => InfraflowError): never => {
+    req.decision = d;
+    if (d.allow) throw new Error('deny called with an allow decision');
+    authDenials.inc({ reason: d.reason });
+    if (d.reason === 'unauthenticated') throw new UnauthorizedError();
+    if (d.reason === 'hidden') throw hidden();
+    throw new InfraflowError('auth.forbidden', `you may not do this: it needs the permission ${'permission' in (req.routeOptions.config.routeSpec?.policy ?? {}) ? (req.routeOptions.config.routeSpec!.policy as { permission: string }).permission : '?'}${typeof req.authzProject === 'string' ? ` on project ${req.authzProject}` : ' on the system'}; ask an administrator for a role that grants it`, 403);
+  };
+
+  for (const spec of table) {
+    const url = fullUrl(spec);
+    const isPublic = spec.policy.scope === 'public';
+    app.route({
+      method: spec.method,
+      url,
+      schema: {
+        ...spec.schema,
+        summary: spec.summary,
+        tags: spec.tags,
+        ...(spec.description ? { description: spec.description } : {}),
+        ...(isPublic ? {} : { security: [{ bearer: [] }] }),
+        response: spec.schema.response,
+      } as any,
+      config: {
+        routeSpec: spec,
+        ...(spec.rateLimit ? {
+          rateLimit: {
+            max: spec.rateLimit.max,
+            timeWindow: spec.rateLimit.timeWindowMs,
+            ...(spec.rateLimit.keyBy === 'ip' ? { keyGenerator: (req: FastifyRequest) => 'ip:' + req.ip } : {}),
+          },
+        } : {}),
+      },
+      // authentication and function-level authorization run before the body is even parsed
+      onRequest: async (req) => {
+        const bearer = bearerOf(req);
+        if (bearer) req.principal = await deps.iam.authenticate(bearer);
+        if (bearer !== undefined && !req.principal && !isPublic) {
+          deny(req, { allow: false, reason: 'unauthenticated' }, () => new UnauthorizedError());
+        }
+        if (spec.policy.scope === 'project') {
+          if (!req.principal) deny(req, { allow: false, reason: 'unauthenticated' }, () => new UnauthorizedError());
+          return; // object-level: after validation, in preHandler
+        }
+        const d = authorize(req.principal, spec.policy);
+        if (!d.allow) deny(req, d, () => new NotFoundError('api.not_found', 'not found'));
+        req.decision = d;
+      },
+      preHandler: async (req) => {
+        if (spec.policy.scope !== 'project') return;
+        const notFound = () => spec.notFound ? spec.notFound({ params: req.params as any }) : new NotFoundError('api.not_found', `${req.url.split('?')[0]} not found`);
+        const r: ResolvedProject = await spec.project!({ params: req.params as any, query: req.query as any, body: req.body as any, deps });
+        let project: string | null | undefined;
+        // a missing object is not a denied attempt: 404 without an audit entry
+        if ('missing' in r) throw notFound();
+        else if ('system' in r) project = null;
+        else if ('list' in r) project = undefined;
+        else project = r.project;
+        req.authzProject = project;
+        const d = authorize(req.principal, spec.policy, project);
+        if (!d.allow) deny(req, d, () => ('project' in r && r.mustExist ? projectNotFound(r.project) : notFound()));
+        req.decision = d;
+        if ('project' in r && r.mustExist && !(await deps.iam.findProject(r.project))) throw projectNotFound(r.project);
+      },
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        const principal = req.principal!;
+        const ctx: HandlerContext<any, any, any> = {
+          req, reply, deps, principal,
+          params: req.params, query: req.query, body: req.body,
+          project: req.authzProject,
+          visible: (perm?: Permission) => {
+            const p = perm ?? ('permission' in spec.policy ? spec.policy.permission : undefined);
+            if (!principal || !p) return [];
+            return visibleProjects(principal, p);
+          },
+          can: (perm, project) => !!principal && can(principal, perm, project),
+          ifMatch: () => parseIfMatch(req.headers['if-match']),
+          etag: (rev) => {
+            reply.header('etag', `"${rev}"`);
+          },
+          auditNote: (m) => {
+            req.auditMessage = m.slice(0, 500);
+          },
+        };
+        const out = await spec.handler(ctx);
+        if (spec.sse || reply.sent) return reply;
+        if (out === undefined) return reply.code(reply.statusCode === 200 ? 204 : reply.statusCode).send();
+        return out;
+      },
+    });
+  }
+
+  // /openapi.json is served from the same schemas
+  app.get('/openapi.json', { schema: { hide: true }, config: { routeSpec: openapiSpec } }, async () => app.swagger());
+  return app as unknown as FastifyInstance;
+}
+
+/** /openapi.json in the route table (public). */
+const openapiSpec: AnyRoute = {
+  method: 'GET', url: '/openapi.json', root: true, summary: 'OpenAPI 3.1 document', tags: ['system'], policy: { scope: 'public' }, schema: {}, handler: () => undefined,
+};
+export const STATIC_ROUTES: AnyRoute[] = [openapiSpec];
+
+export { canSee };
