@@ -20,6 +20,7 @@ async function main(): Promise<void> {
   const areas = (ctx as { areas?: Record<string, unknown> }).areas;
   const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, ...(areas ? { areas } : {}) });
   await app.listen({ host: config.http.host, port: config.http.port });
+  if (config.worker.enabled) ctx.engine.startWorker();
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
   logger.info({ url: `http://${config.http.host}:${port}`, database: ctx.store.dialect }, 'infraflow started');

@@ -5,6 +5,7 @@ import type { Logger } from '../core/log.js';
 import { Store } from '../store/store.js';
 import { migrate } from '../store/migrate.js';
 import { allMigrations } from './migrations.js';
+import { Engine } from '../engine/index.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -15,6 +16,8 @@ export interface AppContext {
   logger: Logger;
   clock: Clock;
   store: Store;
+  /** The durable workflow engine; its worker runs when config.worker.enabled. */
+  engine: Engine;
   close(): Promise<void>;
 }
 
@@ -30,12 +33,25 @@ export async function createContext(config: Config, logger: Logger, clock: Clock
     await store.close();
     throw e;
   }
+  const engine = new Engine({
+    store,
+    clock,
+    logger,
+    concurrency: config.worker.concurrency,
+    leaseMs: config.worker.leaseMs,
+    heartbeatMs: config.worker.heartbeatMs,
+    pollMs: config.worker.pollMs,
+  });
+  if (config.worker.enabled) engine.startWorker();
   return {
     config,
     logger,
     clock,
     store,
+    engine,
     close: async () => {
+      // Stop claiming, let in-flight steps finish (or hand runs back), then close the database.
+      await engine.stop({ graceful: true });
       await store.close();
     },
   };
