@@ -21,7 +21,7 @@ import { seededRng } from '../src/core/rng.js';
 import { createPgDatabase } from './support/dialects.js';
 import { openSqliteLedger } from './fixtures/engine-worker-ledger.js';
 import { verifyExactlyOnce, WorkerProcess, type RunView } from './fixtures/engine-worker-harness.js';
-import type { WorkerConfig } from './fixtures/engine-worker.js';
+import type { WorkerConfig } from './fixtures/engine-worker-shared.js';
 
 const FULL = process.env.CRASH_FULL === '1';
 const RUNS = FULL ? 200 : 40;

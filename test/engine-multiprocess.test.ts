@@ -14,7 +14,7 @@ import { silentLogger } from '../src/core/log.js';
 import { createPgDatabase } from './support/dialects.js';
 import { openPgLedger } from './fixtures/engine-worker-ledger.js';
 import { verifyExactlyOnce, WorkerProcess, type RunView } from './fixtures/engine-worker-harness.js';
-import { LEDGER_WORKFLOW, type WorkerConfig } from './fixtures/engine-worker.js';
+import { LEDGER_WORKFLOW, ledgerWorkflowStub, type WorkerConfig } from './fixtures/engine-worker-shared.js';
 
 const RUNS = 2000;
 const STEPS = 2;
@@ -35,6 +35,7 @@ describe('engine with several worker processes on postgres', () => {
     cleanups.push(() => store.close());
     await migrate(store, engineMigrations);
     const engine = new Engine({ store, logger: silentLogger, workerId: 'client' });
+    engine.register(ledgerWorkflowStub());
     const ledger = await openPgLedger(ledgerDb.url);
     cleanups.push(() => ledger.close());
 
