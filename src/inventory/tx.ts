@@ -12,7 +12,13 @@ import type { Store, Trx } from '../store/store.js';
  */
 const RETRYABLE_PG = new Set(['40001', '40P01', '23505', '55P03']);
 
+/** Thrown inside an allocation transaction when a conditional update found the row already taken: the transaction is retried. */
+export class RaceLost extends Error {
+  readonly code = 'alloc.race';
+}
+
 export function isRetryableDbError(e: unknown): boolean {
+  if (e instanceof RaceLost) return true;
   const code = (e as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
   return RETRYABLE_PG.has(code) || code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT';
