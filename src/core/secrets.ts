@@ -79,6 +79,16 @@ export function isSealed(value: unknown): value is string {
   return typeof value === 'string' && value.startsWith(SEALED_PREFIX);
 }
 
+/**
+ * The base64 secret key for components that seal their own data (e.g. the
+ * resource store's `secretKey`): `config.secretKey`, else the key file in
+ * dataDir (created on first start). Every component must use this one key.
+ */
+export function resolveSecretKey(config: { secretKey?: string | undefined; dataDir: string }): string {
+  if (config.secretKey) return config.secretKey;
+  return loadOrCreateKeyFile(join(resolve(config.dataDir), KEY_FILE_NAME)).toString('base64');
+}
+
 function loadOrCreateKeyFile(path: string): Buffer {
   if (!existsSync(path)) {
     mkdirSync(resolve(path, '..'), { recursive: true });

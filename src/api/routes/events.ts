@@ -82,7 +82,7 @@ export function eventRoutes(deps: ApiDeps): AnyRoute[] {
       },
     }),
     defineRoute({
-      method: 'GET', url: '/projects/:id/events', summary: 'Server-sent events of one project; resumable with Last-Event-ID', tags, policy, sse: true,
+      method: 'GET', url: '/projects/:id/events/stream', summary: 'Server-sent events of one project; resumable with Last-Event-ID', tags, policy, sse: true,
       project: async ({ params }) => {
         const p = await deps.iam.findProject(params.id);
         return p ? { project: p.name } : { missing: true };

@@ -119,7 +119,15 @@ export function runRoutes(deps: ApiDeps): AnyRoute[] {
       },
     }),
     defineRoute({
-      method: 'GET', url: '/runs/:id/events', summary: 'Server-sent events of a run; resumable with Last-Event-ID; ends when the run is finished', tags, policy: { scope: 'project', permission: 'events:read' }, project: byId, notFound, sse: true,
+      method: 'GET', url: '/runs/:id/events', summary: 'A run\'s events (run and step changes), oldest first from `after`', tags, policy: { scope: 'project', permission: 'events:read' }, project: byId, notFound,
+      schema: { params: ID_PARAM, querystring: z.object({ after: z.coerce.number().int().min(0).optional(), limit: z.coerce.number().int().min(1).max(1000).default(200) }) },
+      handler: async ({ params, query }) => {
+        const items = await engine.events({ subject: params.id, afterSeq: query.after ?? 0, limit: query.limit });
+        return { items: items.map((e) => redact(e)), nextCursor: items.length === query.limit ? String(items[items.length - 1]!.seq) : null };
+      },
+    }),
+    defineRoute({
+      method: 'GET', url: '/runs/:id/events/stream', summary: 'Server-sent events of a run; resumable with Last-Event-ID; ends when the run is finished', tags, policy: { scope: 'project', permission: 'events:read' }, project: byId, notFound, sse: true,
       schema: { params: ID_PARAM, querystring: z.object({ after: z.coerce.number().int().min(0).optional() }) },
       handler: async ({ params, query, req, reply }) => {
         const id = params.id;
@@ -127,7 +135,7 @@ export function runRoutes(deps: ApiDeps): AnyRoute[] {
         await streamEvents(req, reply, {
           engine, afterSeq: lastEventId(req, query.after),
           filter: (e) => e.runId === id || e.subject === id,
-          endAfter: async (e) => (e.subject === id && e.type.startsWith('run.') ? terminal() : false),
+          endAfter: async (e) => (e.subject === id && (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.cancelled') ? terminal() : false),
           endNow: terminal,
         });
       },
