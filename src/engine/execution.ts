@@ -320,8 +320,8 @@ export class RunExecution {
       run.status = sql`case when cancel_requested = 1 then 'cancelling' else 'waiting' end`;
       run.progress = JSON.stringify(progress);
       run.available_at = names.length
-        ? sql`case when cancel_requested = 1 or exists (select 1 from engine_signals s where s.run_id = engine_runs.id and s.consumed_seq is null and s.name in (${sql.join(names)})) then ${now} else ${due} end`
-        : sql`case when cancel_requested = 1 then ${now} else ${due} end`;
+        ? sql`case when cancel_requested = 1 or exists (select 1 from engine_signals s where s.run_id = engine_runs.id and s.consumed_seq is null and s.name in (${sql.join(names)})) then cast(${now} as bigint) else cast(${due} as bigint) end`
+        : sql`case when cancel_requested = 1 then cast(${now} as bigint) else cast(${due} as bigint) end`;
     }
     try {
       await this.engine.writer.submit({
@@ -332,7 +332,8 @@ export class RunExecution {
       this.haltResolve({ kind: 'suspend' });
       if (due <= now + 5) this.engine.kick();
       else this.engine.noteDue(due);
-    } catch {
+    } catch (e) {
+      if (!(e instanceof LeaseLostError)) this.engine.logger.error({ err: e, runId: this.id }, 'suspending the run failed; it is handed back when its lease expires');
       this.abandon();
     }
   }
@@ -802,7 +803,7 @@ export async function notifyParent(trx: Kysely<any>, parentId: string, childId: 
 export async function wakeRun(trx: Kysely<any>, runId: string, now: number): Promise<void> {
   await trx
     .updateTable('engine_runs')
-    .set({ available_at: sql`case when status in ('waiting', 'cancelling') and lease_owner is null then ${now} else available_at end` })
+    .set({ available_at: sql`case when status in ('waiting', 'cancelling') and lease_owner is null then cast(${now} as bigint) else available_at end` })
     .where('id', '=', runId)
     .where('available_at', 'is not', null)
     .execute();

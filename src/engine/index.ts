@@ -417,7 +417,7 @@ export class Engine implements EngineApi {
           cancel_reason: reason ?? null,
           updated_at: now,
           status: sql`case when status = 'waiting' then 'cancelling' else status end`,
-          available_at: sql`case when lease_owner is null then ${now} else available_at end`,
+          available_at: sql`case when lease_owner is null then cast(${now} as bigint) else available_at end`,
         })
         .where('id', '=', runId)
         .where('available_at', 'is not', null)
@@ -467,7 +467,7 @@ export class Engine implements EngineApi {
       cancel_reason: null,
       lease_owner: null,
       lease_expires_at: null,
-      deadline_at: sql`case when timeout_ms is null then null else ${now} + timeout_ms end`,
+      deadline_at: sql`case when timeout_ms is null then null else cast(${now} as bigint) + timeout_ms end`,
     };
   }
 
@@ -907,8 +907,8 @@ export class Engine implements EngineApi {
           lease_epoch: sql`lease_epoch + 1`,
           lease_expires_at: now + this.leaseMs,
           status: sql`case when status in ('pending', 'waiting') then 'running' else status end`,
-          started_at: sql`coalesce(started_at, ${now})`,
-          deadline_at: sql`coalesce(deadline_at, case when timeout_ms is null then null else ${now} + timeout_ms end)`,
+          started_at: sql`coalesce(started_at, cast(${now} as bigint))`,
+          deadline_at: sql`coalesce(deadline_at, case when timeout_ms is null then null else cast(${now} as bigint) + timeout_ms end)`,
           updated_at: now,
         })
         .where('id', 'in', chosen)

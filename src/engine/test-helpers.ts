@@ -34,21 +34,26 @@ export async function engineHarness(dialect: DialectName, opts: Partial<EngineOp
     waitEvent: (filter, pred = () => true) =>
       new Promise<EngineEvent>((resolve, reject) => {
         let done = false;
-        const unsub = engine.subscribe(filter, (e) => {
-          if (!done && pred(e)) {
-            done = true;
-            unsub();
-            resolve(e);
-          }
-        });
-        engine.events(filter).then((evs) => {
-          const e = evs.find(pred);
-          if (e && !done) {
-            done = true;
-            unsub();
-            resolve(e);
-          }
-        }, reject);
+        const unsubs: (() => void)[] = [];
+        const finish = (e: EngineEvent) => {
+          if (done) return;
+          done = true;
+          for (const u of unsubs) u();
+          resolve(e);
+        };
+        for (const e of engines) unsubs.push(e.subscribe(filter, (ev) => pred(ev) && finish(ev)));
+        // Events committed by other processes/engines: look in the table too.
+        const started = Date.now();
+        const look = () => {
+          if (done) return;
+          engine.events(filter).then((evs) => {
+            const e = evs.find(pred);
+            if (e) finish(e);
+            else if (Date.now() - started > 30_000) reject(new Error(`no event matching ${JSON.stringify(filter)}`));
+            else setTimeout(look, 10);
+          }, reject);
+        };
+        look();
       }),
     close: async () => {
       for (const e of engines) await e.stop({ graceful: false });
