@@ -7,12 +7,12 @@ import { silentLogger } from '../../src/core/log.js';
 import { Engine, engineMigrations } from '../../src/engine/index.js';
 import { defineWorkflow } from '../../src/engine/types.js';
 import { nowMs } from './stats.js';
-import { StepRecorder, type WorkloadResult, type WorkloadSpec } from './workload.js';
+import { pool, StepRecorder, type WorkloadResult, type WorkloadSpec } from './workload.js';
 
 /**
- * The engine: runs of `steps` no-op steps, all started up front, executed by
- * one worker whose concurrency is `concurrency` (so that many runs are in
- * flight at once). The database is migrated by the caller for PostgreSQL
+ * The engine: runs of `steps` no-op steps, `concurrency` runs in flight
+ * (clients that start a run and wait for its result), executed by one worker
+ * whose concurrency is `concurrency`. The database is migrated by the caller for PostgreSQL
  * (so that the transaction count covers the workload only), here for SQLite.
  */
 export async function runEngine(dialect: 'sqlite' | 'postgres', url: string, spec: WorkloadSpec, warmupRuns: number): Promise<WorkloadResult> {
@@ -43,11 +43,11 @@ export async function runEngine(dialect: 'sqlite' | 'postgres', url: string, spe
     engine.startWorker();
     // warm-up
     rec.enabled = false;
-    await runBatch(engine, warmupRuns, 'w', spec.steps);
+    await runBatch(engine, warmupRuns, spec.concurrency, 'w', spec.steps);
     rec.enabled = true;
     const warmSteps = rec.steps;
     const start = nowMs();
-    await runBatch(engine, spec.runs, 'r', spec.steps);
+    await runBatch(engine, spec.runs, spec.concurrency, 'r', spec.steps);
     const elapsedMs = nowMs() - start;
     const steps = rec.steps - warmSteps;
     return { system: `engine-${dialect}`, runs: spec.runs, steps, elapsedMs, stepsPerS: (steps * 1000) / elapsedMs, latencies: rec.latencies, totalSteps: rec.steps };
@@ -58,12 +58,14 @@ export async function runEngine(dialect: 'sqlite' | 'postgres', url: string, spe
   }
 }
 
-/** Starts `runs` runs and waits until all are terminal; throws if one did not succeed. */
-async function runBatch(engine: Engine, runs: number, prefix: string, steps: number): Promise<void> {
-  const ids: string[] = [];
-  for (let i = 0; i < runs; i++) ids.push((await engine.start('bench-noop', { steps }, { id: `${prefix}-${i}` })).id);
-  for (const id of ids) {
+/**
+ * `concurrency` clients, each starting a run and waiting for its result, then
+ * the next (like the DBOS and pg-boss workloads): `concurrency` runs in flight.
+ */
+async function runBatch(engine: Engine, runs: number, concurrency: number, prefix: string, steps: number): Promise<void> {
+  await pool(runs, concurrency, async (i) => {
+    const { id } = await engine.start('bench-noop', { steps }, { id: `${prefix}-${i}` });
     const r = await engine.result(id, { timeoutMs: 300_000 });
     if (r.status !== 'succeeded') throw new Error(`bench run ${id} ended ${r.status}: ${JSON.stringify(r.error)}`);
-  }
+  });
 }

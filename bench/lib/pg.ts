@@ -48,7 +48,7 @@ export async function createDatabase(serverUrl: string, prefix: string): Promise
 
 /** The server's major version, e.g. 18. */
 export async function serverVersion(serverUrl: string): Promise<string> {
-  return withClient(serverUrl, async (c) => (await c.query<{ v: string }>('show server_version')).rows[0]!.v);
+  return withClient(serverUrl, async (c) => (await c.query<{ server_version: string }>('show server_version')).rows[0]!.server_version);
 }
 
 /**
