@@ -1,4 +1,5 @@
 import type { AreaMigration } from '../store/migrate.js';
+import { allocationMigrations } from '../allocation/migrations.js';
 import { inventoryMigrations } from '../inventory/migrations.js';
 import { engineMigrations } from '../engine/schema.js';
 import { ipamMigrations } from '../ipam/migrations.js';
@@ -11,6 +12,7 @@ import { stackMigrations } from '../stacks/migrations.js';
  * this composition root is the only place that knows them all.
  */
 export const allMigrations: AreaMigration[] = [
+  ...allocationMigrations,
   ...inventoryMigrations,
   ...engineMigrations,
   ...ipamMigrations,

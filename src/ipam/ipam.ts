@@ -141,8 +141,9 @@ export class Ipam {
     return row ? toPrefix(row) : undefined;
   }
 
-  async listPrefixes(filter: { scope?: string; parentId?: string | null; kind?: PrefixKind; holder?: string } = {}): Promise<Prefix[]> {
+  async listPrefixes(filter: { scope?: string; parentId?: string | null; kind?: PrefixKind; holder?: string; reservationId?: string } = {}): Promise<Prefix[]> {
     let q = this.store.db.selectFrom('ipam_prefixes').selectAll();
+    if (filter.reservationId !== undefined) q = q.where('reservation_id', '=', filter.reservationId);
     if (filter.scope !== undefined) q = q.where('scope', '=', filter.scope);
     if (filter.parentId !== undefined) q = filter.parentId === null ? q.where('parent_id', 'is', null) : q.where('parent_id', '=', filter.parentId);
     if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);

@@ -1,0 +1,8 @@
+/**
+ * Reservations (all-or-nothing allocation across servers, prefixes,
+ * addresses, floating IPs, VLANs and DNS names, with a time to live) and
+ * feasibility checks. Module API for workflow steps, the HTTP API and the CLI.
+ */
+export { Allocations, reserveStep, type AllocationsOptions } from './reservations.js';
+export * from './schemas.js';
+export { allocationMigrations } from './migrations.js';
