@@ -44,7 +44,10 @@ async function runWorkers(n: number, env: Record<string, string>): Promise<Worke
 function dupes(values: string[]): string[] {
   const seen = new Set<string>();
   const d: string[] = [];
-  for (const v of values) (seen.has(v) ? d.push(v) : seen.add(v));
+  for (const v of values) {
+    if (seen.has(v)) d.push(v);
+    else seen.add(v);
+  }
   return d;
 }
 

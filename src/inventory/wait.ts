@@ -48,7 +48,8 @@ export async function allocateServersWhenAvailable(ctx: WorkflowContext, inv: In
       await ctx.step(`${name} give up`, () => inv.removeWaiter(ctx.runId));
       throw new TimeoutError('inventory.capacity_timeout', `waited ${Math.round((now - started) / 1000)} s for ${what}; ${r.available} available. Add servers, release some, or raise the timeout`, { retryable: false, details: { type: input.type, datacenter: input.datacenter, requested: r.requested, available: r.available } });
     }
-    ctx.progress({ stage: 'waiting for capacity', waitingFor: `${what} (${r.available} of ${r.requested} available)`, message: r.message });
+    const waitingFor = `${what} (${r.available} of ${r.requested} available)`;
+    ctx.progress({ stage: 'waiting for capacity', waitingFor, message: `waiting for ${waitingFor}` });
     try {
       await ctx.waitFor(CAPACITY_SIGNAL, { timeoutMs: Math.max(1, Math.min(recheck, deadline - now)), name: `${name} wait #${attempt}` });
     } catch (e) {
