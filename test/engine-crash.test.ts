@@ -118,3 +118,43 @@ describe.each(dialects)('engine crash test on %s', (dialect) => {
     FULL ? 1_800_000 : 240_000,
   );
 });
+
+describe('the crash test checker', () => {
+  const run = (steps: { name: string; exec: number; key: string }[], status = 'succeeded'): RunView => ({
+    id: 'r1',
+    status,
+    steps: steps.map((s) => ({ name: s.name, kind: 'step', status: 'succeeded', output: { exec: s.exec, worker: 'w', key: s.key } })),
+  });
+  const exec = (exec_id: number, step: string, idem_key: string, seen = 0) => ({
+    exec_id, run_id: 'r1', step, idem_key, worker: 'w', attempt: 1, seen_committed: seen, started_at: exec_id, ended_at: exec_id + 0.5,
+  });
+  const effect = (step: string, idem_key: string, first: number, applications = 1) => ({ idem_key, run_id: 'r1', step, first_exec_id: first, applications });
+
+  it('accepts a clean history, including a re-execution before the commit', () => {
+    const v = verifyExactlyOnce([run([{ name: 's0', exec: 2, key: 'k0' }])], { executions: [exec(1, 's0', 'k0'), exec(2, 's0', 'k0')], effects: [effect('s0', 'k0', 1, 2)] }, 1, { singleWriter: true });
+    expect(v).toEqual([]);
+  });
+
+  it('flags a body that ran after its result was committed', () => {
+    const v = verifyExactlyOnce([run([{ name: 's0', exec: 1, key: 'k0' }])], { executions: [exec(1, 's0', 'k0'), exec(2, 's0', 'k0')], effects: [effect('s0', 'k0', 1, 2)] }, 1, { singleWriter: true });
+    expect(v.join('\n')).toMatch(/ran after execution 1, whose result was committed/);
+  });
+
+  it('flags a body that started while the journal held its result', () => {
+    const v = verifyExactlyOnce([run([{ name: 's0', exec: 1, key: 'k0' }])], { executions: [exec(1, 's0', 'k0', 1)], effects: [effect('s0', 'k0', 1)] }, 1, { singleWriter: false });
+    expect(v.join('\n')).toMatch(/journal already held/);
+  });
+
+  it('flags a side effect applied under two keys, a missing one, and a failed run', () => {
+    const v = verifyExactlyOnce(
+      [run([{ name: 's0', exec: 2, key: 'k0b' }, { name: 's1', exec: 3, key: 'k1' }], 'failed')],
+      { executions: [exec(1, 's0', 'k0a'), exec(2, 's0', 'k0b'), exec(3, 's1', 'k1')], effects: [effect('s0', 'k0a', 1), effect('s0', 'k0b', 2)] },
+      2,
+      { singleWriter: true },
+    ).join('\n');
+    expect(v).toMatch(/status failed/);
+    expect(v).toMatch(/r1\/s0: 2 side effects/);
+    expect(v).toMatch(/key not stable/);
+    expect(v).toMatch(/r1\/s1: 0 side effects/);
+  });
+});
