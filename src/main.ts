@@ -16,9 +16,10 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.logLevel });
   const ctx = await createContext(config, logger);
-  const engine = (ctx as { engine?: EngineApi }).engine;
-  const areas = (ctx as { areas?: Record<string, unknown> }).areas;
-  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, ...(areas ? { areas } : {}) });
+  const engine: EngineApi = ctx.engine;
+  // the context's area modules (resources, stacks, inventory, ipam…) plug in as route modules when present
+  const areas = ctx as unknown as Record<string, unknown>;
+  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas });
   await app.listen({ host: config.http.host, port: config.http.port });
   if (config.worker.enabled) ctx.engine.startWorker();
   const addr = app.server.address();
