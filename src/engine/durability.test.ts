@@ -114,7 +114,7 @@ describe.each(DIALECTS)('engine durability on %s', (dialect) => {
         version: 1,
         async run(ctx) {
           const first = await ctx.waitFor<{ ok: boolean }>('approve');
-          let second: unknown = 'none';
+          let second: unknown;
           try {
             second = await ctx.waitFor('again', { timeoutMs: 60_000 });
           } catch (e) {

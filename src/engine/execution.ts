@@ -68,6 +68,8 @@ function roundTrip<T>(v: T): T {
   return v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T);
 }
 
+/** Abort reason for cleanup (an Error built once: abort() without a reason builds a DOMException each time). */
+export const DONE = new Error('done');
 const NEVER: Promise<never> = new Promise<never>(() => {});
 /** Thrown inside an op to park it: the run is suspended once quiescent. */
 const SUSPEND = Symbol('suspend');
@@ -126,6 +128,9 @@ export class RunExecution {
   /** Aborted when the worker drains (graceful shutdown). */
   private readonly drainAc = new AbortController();
   private readonly timers = new AbortController();
+  /** Signals a step body observes: abandon or cancel/timeout. */
+  private readonly stepSignals = [this.life.signal, this.intr.signal];
+  private readonly stepSignal = AbortSignal.any(this.stepSignals);
   private pendingLogs: StepRecord['logs'] = [];
   private progressState: Record<string, unknown> | null;
   readonly done: Promise<void>;
@@ -252,7 +257,7 @@ export class RunExecution {
       }
       this.abandon();
     } finally {
-      this.timers.abort();
+      this.timers.abort(DONE);
       this.engine.executionEnded(this);
       this.doneResolve();
     }
@@ -291,7 +296,7 @@ export class RunExecution {
   // ---- suspension ----------------------------------------------------------------------------
 
   private scheduleCheck(): void {
-    if (this.checkScheduled) return;
+    if (this.checkScheduled || !this.suspends.length) return;
     this.checkScheduled = true;
     setImmediate(() => {
       this.checkScheduled = false;
@@ -430,21 +435,25 @@ export class RunExecution {
 
   /** Runs one attempt with an optional timeout; rejects with the abort reason if aborted. */
   private async attempt<T>(name: string, seq: number, attempt: number, fn: (sc: StepContext) => Promise<T>, timeoutMs: number | undefined, logs: StepRecord['logs'], signals: AbortSignal[]): Promise<T> {
-    const ac = new AbortController();
-    const timer = new AbortController();
-    const signal = AbortSignal.any([ac.signal, ...signals]);
+    let signal: AbortSignal;
+    let timer: AbortController | undefined;
     if (timeoutMs !== undefined) {
+      const ac = new AbortController();
+      timer = new AbortController();
+      signal = AbortSignal.any([ac.signal, ...signals]);
       this.clock.sleep(timeoutMs, timer.signal).then(
         () => ac.abort(stepTimeout(name, timeoutMs)),
         () => {},
       );
+    } else {
+      signal = signals.length === 1 ? signals[0]! : signals === this.stepSignals ? this.stepSignal : AbortSignal.any(signals);
     }
     const ab = abortPromise(signal);
     try {
       return await Promise.race([fn(this.stepContext(seq, attempt, signal, logs)), ab.promise]);
     } finally {
       ab.dispose();
-      timer.abort();
+      timer?.abort(DONE);
     }
   }
 
@@ -529,7 +538,7 @@ export class RunExecution {
         this.checkNew();
         const logs: StepRecord['logs'] = [];
         try {
-          const out = roundTrip(await this.attempt(name, seq, attempt, fn, opts.timeoutMs, logs, [this.life.signal, this.intr.signal]));
+          const out = roundTrip(await this.attempt(name, seq, attempt, fn, opts.timeoutMs, logs, this.stepSignals));
           await this.write({
             steps: [this.stepRow(seq, name, 'step', 'succeeded', attempt, startedAt, { output: out, logs })],
             events: [this.event('step.succeeded', { step: name, seq, attempts: attempt })],
@@ -643,7 +652,7 @@ export class RunExecution {
         const logs: StepRecord['logs'] = [];
         let res: { done: boolean; value?: T; status?: string } | undefined;
         try {
-          res = await this.attempt(name, seq, polls, fn, undefined, logs, [this.life.signal, this.intr.signal]);
+          res = await this.attempt(name, seq, polls, fn, undefined, logs, this.stepSignals);
           errors = 0;
         } catch (e) {
           if (e === SUSPEND || e instanceof LeaseLostError || this.abandoned) throw e;

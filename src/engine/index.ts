@@ -8,7 +8,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { seededRng, type Rng } from '../core/rng.js';
 import type { Store } from '../store/store.js';
 import { invalidInput, runFinished, runNotFound, workflowNotFound } from './errors.js';
-import { FOREVER, notifyParent, parseJson, RunExecution, toJournalEntry, wakeRun, type JournalEntry, type LoadedRun } from './execution.js';
+import { DONE, FOREVER, notifyParent, parseJson, RunExecution, toJournalEntry, wakeRun, type JournalEntry, type LoadedRun } from './execution.js';
 import { GroupWriter, insertEvents, type EventInput, type StepRow } from './writer.js';
 import {
   TERMINAL_STATUSES,
@@ -248,8 +248,16 @@ export class Engine implements EngineApi {
 
   /** @internal Inserts a run unless its id exists; returns the run.created event if inserted. */
   async insertRunTx(trx: Kysely<any>, p: PreparedRun): Promise<EventInput[]> {
-    const res = await trx.insertInto('engine_runs').values(p.row).onConflict((oc) => oc.column('id').doNothing()).returning('id').execute();
-    if (!res.length) return [];
+    const raw = this.store.sqlite;
+    if (raw) {
+      // Inside the caller's transaction (same connection): a cached statement.
+      const cols = Object.keys(p.row);
+      this.insertRunStmt ??= raw.prepare(`insert into engine_runs (${cols.join(', ')}) values (${cols.map(() => '?').join(', ')}) on conflict (id) do nothing`);
+      if (this.insertRunStmt.run(...cols.map((c) => p.row[c])).changes === 0) return [];
+    } else {
+      const res = await trx.insertInto('engine_runs').values(p.row).onConflict((oc) => oc.column('id').doNothing()).returning('id').execute();
+      if (!res.length) return [];
+    }
     const entries = Object.entries(p.labels);
     if (entries.length) await trx.insertInto('engine_run_labels').values(entries.map(([key, value]) => ({ run_id: p.row.id, key, value }))).execute();
     return [p.event];
@@ -278,8 +286,14 @@ export class Engine implements EngineApi {
 
   // ---- reading -------------------------------------------------------------------------------
 
+  private insertRunStmt: import('better-sqlite3').Statement | undefined;
+  private getRunStmt: import('better-sqlite3').Statement | undefined;
+
   private async row(runId: string): Promise<any> {
-    const r = await this.db.selectFrom('engine_runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    const raw = this.store.sqlite;
+    const r = raw
+      ? await this.store.db.connection().execute(async () => (this.getRunStmt ??= raw.prepare('select * from engine_runs where id = ?')).get(runId))
+      : await this.db.selectFrom('engine_runs').selectAll().where('id', '=', runId).executeTakeFirst();
     if (!r) throw runNotFound(runId);
     return r;
   }
@@ -354,7 +368,7 @@ export class Engine implements EngineApi {
         }
       }
     } finally {
-      timeoutAc.abort();
+      timeoutAc.abort(DONE);
     }
   }
 
@@ -731,7 +745,7 @@ export class Engine implements EngineApi {
     this.stopping = true;
     this.draining = true;
     this.running = false;
-    this.stopAc.abort();
+    this.stopAc.abort(DONE);
     this.kick();
     if (graceful) {
       for (const e of this.active.values()) e.drain();
@@ -796,7 +810,7 @@ export class Engine implements EngineApi {
     const now = this.clock.now();
     if (until < FOREVER && until > now) waits.push(this.clock.sleep(until - now, ac.signal).catch(() => {}));
     await Promise.race(waits);
-    ac.abort();
+    ac.abort(DONE);
     this.kickResolve = null;
   }
 

@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
+import type BetterSqlite3 from 'better-sqlite3';
 import type { Store } from '../store/store.js';
 import type { EngineEvent } from './types.js';
 import { LeaseLostError } from './errors.js';
@@ -65,6 +66,22 @@ export class GroupWriter {
     private readonly onCommitted: (events: EngineEvent[]) => void,
     private readonly maxBatch = 256,
   ) {}
+
+  private readonly runUpdates = new Map<string, BetterSqlite3.Statement>();
+  private sqliteStmts: { fence: BetterSqlite3.Statement; step: BetterSqlite3.Statement; event: BetterSqlite3.Statement } | undefined;
+
+  /** SQLite: cached statements run on the connection the transaction holds (better-sqlite3 is synchronous). */
+  private get sqlite(): { fence: BetterSqlite3.Statement; step: BetterSqlite3.Statement; event: BetterSqlite3.Statement } | undefined {
+    const raw = this.store.sqlite;
+    if (raw && !this.sqliteStmts) {
+      this.sqliteStmts = {
+        fence: raw.prepare('select lease_owner, lease_epoch from engine_runs where id = ?'),
+        step: raw.prepare(`insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${STEPS_UPSERT}`),
+        event: raw.prepare('insert into engine_events (type, subject, run_id, data, at) values (?, ?, ?, ?, ?)'),
+      };
+    }
+    return this.sqliteStmts;
+  }
 
   submit(entry: WriteEntry): Promise<EngineEvent[]> {
     return new Promise((resolve, reject) => {
@@ -135,18 +152,26 @@ export class GroupWriter {
   }
 
   private async writeBatch(batch: Pending[]): Promise<(EngineEvent[] | Error)[]> {
+    if (this.store.dialect === 'postgres' && batch.every((p) => !p.entry.run && !p.entry.extra)) return this.writePurePg(batch);
     return this.store.transaction(async (trx0) => {
       const trx = trx0 as unknown as Kysely<any>;
       const results: (EngineEvent[] | Error)[] = batch.map(() => []);
-      // 1. Fence: one read of the lease columns for every fenced run in the batch.
+      // 1. Fence: one read of the lease columns for every fenced run in the batch (row-locked on PostgreSQL).
       const fenced = batch.filter((p) => p.entry.fence);
       const lost = new Set<number>();
       if (fenced.length) {
         const ids = [...new Set(fenced.map((p) => p.entry.fence!.runId))];
-        let q = trx.selectFrom('engine_runs').select(['id', 'lease_owner', 'lease_epoch']).where('id', 'in', ids);
-        if (this.store.dialect === 'postgres') q = q.forUpdate();
-        const rows = await q.execute();
-        const byId = new Map(rows.map((r: any) => [r.id as string, r]));
+        const byId = new Map<string, { lease_owner: string | null; lease_epoch: number }>();
+        if (this.sqlite) {
+          const st = this.sqlite.fence;
+          for (const id of ids) {
+            const r = st.get(id) as { lease_owner: string | null; lease_epoch: number } | undefined;
+            if (r) byId.set(id, r);
+          }
+        } else {
+          const r = await trx.executeQuery<any>(CompiledQuery.raw('select id, lease_owner, lease_epoch from engine_runs where id = any($1) for update', [ids]));
+          for (const row of r.rows) byId.set(row.id, row);
+        }
         batch.forEach((p, i) => {
           const f = p.entry.fence;
           if (!f) return;
@@ -158,28 +183,15 @@ export class GroupWriter {
         });
       }
       const live = batch.map((p, i) => ({ p, i })).filter(({ i }) => !lost.has(i));
-      // 2. Journal rows: one multi-row upsert.
-      const stepMap = new Map<string, StepRow>();
-      for (const { p } of live) for (const s of p.entry.steps ?? []) stepMap.set(`${s.run_id}\u0000${s.seq}`, s);
-      const steps = [...stepMap.values()];
-      for (let k = 0; k < steps.length; k += 200) {
-        await trx
-          .insertInto('engine_steps')
-          .values(steps.slice(k, k + 200))
-          .onConflict((oc) =>
-            oc.columns(['run_id', 'seq']).doUpdateSet({
-              name: (eb: any) => eb.ref('excluded.name'),
-              kind: (eb: any) => eb.ref('excluded.kind'),
-              status: (eb: any) => eb.ref('excluded.status'),
-              attempts: (eb: any) => eb.ref('excluded.attempts'),
-              output: (eb: any) => eb.ref('excluded.output'),
-              error: (eb: any) => eb.ref('excluded.error'),
-              logs: (eb: any) => eb.ref('excluded.logs'),
-              started_at: (eb: any) => eb.ref('excluded.started_at'),
-              finished_at: (eb: any) => eb.ref('excluded.finished_at'),
-            }),
-          )
-          .execute();
+      // 2. Journal rows.
+      const steps = dedupeSteps(live.map(({ p }) => p.entry.steps ?? []));
+      if (steps.length) {
+        if (this.sqlite) {
+          const st = this.sqlite.step;
+          for (const r of steps) st.run(r.run_id, r.seq, r.name, r.kind, r.status, r.attempts, r.output, r.error, r.logs, r.started_at, r.finished_at);
+        } else {
+          await trx.executeQuery(CompiledQuery.raw(`insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at) ${PG_STEPS_SELECT} ${STEPS_UPSERT}`, stepArrays(steps)));
+        }
       }
       // 3. Run updates and extra statements, in submission order.
       const evIn: { idx: number; ev: EventInput }[] = [];
@@ -188,7 +200,16 @@ export class GroupWriter {
         if (e.run) {
           const id = e.fence?.runId;
           if (!id) throw new Error('run update needs a fence');
-          await trx.updateTable('engine_runs').set(e.run).where('id', '=', id).execute();
+          const cols = Object.keys(e.run);
+          if (this.store.sqlite && cols.every((c) => /^[a-z_]+$/.test(c) && (e.run![c] === null || typeof e.run![c] !== 'object'))) {
+            // Plain values: a cached statement per column set (no query building, no re-prepare).
+            const key = cols.join(',');
+            let st = this.runUpdates.get(key);
+            if (!st) this.runUpdates.set(key, (st = this.store.sqlite.prepare(`update engine_runs set ${cols.map((c) => `${c} = ?`).join(', ')} where id = ?`)));
+            st.run(...cols.map((c) => e.run![c]), id);
+          } else {
+            await trx.updateTable('engine_runs').set(e.run).where('id', '=', id).execute();
+          }
         }
         if (e.extra) {
           const more = await e.extra(trx);
@@ -198,28 +219,139 @@ export class GroupWriter {
       }
       // 4. Events last (PostgreSQL: under an advisory lock so seq order is commit order).
       if (evIn.length) {
-        const inserted = await insertEvents(trx, this.store.dialect, evIn.map((x) => x.ev));
+        const evs = evIn.map((x) => x.ev);
+        const inserted = this.sqlite ? this.sqliteEvents(evs) : await insertEvents(trx, 'postgres', evs);
         evIn.forEach((x, k) => (results[x.idx] as EngineEvent[]).push(inserted[k]!));
       }
       return results;
     });
   }
+
+  private sqliteEvents(evs: EventInput[]): EngineEvent[] {
+    const st = this.sqlite!.event;
+    return evs.map((e) => {
+      const info = st.run(e.type, e.subject, e.runId ?? null, JSON.stringify(e.data), e.at);
+      return { seq: Number(info.lastInsertRowid), type: e.type, subject: e.subject, runId: e.runId ?? null, data: e.data, at: e.at };
+    });
+  }
+
+  /**
+   * PostgreSQL, batch of journal rows and events only (the common case): ONE
+   * statement, so one round trip and one commit. The fence CTE row-locks the
+   * runs still leased to this worker at the expected epoch; journal rows and
+   * events of other runs are dropped; the events advisory lock is taken after
+   * the fence (lock order: run rows, then events).
+   */
+  private async writePurePg(batch: Pending[]): Promise<(EngineEvent[] | Error)[]> {
+    const fenceIds: string[] = [];
+    const fenceEpochs: number[] = [];
+    const seen = new Set<string>();
+    for (const p of batch) {
+      const f = p.entry.fence;
+      if (f && !seen.has(`${f.runId}\u0000${f.epoch}`)) {
+        seen.add(`${f.runId}\u0000${f.epoch}`);
+        fenceIds.push(f.runId);
+        fenceEpochs.push(f.epoch);
+      }
+    }
+    const steps = dedupeSteps(batch.map((p) => p.entry.steps ?? []));
+    const evIn: { idx: number; ev: EventInput; fence: string | null }[] = [];
+    batch.forEach((p, i) => {
+      for (const ev of p.entry.events ?? []) evIn.push({ idx: i, ev, fence: p.entry.fence?.runId ?? null });
+    });
+    const sa = stepArrays(steps);
+    const params: unknown[] = [fenceIds, fenceEpochs, this.owner, ...sa, EVENTS_LOCK, evIn.map((x) => x.ev.type), evIn.map((x) => x.ev.subject), evIn.map((x) => x.ev.runId ?? null), evIn.map((x) => JSON.stringify(x.ev.data)), evIn.map((x) => x.ev.at), evIn.map((x) => x.fence)];
+    const text = `with f as (
+        select r.id from engine_runs r join unnest($1::text[], $2::int[]) as fx(id, epoch) on r.id = fx.id and r.lease_epoch = fx.epoch
+        where r.lease_owner = $3 for update of r
+      ),
+      s as (
+        insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at)
+        select u.* from unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[])
+          as u(run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at)
+        where u.run_id in (select id from f)
+        ${STEPS_UPSERT}
+        returning 1
+      ),
+      l as materialized (select pg_advisory_xact_lock($15) as x from (select count(*) from f) c where $16::text[] <> '{}'),
+      e as (
+        insert into engine_events (type, subject, run_id, data, at)
+        select ev.type, ev.subject, ev.run_id, ev.data, ev.at
+          from l, unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::bigint[], $21::text[]) with ordinality as ev(type, subject, run_id, data, at, fence, ord)
+         where ev.fence is null or ev.fence in (select id from f)
+         order by ev.ord
+        returning seq
+      )
+      select 'f' as k, id as v from f
+      union all select 'e', seq::text from e
+      union all select 's', count(*)::text from s`;
+    const res = await this.store.pool!.query(text, params);
+    const okRuns = new Set<string>();
+    const seqs: number[] = [];
+    for (const r of res.rows as { k: string; v: string }[]) {
+      if (r.k === 'f') okRuns.add(r.v);
+      else if (r.k === 'e') seqs.push(Number(r.v));
+    }
+    seqs.sort((a, b) => a - b);
+    const results: (EngineEvent[] | Error)[] = batch.map((p) => (p.entry.fence && !okRuns.has(p.entry.fence.runId) ? new LeaseLostError(p.entry.fence.runId) : []));
+    let k = 0;
+    for (const x of evIn) {
+      if (x.fence !== null && !okRuns.has(x.fence)) continue;
+      const e = x.ev;
+      (results[x.idx] as EngineEvent[]).push({ seq: seqs[k++]!, type: e.type, subject: e.subject, runId: e.runId ?? null, data: e.data, at: e.at });
+    }
+    return results;
+  }
+}
+
+const STEPS_UPSERT = `on conflict (run_id, seq) do update set name = excluded.name, kind = excluded.kind, status = excluded.status, attempts = excluded.attempts,
+  output = excluded.output, error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, finished_at = excluded.finished_at`;
+const PG_STEPS_SELECT = `select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])`;
+
+function dedupeSteps(groups: StepRow[][]): StepRow[] {
+  const m = new Map<string, StepRow>();
+  for (const g of groups) for (const s of g) m.set(`${s.run_id}\u0000${s.seq}`, s);
+  return [...m.values()];
+}
+
+function stepArrays(steps: StepRow[]): unknown[] {
+  return [
+    steps.map((s) => s.run_id),
+    steps.map((s) => s.seq),
+    steps.map((s) => s.name),
+    steps.map((s) => s.kind),
+    steps.map((s) => s.status),
+    steps.map((s) => s.attempts),
+    steps.map((s) => s.output),
+    steps.map((s) => s.error),
+    steps.map((s) => s.logs),
+    steps.map((s) => s.started_at),
+    steps.map((s) => s.finished_at),
+  ];
 }
 
 /** Inserts events in order and returns them with their seq. Must be the last lock taken in the transaction. */
 export async function insertEvents(trx: Kysely<any>, dialect: string, evs: EventInput[]): Promise<EngineEvent[]> {
   if (!evs.length) return [];
-  if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${EVENTS_LOCK})`.execute(trx);
-  const out: EngineEvent[] = [];
-  for (let k = 0; k < evs.length; k += 200) {
-    const chunk = evs.slice(k, k + 200);
-    const rows = await trx
-      .insertInto('engine_events')
-      .values(chunk.map((e) => ({ type: e.type, subject: e.subject, run_id: e.runId ?? null, data: JSON.stringify(e.data), at: e.at })))
-      .returning('seq')
-      .execute();
-    const seqs = rows.map((r: any) => Number(r.seq)).sort((a: number, b: number) => a - b);
-    chunk.forEach((e, j) => out.push({ seq: seqs[j]!, type: e.type, subject: e.subject, runId: e.runId ?? null, data: e.data, at: e.at }));
+  let seqs: number[];
+  if (dialect === 'postgres') {
+    const r = await trx.executeQuery<{ seq: string | number }>(
+      CompiledQuery.raw(
+        `with l as materialized (select pg_advisory_xact_lock($1) as x)
+         insert into engine_events (type, subject, run_id, data, at)
+         select ev.type, ev.subject, ev.run_id, ev.data, ev.at from l, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) with ordinality as ev(type, subject, run_id, data, at, ord)
+         order by ev.ord returning seq`,
+        [EVENTS_LOCK, evs.map((e) => e.type), evs.map((e) => e.subject), evs.map((e) => e.runId ?? null), evs.map((e) => JSON.stringify(e.data)), evs.map((e) => e.at)],
+      ),
+    );
+    seqs = r.rows.map((x) => Number(x.seq));
+  } else {
+    seqs = [];
+    for (const e of evs) {
+      const r = await trx.insertInto('engine_events').values({ type: e.type, subject: e.subject, run_id: e.runId ?? null, data: JSON.stringify(e.data), at: e.at }).returning('seq').executeTakeFirstOrThrow();
+      seqs.push(Number(r.seq));
+    }
   }
-  return out;
+  seqs.sort((a, b) => a - b);
+  return evs.map((e, j) => ({ seq: seqs[j]!, type: e.type, subject: e.subject, runId: e.runId ?? null, data: e.data, at: e.at }));
 }
