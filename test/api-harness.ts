@@ -40,11 +40,7 @@ export async function makeHarness(dialect: DialectName, opts: { engine?: EngineA
     headers: { ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...(o.body !== undefined || o.rawBody !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers },
     ...(o.rawBody !== undefined ? { payload: o.rawBody } : o.body !== undefined ? { payload: JSON.stringify(o.body) } : {}),
   });
-  const login = async (name: string, password: string) => {
-    const r = await req('POST', '/api/v1/auth/login', { body: { name, password } });
-    if (r.statusCode !== 200) throw new Error(`login ${name} failed: ${r.statusCode} ${r.body}`);
-    return r.json().token as string;
-  };
+  const login = async (name: string, password: string) => (await iam.login(name, password)).token;
   const adminToken = await login('admin', ADMIN_PASSWORD);
   return {
     t, iam, box, app, deps, adminToken, req, login,

@@ -32,6 +32,13 @@ export interface ServerOptions {
   docs?: boolean;
   /** Extra routes (tests, plug-ins). */
   extraRoutes?: AnyRoute[];
+  /**
+   * Authorization only: every route authenticates and authorizes, then
+   * answers 200 `{ authorized: true }` without running its handler. The
+   * authorization matrix test uses it to check every route × role × project
+   * without side effects. Never set in a server that serves users.
+   */
+  authorizeOnly?: boolean;
 }
 
 declare module 'fastify' {
@@ -58,6 +65,12 @@ export function routeTable(deps: ApiDeps, extra: AnyRoute[] = []): AnyRoute[] {
     ...areaRoutes(deps),
     ...extra,
   ];
+}
+
+const servedByApp = new WeakMap<FastifyInstance, string[]>();
+/** Every `METHOD url` the server answers (route table, plug-ins, HEAD twins). */
+export function servedRoutes(app: FastifyInstance): string[] {
+  return [...(servedByApp.get(app) ?? [])];
 }
 
 /** Paths served by plug-ins rather than the route table (documentation UI assets). */
@@ -97,6 +110,11 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
     routerOptions: { maxParamLength: 200 },
     forceCloseConnections: true,
     return503OnClosing: true,
+  });
+  const served: string[] = [];
+  servedByApp.set(app as unknown as FastifyInstance, served);
+  app.addHook('onRoute', (r) => {
+    for (const m of [r.method].flat()) served.push(`${m} ${r.url}`);
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -248,6 +266,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
         if ('project' in r && r.mustExist && !(await deps.iam.findProject(r.project))) throw projectNotFound(r.project);
       },
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        if (opts.authorizeOnly) return reply.code(200).type('application/json').serializer((x) => JSON.stringify(x)).send({ authorized: true });
         const principal = req.principal!;
         const ctx: HandlerContext<any, any, any> = {
           req, reply, deps, principal,
