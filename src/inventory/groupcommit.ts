@@ -1,8 +1,3 @@
-import type { Transaction } from 'kysely';
-import type { Database } from '../store/schema.js';
-import type { Store } from '../store/store.js';
-import { withTx } from './tx.js';
-
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 /**
@@ -19,9 +14,9 @@ export class GroupCommit<R, O> {
   private readonly queues = new Map<string, { req: R; resolve: (v: O) => void; reject: (e: unknown) => void }[]>();
   private readonly running = new Set<string>();
 
+  /** `process` serves one batch in one transaction (it opens and retries the transaction itself). */
   constructor(
-    private readonly store: Store,
-    private readonly process: (trx: Transaction<Database>, key: string, reqs: R[]) => Promise<Outcome<O>[]>,
+    private readonly process: (key: string, reqs: R[]) => Promise<Outcome<O>[]>,
     private readonly maxBatch = 256,
   ) {}
 
@@ -45,7 +40,7 @@ export class GroupCommit<R, O> {
         }
         const batch = q.splice(0, this.maxBatch);
         try {
-          const outs = await withTx(this.store, (trx) => this.process(trx, key, batch.map((b) => b.req)));
+          const outs = await this.process(key, batch.map((b) => b.req));
           outs.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.error)));
         } catch (e) {
           for (const b of batch) b.reject(e);

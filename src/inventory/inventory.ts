@@ -59,7 +59,7 @@ export class Inventory {
     this.pg = opts.store.dialect === 'postgres';
     this.quarantineAfter = opts.quarantineAfter ?? 3;
     this.groupCommit = opts.groupCommit ?? true;
-    this.serverGc = new GroupCommit(this.store, (trx, type, reqs) => this.allocServersTx(trx, type, reqs));
+    this.serverGc = new GroupCommit((type, reqs) => withTx(this.store, (trx) => this.allocServersTx(trx, type, reqs)));
   }
 
   /** Registers a listener woken (after commit) when capacity appears for waiting runs. Returns an unsubscribe function. */

@@ -59,3 +59,25 @@ export function parseJson<T>(text: string | null | undefined, fallback: T): T {
   if (text === null || text === undefined || text === '') return fallback;
   return JSON.parse(text) as T;
 }
+
+/**
+ * SQLite hot path: one write transaction run with better-sqlite3's
+ * synchronous API on the Store's own connection, holding Kysely's
+ * connection lock so that no other transaction of this process interleaves.
+ * `fn` must only use `store.sqlite` (synchronous) while it runs.
+ */
+export async function sqliteRawTx<T>(store: Store, fn: () => Promise<T>): Promise<T> {
+  const db = store.sqlite;
+  if (!db) throw new Error('sqliteRawTx needs a SQLite store');
+  return store.db.connection().execute(async () => {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const r = await fn();
+      db.exec('COMMIT');
+      return r;
+    } catch (e) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      throw e;
+    }
+  });
+}

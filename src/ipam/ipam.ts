@@ -5,7 +5,8 @@ import { newId } from '../core/ids.js';
 import type { Database } from '../store/schema.js';
 import type { Store, Trx } from '../store/store.js';
 import { GroupCommit, type Outcome } from '../inventory/groupcommit.js';
-import { parseJson, withTx } from '../inventory/tx.js';
+import { parseJson, sqliteRawTx, withTx } from '../inventory/tx.js';
+import { kyselyAddrOps, kyselyVlanOps, sqliteOps, type AddrOps, type VlanOps } from './ops.js';
 import { parseInput } from '../inventory/validate.js';
 import { alignUp, bitsOf, formatAddress, formatPrefix, fromHex, parseAddress, parsePrefix, toHex, type Family } from './addr.js';
 import {
@@ -51,14 +52,15 @@ export class Ipam {
   private readonly addrGc: GroupCommit<AddrReq, Address[]>;
   private readonly vlanGc: GroupCommit<VlanReq, VlanAllocation[]>;
   private readonly groupCommit: boolean;
+  private sqliteOpsCache: ReturnType<typeof sqliteOps> | undefined;
 
   constructor(opts: IpamOptions) {
     this.store = opts.store;
     this.clock = opts.clock ?? systemClock;
     this.pg = opts.store.dialect === 'postgres';
     this.groupCommit = opts.groupCommit ?? true;
-    this.addrGc = new GroupCommit(this.store, (trx, key, reqs) => this.allocAddressesTx(trx, key, reqs));
-    this.vlanGc = new GroupCommit(this.store, (trx, key, reqs) => this.allocVlansTx(trx, key, reqs));
+    this.addrGc = new GroupCommit((key, reqs) => this.addrTx((ops) => this.allocAddressesCore(ops, key, reqs)));
+    this.vlanGc = new GroupCommit((key, reqs) => this.vlanTx((ops) => this.allocVlansCore(ops, key, reqs)));
   }
 
   // ---------------------------------------------------------------- prefixes
@@ -278,8 +280,8 @@ export class Ipam {
   async allocateAddresses(input: AllocateAddressInput, trx?: Trx): Promise<Address[]> {
     const req = parseInput(AllocateAddressSchema, input, 'ipam');
     if (req.address !== undefined && req.count !== 1) throw new ValidationError('ipam.invalid_input', 'count: a requested address allocates exactly one; drop count or address', { details: { field: 'count' } });
-    if (trx) return unwrap((await this.allocAddressesTx(trx, req.prefixId, [req]))[0]!);
-    if (!this.groupCommit) return withTx(this.store, async (t) => unwrap((await this.allocAddressesTx(t, req.prefixId, [req]))[0]!));
+    if (trx) return unwrap((await this.allocAddressesCore(kyselyAddrOps(trx, this.pg), req.prefixId, [req]))[0]!);
+    if (!this.groupCommit) return unwrap((await this.addrTx((ops) => this.allocAddressesCore(ops, req.prefixId, [req])))[0]!);
     return this.addrGc.submit(req.prefixId, req);
   }
 
@@ -304,8 +306,28 @@ export class Ipam {
     });
   }
 
-  private async allocAddressesTx(trx: Trx, prefixId: string, reqs: AddrReq[]): Promise<Outcome<Address[]>[]> {
-    const prefix = await this.lockPrefix(trx, prefixId, 'prefixId');
+  /** Runs `fn` in one transaction: prepared statements on SQLite, Kysely with retries on PostgreSQL. */
+  private addrTx<T>(fn: (ops: AddrOps) => Promise<T>): Promise<T> {
+    if (this.store.sqlite) return sqliteRawTx(this.store, () => fn(this.rawOps().addr));
+    return withTx(this.store, (trx) => fn(kyselyAddrOps(trx, this.pg)));
+  }
+
+  private vlanTx<T>(fn: (ops: VlanOps) => Promise<T>): Promise<T> {
+    if (this.store.sqlite) return sqliteRawTx(this.store, () => fn(this.rawOps().vlan));
+    return withTx(this.store, (trx) => fn(kyselyVlanOps(trx, this.pg)));
+  }
+
+  private rawOps(): ReturnType<typeof sqliteOps> {
+    this.sqliteOpsCache ??= sqliteOps(this.store.sqlite!);
+    return this.sqliteOpsCache;
+  }
+
+  private async allocAddressesCore(ops: AddrOps, prefixId: string, reqs: AddrReq[]): Promise<Outcome<Address[]>[]> {
+    const prefix = await ops.lockPrefix(prefixId);
+    if (!prefix) {
+      const e = new NotFoundError('ipam.prefix_not_found', `prefixId: prefix ${prefixId} does not exist`, { details: { field: 'prefixId', id: prefixId } });
+      return reqs.map(() => ({ ok: false, error: e }));
+    }
     const family = prefix.family as Family;
     if (prefix.kind === 'container') {
       const e = new ConflictError('ipam.wrong_kind', `prefixId: ${prefix.cidr} is a container prefix; allocate addresses from its network prefixes (or carve one with allocatePrefix)`, { details: { field: 'prefixId' } });
@@ -315,9 +337,7 @@ export class Ipam {
     const last = fromHex(prefix.last_hex);
     const reserved = storedRanges(prefix.reserved);
     const now = this.clock.now();
-    const walker = new FreeWalker(fromHex(prefix.cursor_hex), last, reserved, (from, limit) =>
-      trx.selectFrom('ipam_addresses').select('address_hex').where('prefix_id', '=', prefix.id).where('address_hex', '>=', toHex(from))
-        .orderBy('address_hex').limit(limit).execute().then((rs) => rs.map((r) => fromHex(r.address_hex))));
+    const walker = new FreeWalker(fromHex(prefix.cursor_hex), last, reserved, async (from, limit) => (await ops.taken(prefix.id, toHex(from), limit)).map(fromHex));
     const rows: IpamAddressTable[] = [];
     const outcomes: Outcome<Address[]>[] = [];
     const keysInBatch = new Map<string, IpamAddressTable[]>();
@@ -330,7 +350,7 @@ export class Ipam {
             outcomes.push({ ok: true, value: inBatch.map((r) => toAddress(r, prefix.length)) });
             continue;
           }
-          const existing = await trx.selectFrom('ipam_addresses').selectAll().where('idem_key', 'in', keys).orderBy('address_hex').execute();
+          const existing = await ops.byKeys(keys);
           if (existing.length > 0) {
             outcomes.push({ ok: true, value: existing.map((r) => toAddress(r, prefix.length)) });
             continue;
@@ -343,7 +363,7 @@ export class Ipam {
           let problem: ConflictError | undefined;
           if (reserved.some((r) => r.start <= a.value && a.value <= r.end)) {
             problem = new ConflictError('ipam.address_reserved', `address: ${a.text} is reserved in ${prefix.cidr} (network, broadcast, gateway or a reserved range)`, { details: { field: 'address', address: a.text } });
-          } else if (walker.taken.has(a.value) || await trx.selectFrom('ipam_addresses').select('id').where('prefix_id', '=', prefix.id).where('address_hex', '=', toHex(a.value)).executeTakeFirst()) {
+          } else if (walker.taken.has(a.value) || await ops.exists(prefix.id, toHex(a.value))) {
             problem = new ConflictError('ipam.address_in_use', `address: ${a.text} is already allocated in ${prefix.cidr}`, { details: { field: 'address', address: a.text } });
           }
           if (!problem) {
@@ -368,9 +388,9 @@ export class Ipam {
         outcomes.push({ ok: false, error: e });
       }
     }
-    for (let i = 0; i < rows.length; i += 400) await trx.insertInto('ipam_addresses').values(rows.slice(i, i + 400)).execute();
+    await ops.insert(rows);
     const cursor = walker.cursor();
-    if (cursor !== fromHex(prefix.cursor_hex)) await trx.updateTable('ipam_prefixes').set({ cursor_hex: toHex(cursor) }).where('id', '=', prefix.id).execute();
+    if (cursor !== fromHex(prefix.cursor_hex)) await ops.setCursor(prefix.id, toHex(cursor));
     return outcomes;
   }
 
@@ -464,8 +484,8 @@ export class Ipam {
     if (req.vlan !== undefined && (req.vlan < VLAN_MIN || req.vlan > VNI_MAX)) {
       throw new ValidationError('ipam.invalid_vlan', `vlan: ${req.vlan} is not a valid id; VLAN ids are 1..4094 (0 and 4095 are reserved by IEEE 802.1Q), VNIs 1..16777215`, { details: { field: 'vlan' } });
     }
-    if (trx) return unwrap((await this.allocVlansTx(trx, req.poolId, [req]))[0]!);
-    if (!this.groupCommit) return withTx(this.store, async (t) => unwrap((await this.allocVlansTx(t, req.poolId, [req]))[0]!));
+    if (trx) return unwrap((await this.allocVlansCore(kyselyVlanOps(trx, this.pg), req.poolId, [req]))[0]!);
+    if (!this.groupCommit) return unwrap((await this.vlanTx((ops) => this.allocVlansCore(ops, req.poolId, [req])))[0]!);
     return this.vlanGc.submit(req.poolId, req);
   }
 
@@ -473,13 +493,15 @@ export class Ipam {
     return (await this.allocateVlans({ ...input, count: 1 }, trx))[0]!;
   }
 
-  private async allocVlansTx(trx: Trx, poolRef: string, reqs: VlanReq[]): Promise<Outcome<VlanAllocation[]>[]> {
-    const pool = await this.getPoolRow(trx, poolRef, 'poolId', true);
+  private async allocVlansCore(ops: VlanOps, poolRef: string, reqs: VlanReq[]): Promise<Outcome<VlanAllocation[]>[]> {
+    const pool = await ops.lockPool(poolRef);
+    if (!pool) {
+      const e = new NotFoundError('ipam.pool_not_found', `poolId: VLAN pool ${poolRef} does not exist`, { details: { field: 'poolId', id: poolRef } });
+      return reqs.map(() => ({ ok: false, error: e }));
+    }
     const reserved = parseJson<[number, number][]>(pool.reserved, []).map(([a, b]) => ({ start: BigInt(a), end: BigInt(b) }));
     const now = this.clock.now();
-    const walker = new FreeWalker(BigInt(pool.cursor_id), BigInt(pool.max_id), reserved, (from, limit) =>
-      trx.selectFrom('ipam_vlan_allocs').select('vid').where('pool_id', '=', pool.id).where('vid', '>=', Number(from)).orderBy('vid').limit(limit).execute()
-        .then((rs) => rs.map((r) => BigInt(r.vid))));
+    const walker = new FreeWalker(BigInt(pool.cursor_id), BigInt(pool.max_id), reserved, async (from, limit) => (await ops.taken(pool.id, Number(from), limit)).map((v) => BigInt(v)));
     const rows: IpamVlanAllocTable[] = [];
     const outcomes: Outcome<VlanAllocation[]>[] = [];
     const keysInBatch = new Map<string, IpamVlanAllocTable[]>();
@@ -493,7 +515,7 @@ export class Ipam {
             continue;
           }
           const keys = Array.from({ length: req.count }, (_, i) => `${req.key}#${i}`);
-          const existing = await trx.selectFrom('ipam_vlan_allocs').selectAll().where('idem_key', 'in', keys).orderBy('vid').execute();
+          const existing = await ops.byKeys(keys);
           if (existing.length > 0) {
             outcomes.push({ ok: true, value: existing.map(toVlan) });
             continue;
@@ -506,7 +528,7 @@ export class Ipam {
           if (req.vlan < pool.min_id || req.vlan > pool.max_id) throw new ValidationError('ipam.vlan_out_of_pool', `vlan: ${req.vlan} is outside pool ${pool.name} (${pool.min_id}..${pool.max_id})`, { details: { field: 'vlan' } });
           let problem: ConflictError | undefined;
           if (reserved.some((r) => r.start <= v && v <= r.end)) problem = new ConflictError('ipam.vlan_reserved', `vlan: ${kindName} ${req.vlan} is reserved in pool ${pool.name}`, { details: { field: 'vlan' } });
-          else if (walker.taken.has(v) || await trx.selectFrom('ipam_vlan_allocs').select('id').where('pool_id', '=', pool.id).where('vid', '=', req.vlan).executeTakeFirst()) {
+          else if (walker.taken.has(v) || await ops.exists(pool.id, req.vlan)) {
             problem = new ConflictError('ipam.vlan_in_use', `vlan: ${kindName} ${req.vlan} is already allocated in pool ${pool.name}`, { details: { field: 'vlan' } });
           }
           if (!problem) {
@@ -529,9 +551,9 @@ export class Ipam {
         outcomes.push({ ok: false, error: e });
       }
     }
-    for (let i = 0; i < rows.length; i += 500) await trx.insertInto('ipam_vlan_allocs').values(rows.slice(i, i + 500)).execute();
+    await ops.insert(rows);
     const cursor = Number(walker.cursor());
-    if (cursor !== pool.cursor_id) await trx.updateTable('ipam_vlan_pools').set({ cursor_id: cursor }).where('id', '=', pool.id).execute();
+    if (cursor !== pool.cursor_id) await ops.setCursor(pool.id, cursor);
     return outcomes;
   }
 
