@@ -275,16 +275,12 @@ export class RunExecution {
     const parent = this.run.parentRunId;
     const entry: WriteEntry = {
       fence: { runId: this.id, epoch: this.epoch },
-      run: {
+      finish: {
         status,
         output: status === 'succeeded' ? json(value) : null,
         error: error ? JSON.stringify(error) : null,
-        finished_at: now,
-        updated_at: now,
-        available_at: null,
-        lease_owner: null,
-        lease_expires_at: null,
         progress: json(this.progressState ? { ...this.progressState, stage: status, waitingFor: undefined, since: now } : null),
+        at: now,
       },
       events: [{ type: `run.${status}`, subject: this.id, runId: this.id, data: { workflow: this.run.workflow, ...(error ? { error } : {}) }, at: now }],
       ...(parent ? { extra: (trx: Kysely<any>) => notifyParent(trx, parent, this.id, now) } : {}),

@@ -9,7 +9,7 @@ import { seededRng, type Rng } from '../core/rng.js';
 import type { Store } from '../store/store.js';
 import { invalidInput, runFinished, runNotFound, workflowNotFound } from './errors.js';
 import { DONE, FOREVER, notifyParent, parseJson, RunExecution, toJournalEntry, wakeRun, type JournalEntry, type LoadedRun } from './execution.js';
-import { GroupWriter, insertEvents, type EventInput, type StepRow } from './writer.js';
+import { EVENTS_LOCK, GroupWriter, insertEvents, type EventInput, type StepRow } from './writer.js';
 import {
   TERMINAL_STATUSES,
   type EngineApi,
@@ -263,16 +263,38 @@ export class Engine implements EngineApi {
     return [p.event];
   }
 
+  private async startPg(p: PreparedRun): Promise<boolean> {
+    const cols = Object.keys(p.row);
+    const labels = Object.entries(p.labels);
+    const n = cols.length;
+    const e = p.event;
+    const text = `with ins as (insert into engine_runs (${cols.join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')}) on conflict (id) do nothing returning id),
+      lab as (insert into engine_run_labels (run_id, key, value) select ins.id, x.k, x.v from ins, unnest($${n + 1}::text[], $${n + 2}::text[]) as x(k, v) returning 1),
+      l as materialized (select pg_advisory_xact_lock($${n + 3}) as x from ins),
+      ev as (insert into engine_events (type, subject, run_id, data, at) select $${n + 4}::text, $${n + 5}::text, $${n + 6}::text, $${n + 7}::text, $${n + 8}::bigint from l returning seq)
+      select 'i' as k, id as v from ins union all select 'e', seq::text from ev union all select 'l', count(*)::text from lab`;
+    const res = await this.store.pool!.query(text, [...cols.map((c) => p.row[c]), labels.map((x) => x[0]), labels.map((x) => x[1]), EVENTS_LOCK, e.type, e.subject, e.runId ?? null, JSON.stringify(e.data), e.at]);
+    const seq = (res.rows as { k: string; v: string }[]).find((r) => r.k === 'e');
+    if (!seq) return false;
+    this.dispatch([{ seq: Number(seq.v), type: e.type, subject: e.subject, runId: e.runId ?? null, data: e.data, at: e.at }]);
+    return true;
+  }
+
   async start<I>(workflow: string, input: I, opts: StartOptions = {}): Promise<RunInfo> {
     const p = this.prepareRun(workflow, input, opts);
     let inserted = false;
-    await this.writer.submit({
-      extra: async (trx) => {
-        const evs = await this.insertRunTx(trx, p);
-        inserted = evs.length > 0;
-        return evs;
-      },
-    });
+    if (this.store.pool) {
+      // PostgreSQL: one statement on its own connection, alongside the group-commit flush.
+      inserted = await this.startPg(p);
+    } else {
+      await this.writer.submit({
+        extra: async (trx) => {
+          const evs = await this.insertRunTx(trx, p);
+          inserted = evs.length > 0;
+          return evs;
+        },
+      });
+    }
     if (inserted) {
       this.kick();
       return toRunInfo(p.row);

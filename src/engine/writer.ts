@@ -32,7 +32,9 @@ export interface WriteEntry {
   fence?: { runId: string; epoch: number };
   steps?: StepRow[];
   events?: EventInput[];
-  /** Columns to set on the fenced run (or `runId`'s row). */
+  /** Ends the fenced run: terminal status, output or error; clears the lease and due time. */
+  finish?: { status: string; output: string | null; error: string | null; progress: string | null; at: number };
+  /** Columns to set on the fenced run. */
   run?: Record<string, unknown>;
   /** Extra statements inside the same transaction; may return more events. */
   extra?: (trx: Kysely<any>) => Promise<EventInput[] | void>;
@@ -45,7 +47,7 @@ interface Pending {
 }
 
 /** PostgreSQL advisory lock key serializing event inserts so seq order = commit order. */
-const EVENTS_LOCK = 0x1f10_e7e7;
+export const EVENTS_LOCK = 0x1f10_e7e7;
 
 /**
  * Group commit: entries submitted while a flush is running are written
@@ -58,7 +60,7 @@ export class GroupWriter {
   private flushing = false;
   private scheduled = false;
   /** Statistics for benchmarks. */
-  readonly stats = { batches: 0, entries: 0, maxBatch: 0 };
+  readonly stats = { batches: 0, entries: 0, maxBatch: 0, oneStatement: 0, flushMs: 0 };
 
   constructor(
     private readonly store: Store,
@@ -110,8 +112,10 @@ export class GroupWriter {
         this.stats.batches++;
         this.stats.entries += batch.length;
         if (batch.length > this.stats.maxBatch) this.stats.maxBatch = batch.length;
+        const t0 = performance.now();
         try {
           const results = await this.writeBatch(batch);
+          this.stats.flushMs += performance.now() - t0;
           this.finish(batch, results);
         } catch (e) {
           if (batch.length === 1) {
@@ -152,7 +156,10 @@ export class GroupWriter {
   }
 
   private async writeBatch(batch: Pending[]): Promise<(EngineEvent[] | Error)[]> {
-    if (this.store.dialect === 'postgres' && batch.every((p) => !p.entry.run && !p.entry.extra)) return this.writePurePg(batch);
+    if (this.store.dialect === 'postgres' && batch.every((p) => !p.entry.run && !p.entry.extra && (!p.entry.finish || p.entry.fence))) {
+      this.stats.oneStatement++;
+      return this.writePurePg(batch);
+    }
     return this.store.transaction(async (trx0) => {
       const trx = trx0 as unknown as Kysely<any>;
       const results: (EngineEvent[] | Error)[] = batch.map(() => []);
@@ -197,6 +204,10 @@ export class GroupWriter {
       const evIn: { idx: number; ev: EventInput }[] = [];
       for (const { p, i } of live) {
         const e = p.entry;
+        const f = e.finish;
+        if (f) {
+          e.run = { ...e.run, status: f.status, output: f.output, error: f.error, progress: f.progress, finished_at: f.at, updated_at: f.at, available_at: null, lease_owner: null, lease_expires_at: null };
+        }
         if (e.run) {
           const id = e.fence?.runId;
           if (!id) throw new Error('run update needs a fence');
@@ -260,7 +271,12 @@ export class GroupWriter {
       for (const ev of p.entry.events ?? []) evIn.push({ idx: i, ev, fence: p.entry.fence?.runId ?? null });
     });
     const sa = stepArrays(steps);
-    const params: unknown[] = [fenceIds, fenceEpochs, this.owner, ...sa, EVENTS_LOCK, evIn.map((x) => x.ev.type), evIn.map((x) => x.ev.subject), evIn.map((x) => x.ev.runId ?? null), evIn.map((x) => JSON.stringify(x.ev.data)), evIn.map((x) => x.ev.at), evIn.map((x) => x.fence)];
+    const fins = batch.filter((p) => p.entry.finish && p.entry.fence);
+    const params: unknown[] = [
+      fenceIds, fenceEpochs, this.owner, ...sa, EVENTS_LOCK,
+      evIn.map((x) => x.ev.type), evIn.map((x) => x.ev.subject), evIn.map((x) => x.ev.runId ?? null), evIn.map((x) => JSON.stringify(x.ev.data)), evIn.map((x) => x.ev.at), evIn.map((x) => x.fence),
+      fins.map((p) => p.entry.fence!.runId), fins.map((p) => p.entry.finish!.status), fins.map((p) => p.entry.finish!.output), fins.map((p) => p.entry.finish!.error), fins.map((p) => p.entry.finish!.progress), fins.map((p) => p.entry.finish!.at),
+    ];
     const text = `with f as (
         select r.id from engine_runs r join unnest($1::text[], $2::int[]) as fx(id, epoch) on r.id = fx.id and r.lease_epoch = fx.epoch
         where r.lease_owner = $3 for update of r
@@ -273,7 +289,14 @@ export class GroupWriter {
         ${STEPS_UPSERT}
         returning 1
       ),
-      l as materialized (select pg_advisory_xact_lock($15) as x from (select count(*) from f) c where $16::text[] <> '{}'),
+      fin as (
+        update engine_runs r set status = u.status, output = u.output, error = u.error, progress = u.progress, finished_at = u.at, updated_at = u.at,
+               available_at = null, lease_owner = null, lease_expires_at = null
+          from unnest($22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::bigint[]) as u(id, status, output, error, progress, at)
+         where r.id = u.id and r.id in (select id from f)
+        returning 1
+      ),
+      l as materialized (select pg_advisory_xact_lock($15) as x from (select count(*) from f) c, (select count(*) from s) c2, (select count(*) from fin) c3 where $16::text[] <> '{}'),
       e as (
         insert into engine_events (type, subject, run_id, data, at)
         select ev.type, ev.subject, ev.run_id, ev.data, ev.at
@@ -283,8 +306,9 @@ export class GroupWriter {
         returning seq
       )
       select 'f' as k, id as v from f
-      union all select 'e', seq::text from e
-      union all select 's', count(*)::text from s`;
+      union all select 's', count(*)::text from s
+      union all select 'u', count(*)::text from fin
+      union all select 'e', seq::text from e`;
     const res = await this.store.pool!.query(text, params);
     const okRuns = new Set<string>();
     const seqs: number[] = [];
