@@ -57,7 +57,7 @@ describe.each(dialects)('engine crash test on %s', (dialect) => {
         leaseMs: 1000,
         heartbeatMs: 250,
         pollMs: 50,
-        enqueue: { prefix: 'crash', count: RUNS, steps: STEPS, delayMs: 4 },
+        enqueue: { prefix: 'crash', count: RUNS, steps: STEPS, delayMs: 8 },
         seed: SEED,
       };
 
@@ -79,12 +79,14 @@ describe.each(dialects)('engine crash test on %s', (dialect) => {
       }
 
       // Work must remain after the last kill, or the kills did not test anything.
+      let doneAtLastKill: number;
       {
         const store = Store.open({ url });
         await migrate(store, engineMigrations);
         const done = await store.db.selectFrom('engine_runs').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'succeeded').executeTakeFirstOrThrow();
         await store.close();
-        expect(Number(done.n), 'the workload finished before the last kill; make it longer').toBeLessThan(RUNS);
+        doneAtLastKill = Number(done.n);
+        expect(doneAtLastKill, 'the workload finished before the last kill; make it longer').toBeLessThan(RUNS);
       }
 
       // Final incarnation: runs everything to the end.
@@ -113,7 +115,7 @@ describe.each(dialects)('engine crash test on %s', (dialect) => {
       expect(view.effects.length).toBe(RUNS * STEPS);
       // Some bodies must have been interrupted and re-run, or the test saw no crash inside a step.
       const reruns = view.executions.length - RUNS * STEPS;
-      console.log(`crash test ${dialect}: seed ${SEED}, ${kills} kills (${killedBeforeReady} before ready), ${view.executions.length} body executions for ${RUNS * STEPS} steps (${reruns} re-executions of uncommitted steps)`);
+      console.log(`crash test ${dialect}: seed ${SEED}, ${kills} kills (${killedBeforeReady} before ready; ${doneAtLastKill}/${RUNS} runs done at the last kill), ${view.executions.length} body executions for ${RUNS * STEPS} steps (${reruns} re-executions of uncommitted steps)`);
     },
     FULL ? 1_800_000 : 240_000,
   );
