@@ -29,7 +29,7 @@ export function invalidInput(workflow: string, issues: { path: PropertyKey[]; me
 export function versionMismatch(runId: string, workflow: string, runVersion: number, registered: number[]): ConflictError {
   return new ConflictError(
     'engine.version_mismatch',
-    `run ${runId} was started with workflow "${workflow}" version ${runVersion}, but this worker has version ${registered.join(', ') || '(none)'}: keep version ${runVersion} registered until its runs drain, or cancel this run and start a new one`,
+    `run ${runId} was started with workflow "${workflow}" version ${runVersion}, but this worker has version ${registered.join(', ') || '(none)'}: keep version ${runVersion} registered until its runs drain, or cancel this run and start a new run`,
     { details: { runId, workflow, runVersion, registered } },
   );
 }
