@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { NotFoundError } from '../../core/errors.js';
 import { redact } from '../../core/secrets.js';
 import { Inventory } from '../../inventory/inventory.js';
-import { importInventory } from '../../inventory/yaml.js';
+import { exportInventory, importInventory } from '../../inventory/yaml.js';
 import { AllocateServersSchema, ServerStateSchema, type ServerState } from '../../inventory/schemas.js';
 import { defineRoute, encodeCursor, decodeCursor, PageQuery, type AnyRoute, type ApiDeps } from '../route.js';
 
@@ -64,6 +64,13 @@ export function inventoryRoutes(_deps: ApiDeps, inv: Inventory): AnyRoute[] {
         const out = [];
         for (const dc of dcs) for (const t of types) out.push(await inv.capacity({ type: t.name, datacenter: dc.name }));
         return { items: out.filter((c) => c.total > 0), nextCursor: null };
+      },
+    }),
+    defineRoute({
+      method: 'GET', url: '/inventory/export', summary: 'The inventory as a YAML document (BMC passwords redacted)', tags, policy: read, schema: {},
+      handler: async ({ reply }) => {
+        reply.type('application/yaml');
+        return reply.send(await exportInventory(inv, { includeSecrets: false }));
       },
     }),
     defineRoute({
