@@ -80,8 +80,8 @@ describe.each(DIALECTS)('tenant isolation on %s', (dialect) => {
     expect((await h.req('POST', `/api/v1/stacks/${B.stack}/destroy`, { token: a })).statusCode).toBe(404);
     expect((await h.req('DELETE', `/api/v1/stacks/${B.stack}`, { token: a })).statusCode).toBe(404);
     expect((await h.req('DELETE', '/api/v1/projects/tenant-b', { token: aAdmin })).statusCode).toBe(403);
-    expect(await h.iam.revealSecret(B.secret)).toBe('b-secret-value');
-    expect(h.stacks.rows.has(B.stack)).toBe(true);
+    expect(await h.iam.revealSecret(B.secret!)).toBe('b-secret-value');
+    expect(h.stacks.rows.has(B.stack!)).toBe(true);
     const denied = await h.req('GET', '/api/v1/audit?outcome=denied&actor=alice&limit=100', { token: h.adminToken });
     expect(denied.json().items.some((e: any) => e.route === 'PATCH /api/v1/secrets/:id' && e.target === B.secret)).toBe(true);
   });
