@@ -28,7 +28,7 @@ const env = new Environment({ unlistedVariablesAreDyn: true, homogeneousAggregat
 const MACROS = new Set(['all', 'exists', 'exists_one', 'map', 'filter', 'transformList', 'transformMap', 'sortBy']);
 
 /** Variables an expression may use. */
-export const ROOTS = new Set(['params', 'resources', 'stack', 'count', 'each', 'steps', 'instance']);
+export const ROOTS = new Set(['params', 'resources', 'stack', 'count', 'each', 'steps', 'instance', 'run']);
 
 export interface Expr {
   source: string;
@@ -291,8 +291,23 @@ export interface CompiledValue {
   readonly roots: Set<string>;
   /** Where each `resources.<name>` / `params.<name>` / `steps.<name>` is first read, e.g. `resources.net` → ['spec', 'netId']. */
   readonly refPaths: Map<string, (string | number)[]>;
-  /** Context values must already be CEL values (see toCel). */
-  evaluate(ctx: Record<string, unknown>, unknown?: ReadonlySet<string>): unknown;
+  /**
+   * Context values must already be CEL values (see toCel). Templates reading a
+   * resource in `unknown` give UNKNOWN; templates reading one in `partial` (a
+   * list or map with some elements still unknown, see PLACEHOLDER) give their
+   * value when they do not touch those elements, else UNKNOWN.
+   */
+  evaluate(ctx: Record<string, unknown>, unknown?: ReadonlySet<string>, partial?: ReadonlySet<string>): unknown;
+}
+
+/** Key of the stand-in for an element not known yet inside a list or map of instances. */
+export const PLACEHOLDER_KEY = '__unknown__';
+
+function touchesPlaceholder(v: unknown): boolean {
+  if (v === null || typeof v !== 'object') return false;
+  if (Array.isArray(v)) return v.some(touchesPlaceholder);
+  if ((v as Record<string, unknown>)[PLACEHOLDER_KEY] === true) return true;
+  return Object.values(v).some(touchesPlaceholder);
 }
 
 /** Compiles every template in `value`. `onError(path, message)` turns failures into positioned errors. */
@@ -349,20 +364,34 @@ export function compileValue(value: unknown, onError: (path: (string | number)[]
     return { kind: 'const', v };
   };
   const root = build(value, basePath);
-  const run = (n: Node, ctx: Record<string, unknown>, unknown: ReadonlySet<string> | undefined): unknown => {
+  const run = (n: Node, ctx: Record<string, unknown>, unknown: ReadonlySet<string> | undefined, partial: ReadonlySet<string> | undefined): unknown => {
     switch (n.kind) {
       case 'const':
         return n.v;
-      case 'tpl':
-        if (unknown && unknown.size > 0) {
-          for (const p of n.t.parts) if (typeof p !== 'string') for (const r of p.resources) if (unknown.has(r)) return UNKNOWN;
+      case 'tpl': {
+        let readsPartial = false;
+        if ((unknown && unknown.size > 0) || (partial && partial.size > 0)) {
+          for (const p of n.t.parts) {
+            if (typeof p === 'string') continue;
+            for (const r of p.resources) {
+              if (unknown?.has(r)) return UNKNOWN;
+              if (partial?.has(r)) readsPartial = true;
+            }
+          }
         }
-        return evalTemplate(n.t, ctx);
+        if (!readsPartial) return evalTemplate(n.t, ctx);
+        try {
+          const v = evalTemplate(n.t, ctx);
+          return touchesPlaceholder(v) ? UNKNOWN : v;
+        } catch {
+          return UNKNOWN;
+        }
+      }
       case 'arr':
-        return n.items.map((x) => run(x, ctx, unknown));
+        return n.items.map((x) => run(x, ctx, unknown, partial));
       case 'obj': {
         const out: Record<string, unknown> = {};
-        for (const [k, x] of n.entries) out[k] = run(x, ctx, unknown);
+        for (const [k, x] of n.entries) out[k] = run(x, ctx, unknown, partial);
         return out;
       }
     }
@@ -374,7 +403,7 @@ export function compileValue(value: unknown, onError: (path: (string | number)[]
     steps,
     roots,
     refPaths,
-    evaluate: (ctx, unknown) => run(root, ctx, unknown),
+    evaluate: (ctx, unknown, partial) => run(root, ctx, unknown, partial),
   };
 }
 

@@ -1,5 +1,5 @@
 import { docError } from './parse.js';
-import { UNKNOWN, isUnknown, toCel, ExprError } from './expr.js';
+import { UNKNOWN, isUnknown, toCel, ExprError, PLACEHOLDER_KEY, containsUnknown } from './expr.js';
 import type { InstanceNode, ResourceNode, StackModel } from './model.js';
 
 /** What a template sees of one resource instance: `resources.<name>` (or an element of it). */
@@ -17,6 +17,8 @@ export interface InstanceState {
  */
 export class Resolver {
   private cache = new Map<string, unknown>();
+  /** Resources whose list/map value holds placeholders for instances not known yet. */
+  private partial = new Set<string>();
   private readonly stackCel: Record<string, unknown>;
 
   constructor(
@@ -30,6 +32,7 @@ export class Resolver {
   /** Forgets the cached value of a resource (after one of its instances changed). */
   invalidate(resource: string): void {
     this.cache.delete(resource);
+    this.partial.delete(resource);
   }
 
   /** The CEL value of `resources.<name>`, or UNKNOWN when any instance is not known. */
@@ -40,6 +43,11 @@ export class Resolver {
     if (node) value = this.build(node);
     this.cache.set(name, value);
     return value;
+  }
+
+  private isPartial(name: string): boolean {
+    this.valueOf(name);
+    return this.partial.has(name);
   }
 
   private build(node: ResourceNode): unknown {
@@ -58,31 +66,37 @@ export class Resolver {
       });
     };
     if (node.mode === 'single') return node.instances.length ? one(node.instances[0]!) : null;
+    // lists and maps keep the known elements: a template reading only those is known
+    const placeholder = (inst: InstanceNode) => {
+      this.partial.add(node.name);
+      return { [PLACEHOLDER_KEY]: true, address: inst.address, name: inst.address };
+    };
     if (node.mode === 'count') {
       const list: unknown[] = [];
       for (const i of node.instances) {
         const v = one(i);
-        if (isUnknown(v)) return UNKNOWN;
-        list.push(v);
+        list.push(isUnknown(v) ? placeholder(i) : v);
       }
       return list;
     }
     const m: Record<string, unknown> = {};
     for (const i of node.instances) {
       const v = one(i);
-      if (isUnknown(v)) return UNKNOWN;
-      m[i.key!] = v;
+      m[i.key!] = isUnknown(v) ? placeholder(i) : v;
     }
     return m;
   }
 
   /** Builds the template context of an instance: params, stack, count/each, and its dependencies only. */
-  context(node: ResourceNode, inst: InstanceNode | undefined, unknown: Set<string>): Record<string, unknown> {
+  context(node: ResourceNode, inst: InstanceNode | undefined, unknown: Set<string>, partial?: Set<string>): Record<string, unknown> {
     const resources: Record<string, unknown> = {};
     for (const d of node.spec.resources) {
       const v = this.valueOf(d);
       if (isUnknown(v)) unknown.add(d);
-      else resources[d] = v;
+      else {
+        resources[d] = v;
+        if (partial && this.isPartial(d)) partial.add(d);
+      }
     }
     return { params: this.model.paramsCel, stack: this.stackCel, resources, ...(inst?.local ?? {}) };
   }
@@ -91,10 +105,11 @@ export class Resolver {
   resolveSpec(node: ResourceNode, inst: InstanceNode): { spec: Record<string, unknown>; unknown: boolean } {
     if (node.spec.static) return { spec: node.def.spec, unknown: false };
     const unknown = new Set<string>();
-    const ctx = this.context(node, inst, unknown);
+    const partial = new Set<string>();
+    const ctx = this.context(node, inst, unknown, partial);
     try {
-      const spec = node.spec.evaluate(ctx, unknown) as Record<string, unknown>;
-      return { spec, unknown: unknown.size > 0 };
+      const spec = node.spec.evaluate(ctx, unknown, partial) as Record<string, unknown>;
+      return { spec, unknown: unknown.size > 0 || (partial.size > 0 && containsUnknown(spec)) };
     } catch (e) {
       if (e instanceof ExprError) {
         throw docError('stacks.invalid_expression', this.model.sourceMap, ['spec', 'resources', node.name, 'spec'], `${inst.address}: ${e.message}`, { address: inst.address });

@@ -1,0 +1,322 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemClock, type Clock } from '../core/clock.js';
+import { ConflictError, ValidationError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { EngineApi, EngineEvent, RetryPolicy, RunInfo } from '../engine/types.js';
+import { KINDS, KIND_NAMES, parseSpec } from '../resources/kinds.js';
+import type { ProviderRegistry } from '../resources/registry.js';
+import type { ResourceStore } from '../resources/store.js';
+import type { Store } from '../store/store.js';
+import { APPLY_WORKFLOW, DRIFT_WORKFLOW, observeStack, stackWorkflows, type ApplyInput, type DriftReport } from './apply.js';
+import { compileStack, type KindCatalog, type StackModel } from './model.js';
+import { parseStack, type ParsedStack } from './parse.js';
+import { diffStack, planToJson, renderPlan, type Feasibility, type Plan, type RecordedResource } from './plan.js';
+import { approvalSignal, type ApprovalPayload } from './steps.js';
+import { StackStore, type StackRow, type StackStatus } from './store.js';
+import type { FailurePolicy } from './schema.js';
+
+/**
+ * Stacks: declarative documents of resources, parameters, phases and
+ * attached workflows, planned against their recorded state and applied or
+ * destroyed by durable runs.
+ *
+ *   const stacks = new Stacks({ store, engine, resources, registry, clock })   // registers its workflows on the engine
+ *   stacks.parse(text, { file })                          → ParsedStack (schema errors name file:line:column)
+ *   await stacks.plan({ document, file?, params? })        → Plan (JSON) — renderPlan(plan) for text
+ *   await stacks.apply({ document, file?, params?, expectedRevision? }) → { stack, revision, run, plan }
+ *   await stacks.destroy(stack)                            → { stack, run, plan }
+ *   await stacks.get(stack) / list({ project })            → StackInfo
+ *   await stacks.resources(stack)                          → recorded resources
+ *   await stacks.cancel(stack) / retry(stack)              → RunInfo
+ *   await stacks.approve(stack, step, { approved, by })    → signals a waiting approval step
+ *   await stacks.observe(stack) / reconcile(stack)         → drift report / apply run
+ *   await stacks.wait(runId)                               → RunInfo when terminal
+ *
+ * `stack` is a stack id (`stk_…`) or a name (with `project`, default "default").
+ */
+
+export * from './schema.js';
+export { parseStack, type ParsedStack, type SourceMap, type Position } from './parse.js';
+export { compileStack, type StackModel, type KindCatalog, type KindInfo } from './model.js';
+export { diffStack, renderPlan, planToJson, type Plan, type PlannedChange, type ChangeAction, type FieldChange, type Feasibility, type FeasibilityCheck, type RecordedResource } from './plan.js';
+export { APPLY_WORKFLOW, INSTANCE_WORKFLOW, DRIFT_WORKFLOW, resourceName, type ApplyInput, type ApplyResult, type DriftReport } from './apply.js';
+export { approvalSignal, type ApprovalPayload } from './steps.js';
+export { stackMigrations } from './migrations.js';
+export type { StackRow, StackStatus } from './store.js';
+
+/** Checks what the plan would need from scarce pools (servers, addresses, VLANs) before anything is allocated. */
+export type FeasibilityFn = (request: { project: string; creates: { address: string; kind: string; spec: Record<string, unknown> }[]; deletes: { address: string; kind: string; spec: Record<string, unknown> }[] }) => Promise<Feasibility>;
+
+export interface StacksOptions {
+  store: Store;
+  engine: EngineApi;
+  resources: ResourceStore;
+  registry: ProviderRegistry;
+  clock?: Clock;
+  logger?: Logger;
+  /** Known kinds (default: the resources module's KINDS). */
+  kinds?: KindCatalog;
+  feasibility?: FeasibilityFn;
+  /** Working directories of shell and automation steps (default `<tmp>/infraflow-stacks`). */
+  workDir?: string;
+  /** Longest wait between two reads of a backend object while creating it (default 1000 ms). */
+  pollIntervalMs?: number;
+  /** Retry policy of one resource action. */
+  actionRetry?: RetryPolicy;
+  /** Register the workflows on the engine (default true). */
+  register?: boolean;
+}
+
+export interface StackInfo extends StackRow {
+  /** Status of the latest run when it ended otherwise than the row says (e.g. cancelled). */
+  run?: Pick<RunInfo, 'id' | 'status' | 'progress' | 'error' | 'createdAt' | 'finishedAt'> | undefined;
+  resourceCount: number;
+}
+
+export interface DocumentInput {
+  /** YAML or JSON text, or the parsed object. */
+  document: string | Record<string, unknown>;
+  /** Shown in error positions. */
+  file?: string;
+  params?: Record<string, unknown>;
+}
+
+/** The kind catalog of the resources module (schemas and replace-on-change fields). */
+export const resourceKinds: KindCatalog = {
+  get: (kind) => {
+    const info = KINDS[kind];
+    if (!info) return undefined;
+    return { kind, replaceOnChange: info.replaceOnChange, validate: (spec) => void parseSpec(kind, spec) };
+  },
+  kinds: () => KIND_NAMES,
+};
+
+export class Stacks {
+  readonly stacks: StackStore;
+  private readonly engine: EngineApi;
+  private readonly kinds: KindCatalog;
+  private readonly clock: Clock;
+
+  constructor(private readonly opts: StacksOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.engine = opts.engine;
+    this.kinds = opts.kinds ?? resourceKinds;
+    this.stacks = new StackStore(opts.store, this.clock);
+    if (opts.register !== false) for (const wf of this.workflows()) this.engine.register(wf);
+  }
+
+  /** The workflow definitions (registered by the constructor unless `register: false`). */
+  workflows() {
+    return stackWorkflows({
+      stacks: this.stacks, engine: this.engine, resources: this.opts.resources, registry: this.opts.registry, clock: this.clock, kinds: this.kinds,
+      workDir: this.opts.workDir ?? join(tmpdir(), 'infraflow-stacks'),
+      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+      ...(this.opts.pollIntervalMs !== undefined ? { pollIntervalMs: this.opts.pollIntervalMs } : {}),
+      ...(this.opts.actionRetry ? { actionRetry: this.opts.actionRetry } : {}),
+    });
+  }
+
+  /** Parses and checks a document completely (schema, kinds, references, cycles); throws a positioned error. */
+  parse(document: string | Record<string, unknown>, opts: { file?: string; params?: Record<string, unknown> } = {}): { parsed: ParsedStack; model: StackModel } {
+    const parsed = parseStack(document, opts.file ? { file: opts.file } : {});
+    const model = compileStack(parsed, { kinds: this.kinds, ...(opts.params ? { params: opts.params } : {}) });
+    return { parsed, model };
+  }
+
+  /** Plans a document against the recorded state of the stack with the same name (a new stack plans all creates). */
+  async plan(input: DocumentInput & { destroy?: boolean }): Promise<Plan> {
+    const { model } = this.parse(input.document, { ...(input.file ? { file: input.file } : {}), ...(input.params ? { params: input.params } : {}) });
+    const existing = await this.stacks.find(model.name, model.project);
+    const recorded = existing ? await this.stacks.recorded(existing.id) : [];
+    return this.planModel(model, recorded, existing?.revision ?? 0, input.destroy ?? false);
+  }
+
+  private async planModel(model: StackModel, recorded: RecordedResource[], baseRevision: number, destroy: boolean): Promise<Plan> {
+    let plan = diffStack(model, recorded, { baseRevision, destroy });
+    if (this.opts.feasibility) {
+      const creates = plan.changes.filter((c) => c.action === 'create' || c.action === 'replace').map((c) => ({ address: c.address, kind: c.kind, spec: (JSON.parse(JSON.stringify(c.after ?? {})) as Record<string, unknown>) }));
+      const deletes = plan.changes.filter((c) => c.action === 'delete' || c.action === 'replace').map((c) => ({ address: c.address, kind: c.kind, spec: c.before ?? {} }));
+      const feasibility = await this.opts.feasibility({ project: model.project, creates, deletes });
+      plan = { ...plan, feasibility };
+    }
+    return plan;
+  }
+
+  /** Plans a destroy of an existing stack. */
+  async planDestroy(stack: string, opts: { project?: string } = {}): Promise<Plan> {
+    const row = await this.stacks.get(stack, opts.project);
+    const rev = await this.stacks.revision(row.id, row.revision);
+    const { model } = this.parse(rev.source, { file: rev.file, params: rev.params });
+    return this.planModel(model, await this.stacks.recorded(row.id), row.revision, true);
+  }
+
+  renderPlan = renderPlan;
+  planToJson = planToJson;
+
+  /**
+   * Stores the document as the stack's next revision and starts an apply run.
+   * With `expectedRevision` (the plan's `baseRevision`), a stack that changed
+   * since the plan is refused (`stacks.stale_revision`). Applies of one stack
+   * queue behind each other; none is lost.
+   */
+  async apply(input: DocumentInput & { expectedRevision?: number; createdBy?: string; parallelism?: number; failurePolicy?: FailurePolicy; requireFeasible?: boolean }): Promise<{ stack: StackRow; revision: number; run: RunInfo; plan: Plan }> {
+    const { parsed, model } = this.parse(input.document, { ...(input.file ? { file: input.file } : {}), ...(input.params ? { params: input.params } : {}) });
+    const existing = await this.stacks.find(model.name, model.project);
+    if (existing && (existing.status === 'destroying')) {
+      throw new ConflictError('stacks.busy', `stack ${model.name} is being destroyed (run ${existing.lastRunId}); wait for it to finish`);
+    }
+    const plan = await this.planModel(model, existing ? await this.stacks.recorded(existing.id) : [], existing?.revision ?? 0, false);
+    if (input.requireFeasible !== false && !plan.feasibility.ok) {
+      const failed = plan.feasibility.checks.filter((c) => !c.ok).map((c) => c.message);
+      throw new ConflictError('stacks.infeasible', `stack ${model.name} cannot be applied: ${failed.join('; ')}`, { details: { checks: plan.feasibility.checks } });
+    }
+    const { stack, revision } = await this.stacks.putRevision({
+      project: model.project, name: model.name, source: parsed.source, file: parsed.sourceMap.file, params: input.params ?? {},
+      expectedRevision: input.expectedRevision, createdBy: input.createdBy, labels: model.document.metadata.labels,
+    });
+    const run = await this.startRun(stack, { stackId: stack.id, revision, mode: 'apply', reason: 'apply', ...(input.parallelism ? { parallelism: input.parallelism } : {}), ...(input.failurePolicy ? { failurePolicy: input.failurePolicy } : {}) });
+    return { stack, revision, run, plan: { ...plan, baseRevision: revision - 1 } };
+  }
+
+  private async startRun(stack: StackRow, input: ApplyInput): Promise<RunInfo> {
+    const run = await this.engine.start(APPLY_WORKFLOW, input, { labels: { stack: stack.id, stackName: stack.name, project: stack.project, mode: input.mode, reason: input.reason } });
+    return run;
+  }
+
+  /** Destroys every resource of the stack, in reverse dependency and phase order. */
+  async destroy(stack: string, opts: { project?: string; parallelism?: number } = {}): Promise<{ stack: StackRow; run: RunInfo; plan: Plan }> {
+    const row = await this.stacks.get(stack, opts.project);
+    const plan = await this.planDestroy(row.id);
+    const run = await this.startRun(row, { stackId: row.id, revision: row.revision, mode: 'destroy', reason: 'destroy', ...(opts.parallelism ? { parallelism: opts.parallelism } : {}) });
+    return { stack: row, run, plan };
+  }
+
+  async get(stack: string, opts: { project?: string } = {}): Promise<StackInfo> {
+    const row = await this.stacks.get(stack, opts.project);
+    return this.info(row);
+  }
+
+  private async info(row: StackRow): Promise<StackInfo> {
+    let run: StackInfo['run'];
+    let status: StackStatus = row.status;
+    if (row.lastRunId) {
+      const r = await this.engine.get(row.lastRunId).catch(() => undefined);
+      if (r) {
+        run = { id: r.id, status: r.status, progress: r.progress ?? null, ...(r.error ? { error: r.error } : {}), createdAt: r.createdAt, finishedAt: r.finishedAt ?? null };
+        if ((status === 'applying' || status === 'destroying') && (r.status === 'cancelled' || r.status === 'failed')) status = r.status === 'cancelled' ? 'cancelled' : 'failed';
+      }
+    }
+    return { ...row, status, run, resourceCount: await this.stacks.countRecorded(row.id) };
+  }
+
+  async list(filter: { project?: string; after?: string; limit?: number } = {}): Promise<StackInfo[]> {
+    const rows = await this.stacks.list(filter);
+    return Promise.all(rows.map((r) => this.info(r)));
+  }
+
+  /** The recorded state: one entry per resource instance. */
+  async resources(stack: string, opts: { project?: string } = {}): Promise<RecordedResource[]> {
+    const row = await this.stacks.get(stack, opts.project);
+    const recs = await this.stacks.recorded(row.id);
+    return recs.sort((a, b) => a.phase - b.phase || a.order - b.order || (a.address < b.address ? -1 : 1));
+  }
+
+  async revisions(stack: string, opts: { project?: string } = {}) {
+    const row = await this.stacks.get(stack, opts.project);
+    return this.stacks.revisions(row.id);
+  }
+
+  /** The document of a revision (default the latest). */
+  async document(stack: string, opts: { project?: string; revision?: number } = {}) {
+    const row = await this.stacks.get(stack, opts.project);
+    return this.stacks.revision(row.id, opts.revision ?? row.revision);
+  }
+
+  /** Runs of this stack, newest first. */
+  async runs(stack: string, opts: { project?: string; limit?: number } = {}): Promise<RunInfo[]> {
+    const row = await this.stacks.get(stack, opts.project);
+    const runs = await this.engine.list({ labels: { stack: row.id }, limit: opts.limit ?? 100 });
+    return runs.sort((a, b) => (a.id < b.id ? 1 : -1));
+  }
+
+  private async activeRun(row: StackRow): Promise<RunInfo> {
+    const runs = await this.engine.list({ labels: { stack: row.id }, status: ['pending', 'running', 'waiting', 'cancelling'], limit: 100 });
+    const run = runs.sort((a, b) => (a.id < b.id ? -1 : 1))[0];
+    if (!run) throw new ConflictError('stacks.no_active_run', `stack ${row.name} has no apply or destroy in progress`);
+    return run;
+  }
+
+  /** Cancels the stack's run in progress; what it finished stays recorded. */
+  async cancel(stack: string, opts: { project?: string; reason?: string } = {}): Promise<RunInfo> {
+    const row = await this.stacks.get(stack, opts.project);
+    const run = await this.activeRun(row);
+    return this.engine.cancel(run.id, opts.reason ?? 'cancelled by user');
+  }
+
+  /**
+   * Retries after a failed or cancelled run: a new apply (or destroy) of the
+   * same revision. Recorded resources that succeeded are left alone; the
+   * failed and the not-started ones are done now.
+   */
+  async retry(stack: string, opts: { project?: string } = {}): Promise<RunInfo> {
+    const info = await this.get(stack, opts);
+    if (info.status !== 'failed' && info.status !== 'cancelled') throw new ConflictError('stacks.not_failed', `stack ${info.name} is ${info.status}; only a failed or cancelled apply or destroy can be retried`);
+    const last = info.lastRunId ? await this.engine.get(info.lastRunId) : undefined;
+    const mode = (last?.input as ApplyInput | undefined)?.mode ?? 'apply';
+    return this.startRun(info, { stackId: info.id, revision: info.revision, mode, reason: 'retry' });
+  }
+
+  /** Answers an approval step that is waiting. */
+  async approve(stack: string, step: { scope?: string; name: string }, payload: ApprovalPayload, opts: { project?: string } = {}): Promise<void> {
+    const row = await this.stacks.get(stack, opts.project);
+    const run = await this.activeRun(row);
+    const scope = step.scope ?? (await this.findApprovalScope(run.id, step.name));
+    const runs = [run.id, ...(await this.engine.list({ parentRunId: run.id, status: ['pending', 'running', 'waiting'] })).map((r) => r.id)];
+    for (const id of runs) await this.engine.signal(id, approvalSignal(scope, step.name), payload);
+  }
+
+  private async findApprovalScope(runId: string, name: string): Promise<string> {
+    const events = await this.engine.events({ types: ['stack.approval.requested'], limit: 1000 });
+    const ev = events.reverse().find((e) => e.data.runId === runId && e.data.step === name);
+    if (!ev) throw new ValidationError('stacks.no_approval', `no approval step ${name} is waiting in run ${runId}`);
+    return String(ev.data.scope);
+  }
+
+  /** Observes every resource now; marks drift. */
+  async observe(stack: string, opts: { project?: string } = {}): Promise<DriftReport> {
+    const row = await this.stacks.get(stack, opts.project);
+    return observeStack({ stacks: this.stacks, resources: this.opts.resources, registry: this.opts.registry, clock: this.clock, engine: this.engine }, row.id);
+  }
+
+  /** Brings the stack back to its applied revision (repairs drift). */
+  async reconcile(stack: string, opts: { project?: string } = {}): Promise<RunInfo> {
+    const row = await this.stacks.get(stack, opts.project);
+    if (!row.appliedRevision) throw new ConflictError('stacks.never_applied', `stack ${row.name} has never been applied; apply it first`);
+    return this.startRun(row, { stackId: row.id, revision: row.appliedRevision, mode: 'apply', reason: 'reconcile' });
+  }
+
+  /** Starts the drift workflow (what the schedule runs). */
+  async startDriftCheck(stack: string, opts: { project?: string; reconcile?: boolean } = {}): Promise<RunInfo> {
+    const row = await this.stacks.get(stack, opts.project);
+    return this.engine.start(DRIFT_WORKFLOW, { stackId: row.id, ...(opts.reconcile !== undefined ? { reconcile: opts.reconcile } : {}) }, { labels: { stackDrift: row.id } });
+  }
+
+  /** Waits until the run is terminal. */
+  async wait(runId: string, opts: { timeoutMs?: number } = {}): Promise<RunInfo> {
+    return this.engine.result(runId, opts);
+  }
+
+  /** The stack's events (resource progress, steps, approvals, drift). */
+  async events(stack: string, opts: { project?: string; afterSeq?: number; limit?: number } = {}): Promise<EngineEvent[]> {
+    const row = await this.stacks.get(stack, opts.project);
+    return this.engine.events({ subject: row.id, typePrefix: 'stack.', ...(opts.afterSeq !== undefined ? { afterSeq: opts.afterSeq } : {}), limit: opts.limit ?? 1000 });
+  }
+
+  /** Forgets a destroyed stack (its revisions and records). */
+  async remove(stack: string, opts: { project?: string } = {}): Promise<void> {
+    const info = await this.get(stack, opts);
+    if (info.resourceCount > 0) throw new ConflictError('stacks.not_empty', `stack ${info.name} still records ${info.resourceCount} resources: destroy it first`);
+    await this.stacks.remove(info.id);
+  }
+}
