@@ -143,7 +143,7 @@ async function main(): Promise<void> {
   let pgRes: Awaited<ReturnType<typeof measureDialect>>;
   let rawPg1: Awaited<ReturnType<typeof pgRawCommits>>;
   let rawPg64: Awaited<ReturnType<typeof pgRawCommits>>;
-  let version = '';
+  let version: string | undefined;
   try {
     version = await serverVersion(pgsrv.serverUrl);
     const rawDb = await createDatabase(pgsrv.serverUrl, 'bench_raw');
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
   const rows = all.map((m) => [m.dialect, m.kind, m.concurrency, fmt(m.perS), fmt(raw(m.dialect, 1)), fmt(m.perS / raw(m.dialect, 1), 2), m.duplicates]);
   const out = [
     '',
-    `raw single-row commits/s: SQLite ${fmt(rawSqlite.commitsPerS)} (synchronous=FULL); PostgreSQL ${version} ${fmt(rawPg1.commitsPerS)} (1 connection), ${fmt(rawPg64.commitsPerS)} (64 connections)`,
+    `raw single-row commits/s: SQLite ${fmt(rawSqlite.commitsPerS)} (synchronous=FULL); PostgreSQL ${version ?? "?"} ${fmt(rawPg1.commitsPerS)} (1 connection), ${fmt(rawPg64.commitsPerS)} (64 connections)`,
     '',
     table(['database', 'allocating', 'requesters', 'allocs/s', 'raw commits/s', 'ratio', 'duplicates'], rows),
     '',
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
   json.address_ratio_sqlite = Number((get('sqlite', 'address', 1) / rawSqlite.commitsPerS).toFixed(2));
   json.address_ratio_pg_64 = Number((get('postgres', 'address', 64) / rawPg1.commitsPerS).toFixed(2));
   json.duplicates = all.reduce((n, m) => n + m.duplicates, 0) + sq.scanDuplicates + pgRes.scanDuplicates;
-  json.postgres = version;
+  json.postgres = version ?? "?";
   if (JSON_OUT) process.stdout.write(JSON.stringify(json) + '\n');
 }
 

