@@ -1,7 +1,8 @@
 /**
  * Crash test: a worker process runs a workload of runs of 10 steps and is
  * killed with SIGKILL at random moments, then restarted, again and again.
- * Afterwards every run must have succeeded, every step's side effect must be
+ * One attempt in ten fails after its side effect (and is retried by the
+ * engine under the same idempotency key). Afterwards every run must have succeeded, every step's side effect must be
  * in the ledger exactly once under its idempotency key, and no step body may
  * have run after its result was committed.
  *
@@ -57,7 +58,7 @@ describe.each(dialects)('engine crash test on %s', (dialect) => {
         leaseMs: 1000,
         heartbeatMs: 250,
         pollMs: 50,
-        enqueue: { prefix: 'crash', count: RUNS, steps: STEPS, delayMs: 8 },
+        enqueue: { prefix: 'crash', count: RUNS, steps: STEPS, delayMs: 8, failRate: 0.1 },
         seed: SEED,
       };
 
