@@ -454,7 +454,14 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
         publish: (type, data) => publish(stack.id, type, { runId: ctx.runId, ...data }),
       };
 
-      if (model && model.workflows.preDeploy.length) await runSteps(ctx, rt, model.workflows.preDeploy, 'preDeploy');
+      let preFailed: SerializedError | undefined;
+      if (model && model.workflows.preDeploy.length) {
+        try {
+          await runSteps(ctx, rt, model.workflows.preDeploy, 'preDeploy');
+        } catch (e) {
+          preFailed = serializeError(e);
+        }
+      }
 
       let done = 0;
       const total = actions.length;
@@ -478,10 +485,11 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
         }
         return ctx.step(`${a.action}:${a.address}`, (sc) => actionBody(sc, input, stack, model, a, spec), { retry, timeoutMs: ((model?.resources.get(a.resource)?.def.timeoutSeconds ?? options?.resourceTimeoutSeconds ?? 900) + 60) * 1000 });
       };
-      const outcomes = await schedule(actions, parallelism, policy === 'continue' ? 'continue' : 'stop', start, onSettled);
+      const outcomes = preFailed ? [] : await schedule(actions, parallelism, policy === 'continue' ? 'continue' : 'stop', start, onSettled);
 
-      const failures = outcomes.map((o, i) => ({ o, a: actions[i]! })).filter(({ o }) => !o.ok && !isSkipped(o));
-      const skipped = outcomes.filter(isSkipped).length;
+      const failures: { o: Outcome; a: Action }[] = outcomes.map((o, i) => ({ o, a: actions[i]! })).filter(({ o }) => !o.ok && !isSkipped(o));
+      if (preFailed) failures.push({ o: { ok: false, error: preFailed }, a: { address: 'workflows.preDeploy' } as Action });
+      const skipped = preFailed ? actions.length : outcomes.filter(isSkipped).length;
       const succeeded = outcomes.filter((o) => o.ok).length;
       if (failures.length === 0) {
         if (model && model.workflows.postDeploy.length) {
