@@ -421,14 +421,27 @@ export class Inventory {
     const dcs = new Map<string, boolean>();
     const outcomes: Outcome<Server[]>[] = [];
     const now = this.clock.now();
-    let allocated = 0;
+    // candidates per datacenter, read once per batch in id order and shared by the batch's requests
+    const cands = new Map<string, { rows: { id: string; labels: Record<string, string> }[]; after: string; done: boolean }>();
+    const takenInBatch = new Set<string>();
+    const granted: { index: number; picks: string[] }[] = [];
+    const events: { id: string; server_id: string; from_state: string; to_state: string; reason: string; actor: string; at: number }[] = [];
+    const more = async (dc: string) => {
+      const c = cands.get(dc)!;
+      const rows = await trx.selectFrom('inv_servers').select(['id', 'labels']).where('type_id', '=', typeId).where('datacenter_id', '=', dc)
+        .where('state', '=', 'available').where('id', '>', c.after).orderBy('id').limit(512).execute();
+      for (const r of rows) c.rows.push({ id: r.id, labels: parseJson(r.labels, {}) });
+      if (rows.length < 512) c.done = true;
+      else c.after = rows[rows.length - 1]!.id;
+    };
     for (const req of reqs) {
       try {
         if (req.key) {
           const keys = Array.from({ length: req.count }, (_, i) => `${req.key}#${i}`);
-          const existing = await trx.selectFrom('inv_servers').selectAll().where('idem_key', 'in', keys).orderBy('idem_key').execute();
+          const existing = await trx.selectFrom('inv_servers').select('id').where('idem_key', 'in', keys).orderBy('idem_key').execute();
           if (existing.length > 0) {
-            outcomes.push({ ok: true, value: await Promise.all(existing.map((r) => this.toServer(trx, r))) });
+            granted.push({ index: outcomes.length, picks: existing.map((r) => r.id) });
+            outcomes.push({ ok: true, value: [] });
             continue;
           }
         }
@@ -438,46 +451,59 @@ export class Inventory {
         if (req.preferred.length > 0) {
           const rows = await trx.selectFrom('inv_servers').select(['id', 'labels']).where('id', 'in', req.preferred)
             .where('type_id', '=', typeId).where('datacenter_id', '=', req.datacenter).where('state', '=', 'available').execute();
-          const ok = new Set(rows.filter((r) => matchLabels(parseJson(r.labels, {}), req.labels)).map((r) => r.id));
+          const ok = new Set(rows.filter((r) => !takenInBatch.has(r.id) && matchLabels(parseJson(r.labels, {}), req.labels)).map((r) => r.id));
           for (const id of req.preferred) if (ok.has(id) && !picks.includes(id) && picks.length < req.count) picks.push(id);
         }
-        let after = '';
-        let available = picks.length;
-        while (picks.length < req.count) {
-          const rows = await trx.selectFrom('inv_servers').select(['id', 'labels']).where('type_id', '=', typeId).where('datacenter_id', '=', req.datacenter)
-            .where('state', '=', 'available').where('id', '>', after).orderBy('id').limit(256).execute();
-          for (const r of rows) {
-            if (picks.length >= req.count) break;
-            if (picks.includes(r.id) || !matchLabels(parseJson(r.labels, {}), req.labels)) continue;
-            picks.push(r.id);
-            available++;
+        if (!cands.has(req.datacenter)) cands.set(req.datacenter, { rows: [], after: '', done: false });
+        const c = cands.get(req.datacenter)!;
+        for (let i = 0; picks.length < req.count; i++) {
+          if (i >= c.rows.length) {
+            if (c.done) break;
+            await more(req.datacenter);
+            if (i >= c.rows.length) break;
           }
-          if (rows.length < 256) break;
-          after = rows[rows.length - 1]!.id;
+          const r = c.rows[i]!;
+          if (takenInBatch.has(r.id) || picks.includes(r.id) || !matchLabels(r.labels, req.labels)) continue;
+          picks.push(r.id);
         }
         if (picks.length < req.count) {
           const lbl = Object.keys(req.labels).length ? ` with labels ${Object.entries(req.labels).map(([k, v]) => `${k}=${v}`).join(',')}` : '';
-          throw new ExhaustedError('inventory.servers_exhausted', `only ${available} of the ${req.count} requested servers of type ${typeId}${lbl} are available in ${req.datacenter}`, { details: { type: typeId, datacenter: req.datacenter, requested: req.count, available } });
+          throw new ExhaustedError('inventory.servers_exhausted', `only ${picks.length} of the ${req.count} requested servers of type ${typeId}${lbl} are available in ${req.datacenter}`, { details: { type: typeId, datacenter: req.datacenter, requested: req.count, available: picks.length } });
         }
-        for (const [i, id] of picks.entries()) {
-          const u = await trx.updateTable('inv_servers').set({
-            state: 'allocated', state_reason: `allocated to ${req.holder}`, state_changed_at: now, updated_at: now, holder: req.holder, allocated_at: now,
-            reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null, idem_key: req.key ? `${req.key}#${i}` : null,
-          }).where('id', '=', id).where('state', '=', 'available').executeTakeFirst();
-          // the conditional update is the last word: a server someone else took aborts and retries the transaction
-          if (Number(u.numUpdatedRows) !== 1) throw new RaceLost(`server ${id} was taken concurrently`);
+        const set = {
+          state: 'allocated', state_reason: `allocated to ${req.holder}`, state_changed_at: now, updated_at: now, holder: req.holder, allocated_at: now,
+          reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null,
+        };
+        // the conditional update is the last word: a server someone else took aborts and retries the transaction
+        if (req.key) {
+          for (const [i, id] of picks.entries()) {
+            const u = await trx.updateTable('inv_servers').set({ ...set, idem_key: `${req.key}#${i}` }).where('id', '=', id).where('state', '=', 'available').executeTakeFirst();
+            if (Number(u.numUpdatedRows) !== 1) throw new RaceLost(`server ${id} was taken concurrently`);
+          }
+        } else {
+          const u = await trx.updateTable('inv_servers').set(set).where('id', 'in', picks).where('state', '=', 'available').executeTakeFirst();
+          if (Number(u.numUpdatedRows) !== picks.length) throw new RaceLost(`a server of ${picks.join(', ')} was taken concurrently`);
         }
-        await trx.insertInto('inv_server_events').values(picks.map((id) => ({ id: newId('sev'), server_id: id, from_state: 'available', to_state: 'allocated', reason: `allocated to ${req.holder}`, actor: 'system', at: now }))).execute();
-        allocated += picks.length;
-        const rows = await trx.selectFrom('inv_servers').selectAll().where('id', 'in', picks).execute();
-        const byId = new Map(rows.map((r) => [r.id, r]));
-        outcomes.push({ ok: true, value: await Promise.all(picks.map((id) => this.toServer(trx, byId.get(id)!))) });
+        for (const id of picks) {
+          takenInBatch.add(id);
+          events.push({ id: newId('sev'), server_id: id, from_state: 'available', to_state: 'allocated', reason: `allocated to ${req.holder}`, actor: 'system', at: now });
+        }
+        granted.push({ index: outcomes.length, picks });
+        outcomes.push({ ok: true, value: [] });
       } catch (e) {
         if (e instanceof RaceLost) throw e;
         outcomes.push({ ok: false, error: e });
       }
     }
-    if (allocated > 0) await trx.updateTable('inv_server_types').set({ alloc_seq: sql`alloc_seq + 1` }).where('id', '=', typeId).execute();
+    for (let i = 0; i < events.length; i += 500) await trx.insertInto('inv_server_events').values(events.slice(i, i + 500)).execute();
+    const ids = granted.flatMap((g) => g.picks);
+    const byId = new Map<string, Server>();
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await trx.selectFrom('inv_servers').leftJoin('inv_racks', 'inv_racks.id', 'inv_servers.rack_id').selectAll('inv_servers').select('inv_racks.name as rack_name')
+        .where('inv_servers.id', 'in', ids.slice(i, i + 500)).execute();
+      for (const r of rows) byId.set(r.id, toServer(r, r.rack_name));
+    }
+    for (const g of granted) outcomes[g.index] = { ok: true, value: g.picks.map((id) => byId.get(id)!) };
     return outcomes;
   }
 

@@ -1,6 +1,6 @@
 import type { Transaction } from 'kysely';
 import { systemClock, type Clock } from '../core/clock.js';
-import { ConflictError, ExhaustedError, NotFoundError, ValidationError } from '../core/errors.js';
+import { ConflictError, ExhaustedError, InfraflowError, NotFoundError, ValidationError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Database } from '../store/schema.js';
 import type { Store, Trx } from '../store/store.js';
@@ -51,6 +51,7 @@ export class Ipam {
   private readonly pg: boolean;
   private readonly addrGc: GroupCommit<AddrReq, Address[]>;
   private readonly vlanGc: GroupCommit<VlanReq, VlanAllocation[]>;
+  private readonly prefixGc: GroupCommit<PrefixReq, Prefix>;
   private readonly groupCommit: boolean;
   private sqliteOpsCache: ReturnType<typeof sqliteOps> | undefined;
 
@@ -61,6 +62,18 @@ export class Ipam {
     this.groupCommit = opts.groupCommit ?? true;
     this.addrGc = new GroupCommit((key, reqs) => this.addrTx((ops) => this.allocAddressesCore(ops, key, reqs)));
     this.vlanGc = new GroupCommit((key, reqs) => this.vlanTx((ops) => this.allocVlansCore(ops, key, reqs)));
+    this.prefixGc = new GroupCommit((_key, reqs) => withTx(this.store, async (trx) => {
+      const outs: Outcome<Prefix>[] = [];
+      for (const req of reqs) {
+        try {
+          outs.push({ ok: true, value: await this.allocPrefixTx(trx, req) });
+        } catch (e) {
+          if (!(e instanceof InfraflowError)) throw e; // database errors fail (and retry) the whole batch
+          outs.push({ ok: false, error: e });
+        }
+      }
+      return outs;
+    }));
   }
 
   // ---------------------------------------------------------------- prefixes
@@ -169,7 +182,8 @@ export class Ipam {
   async allocatePrefix(input: AllocatePrefixInput, trx?: Trx): Promise<Prefix> {
     const req = parseInput(AllocatePrefixSchema, input, 'ipam');
     if (trx) return this.allocPrefixTx(trx, req);
-    return withTx(this.store, (t) => this.allocPrefixTx(t, req));
+    if (!this.groupCommit) return withTx(this.store, (t) => this.allocPrefixTx(t, req));
+    return this.prefixGc.submit(req.parentId, req);
   }
 
   /** Releases a carved prefix and everything allocated inside it. */
