@@ -15,6 +15,7 @@ import {
   type EngineApi,
   type EngineEvent,
   type EventFilter,
+  type HistoryEntry,
   type OverlapPolicy,
   type RunFilter,
   type RunInfo,
@@ -56,14 +57,6 @@ export interface EngineOptions {
   holdMs?: number;
   /** Graceful stop waits this long (real ms) for in-flight steps before handing runs back. Default leaseMs. */
   drainTimeoutMs?: number;
-}
-
-export interface HistoryEntry {
-  runId: string;
-  actor: string;
-  action: string;
-  data: Record<string, unknown> | null;
-  at: number;
 }
 
 export interface PreparedRun {

@@ -212,6 +212,15 @@ export interface TriggerSpec {
   input?: (event: EngineEvent) => unknown;
 }
 
+/** One operator action on a run (retry, skip), from the run's history. */
+export interface HistoryEntry {
+  runId: string;
+  actor: string;
+  action: string;
+  data: Record<string, unknown> | null;
+  at: number;
+}
+
 /** The operations the rest of Infraflow (API, CLI, areas) uses. */
 export interface EngineApi {
   register(def: WorkflowDefinition): void;
@@ -235,4 +244,8 @@ export interface EngineApi {
   upsertSchedule(spec: ScheduleSpec): Promise<void>;
   deleteSchedule(id: string): Promise<void>;
   addTrigger(spec: TriggerSpec): void;
+  /** Operator actions on a run (retry, skip), oldest first. */
+  history?(runId: string): Promise<HistoryEntry[]>;
+  /** Stored schedules with their next fire time. */
+  listSchedules?(): Promise<(ScheduleSpec & { nextAt: number; lastRunId: string | null })[]>;
 }
