@@ -24,7 +24,7 @@ export async function runEngine(dialect: 'sqlite' | 'postgres', url: string, spe
   const store = Store.open({ url, poolSize: 10, synchronous: 'FULL' });
   if (dialect === 'sqlite') await migrate(store, engineMigrations);
   const rec = new StepRecorder();
-  const engine = new Engine({ store, logger: silentLogger, workerId: 'bench', concurrency: spec.concurrency, pollMs: 50 });
+  const engine = new Engine({ store, logger: silentLogger, workerId: 'bench', concurrency: spec.concurrency });
   engine.register(
     defineWorkflow<{ steps: number }, number>({
       name: 'bench-noop',
