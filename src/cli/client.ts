@@ -36,7 +36,7 @@ export class ApiClient {
         body = text;
       }
     }
-    if (!res.ok) throw problemError(res.status, body, this.token !== undefined);
+    if (!res.ok) throw problemError(res.status, body, this.token !== undefined, opts.auth === false);
     return { status: res.status, body: body as T, headers: res.headers };
   }
 
@@ -132,9 +132,9 @@ export class ApiClient {
   }
 }
 
-export function problemError(status: number, body: unknown, hadToken: boolean): CliError {
+export function problemError(status: number, body: unknown, hadToken: boolean, anonymousCall = false): CliError {
   const p = (body && typeof body === 'object' ? body : {}) as { detail?: string; code?: string; title?: string };
   let msg = p.detail ?? (typeof body === 'string' && body ? body.slice(0, 200) : `HTTP ${status}`);
-  if (status === 401) msg = hadToken ? `${msg} — your session may have expired: run infraflow login` : 'not logged in: run infraflow login (or set INFRAFLOW_TOKEN)';
+  if (status === 401 && !anonymousCall) msg = hadToken ? `${msg} — your session may have expired: run infraflow login` : 'not logged in: run infraflow login (or set INFRAFLOW_TOKEN)';
   return new CliError(`${msg}${p.code ? ` [${p.code}]` : ''}`, exitCodeForStatus(status), p.code);
 }
