@@ -115,4 +115,42 @@ describe.each(DIALECTS)('engine basics on %s', (dialect) => {
     expect(retrying).toHaveLength(2);
     expect(retrying[1]!.data.retryAt as number).toBeGreaterThan(retrying[0]!.data.retryAt as number);
   });
+
+  it('ctx.now() is journaled: replay sees the same time', async () => {
+    h = await engineHarness(dialect);
+    const seen: number[] = [];
+    h.engine.register(
+      defineWorkflow({
+        name: 'clocked',
+        version: 1,
+        async run(ctx) {
+          const t = await ctx.now();
+          seen.push(t);
+          await ctx.sleep('later', 10_000);
+          return t;
+        },
+      }),
+    );
+    h.engine.startWorker();
+    const run = await h.engine.start('clocked', {});
+    const t0 = h.clock.now();
+    await h.waitEvent({ subject: run.id, types: ['run.waiting'] });
+    h.clock.advance(10_000);
+    const done = await h.engine.result(run.id);
+    expect(done.output).toBe(t0);
+    expect(seen).toEqual([t0, t0]);
+    const tl = await h.engine.timeline(run.id);
+    expect(tl[0]).toMatchObject({ kind: 'now', output: t0 });
+  });
+
+  it('result() rejects with engine.result_timeout when the run does not finish in time', async () => {
+    h = await engineHarness(dialect);
+    h.engine.register(defineWorkflow({ name: 'forever', version: 1, run: async (ctx) => ctx.waitFor('never') }));
+    h.engine.startWorker();
+    const run = await h.engine.start('forever', {});
+    await h.waitEvent({ subject: run.id, types: ['run.waiting'] });
+    const pending = h.engine.result(run.id, { timeoutMs: 1_000 });
+    h.clock.advance(1_000);
+    await expect(pending).rejects.toMatchObject({ code: 'engine.result_timeout' });
+  });
 });
