@@ -6,3 +6,4 @@
 export { Allocations, reserveStep, type AllocationsOptions } from './reservations.js';
 export * from './schemas.js';
 export { allocationMigrations } from './migrations.js';
+export { createAllocationServices, type AllocationServices } from './services.js';

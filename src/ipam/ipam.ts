@@ -239,12 +239,15 @@ export class Ipam {
     const size = 1n << BigInt(bitsOf(family) - length);
     const last = fromHex(parent.last_hex);
     const reserved = storedRanges(parent.reserved);
+    // Every address below the cursor is covered by a child, so no child that
+    // overlaps a candidate block starts below the cursor: read the children
+    // from the cursor on, in network order, a chunk at a time (index range scan).
     let c = alignUp(fromHex(parent.cursor_hex), size);
     const LIMIT = 256;
-    const fetch = (from: bigint) => trx.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', parent.id)
-      .where('last_hex', '>=', toHex(from)).orderBy('network_hex').limit(LIMIT).execute()
-      .then((rs) => rs.map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) })));
-    let buf = await fetch(c);
+    const fetch = (op: '>=' | '>', fromHex: string) => trx.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', parent.id)
+      .where('network_hex', op, fromHex).orderBy('network_hex').limit(LIMIT).execute();
+    let raw = await fetch('>=', parent.cursor_hex);
+    let buf = raw.map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) }));
     let i = 0;
     for (;;) {
       const end = c + size - 1n;
@@ -255,8 +258,9 @@ export class Ipam {
         continue;
       }
       while (i < buf.length && buf[i]!.end < c) i++;
-      if (i === buf.length && buf.length === LIMIT) {
-        buf = await fetch(c);
+      if (i === buf.length && raw.length === LIMIT) {
+        raw = await fetch('>', raw[raw.length - 1]!.network_hex);
+        buf = raw.map((x) => ({ start: fromHex(x.network_hex), end: fromHex(x.last_hex) }));
         i = 0;
         continue;
       }
