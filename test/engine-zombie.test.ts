@@ -40,7 +40,7 @@ const modes = [
 ] as const;
 
 describe.each(modes)('engine zombie worker on postgres (A wakes up via its $mode)', ({ mode, heartbeatMs }) => {
-  it('accepts no write from a worker whose lease was taken over while it was frozen', async () => {
+  it(`accepts no write from a worker whose lease was taken over while it was frozen (${mode})`, async () => {
     const engineDb = await createPgDatabase('zombie');
     cleanups.push(engineDb.drop);
     const ledgerDb = await createPgDatabase('zledger');
@@ -111,5 +111,5 @@ describe.each(modes)('engine zombie worker on postgres (A wakes up via its $mode
     // The committed s1 is B's execution, not the zombie's.
     const s1 = timeline.find((s) => s.name === 's1')!;
     expect((s1.output as { exec: number }).exec).not.toBe((await aS1())!.exec_id);
-  });
+  }, 180_000);
 });
