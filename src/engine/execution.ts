@@ -374,8 +374,19 @@ export class RunExecution {
     if (this.drainAc.signal.aborted) this.requestSuspend({ due: 0, names: [], waitingFor: 'worker shutdown', release: true });
   }
 
-  private write(entry: Omit<WriteEntry, 'fence'>): Promise<unknown> {
-    return this.engine.writer.submit({ ...entry, fence: { runId: this.id, epoch: this.epoch } });
+  /**
+   * Fenced write. Any failure (lease lost, database error) abandons the run:
+   * a database error must not count as a step failure; the run resumes from
+   * its journal when the lease expires.
+   */
+  private async write(entry: Omit<WriteEntry, 'fence'>): Promise<unknown> {
+    try {
+      return await this.engine.writer.submit({ ...entry, fence: { runId: this.id, epoch: this.epoch } });
+    } catch (e) {
+      if (!(e instanceof LeaseLostError)) this.engine.logger.error({ err: e, runId: this.id }, 'journal write failed; abandoning the run (it resumes from its journal when the lease expires)');
+      this.abandon();
+      throw e instanceof LeaseLostError ? e : new LeaseLostError(this.id);
+    }
   }
 
   private stepRow(seq: number, name: string, kind: StepRecord['kind'], status: string, attempts: number, startedAt: number, extra: { output?: unknown; error?: SerializedError | null; logs?: StepRecord['logs']; finishedAt?: number | null } = {}): StepRow {

@@ -140,7 +140,6 @@ export class Engine implements EngineApi {
   private readonly subscribers = new Set<{ filter: EventFilter; fn: (e: EngineEvent) => void }>();
   private readonly triggers = new Map<string, TriggerSpec & { registeredAt: number }>();
   private running = false;
-  private stopping = false;
   /** @internal */
   draining = false;
   private kicked = false;
@@ -148,6 +147,7 @@ export class Engine implements EngineApi {
   private loopDone: Promise<void> | null = null;
   private heartbeatDone: Promise<void> | null = null;
   private stopAc = new AbortController();
+  private heartbeatOn = false;
   private nextHousekeeping = 0;
   private triggersDirty = true;
   private earliestDue = FOREVER;
@@ -735,9 +735,9 @@ export class Engine implements EngineApi {
   startWorker(): void {
     if (this.running) return;
     this.running = true;
-    this.stopping = false;
     this.draining = false;
     this.stopAc = new AbortController();
+    this.heartbeatOn = true;
     this.loopDone = this.loop();
     this.heartbeatDone = this.heartbeat();
   }
@@ -757,11 +757,13 @@ export class Engine implements EngineApi {
   async stop(opts: { graceful?: boolean } = {}): Promise<void> {
     const graceful = opts.graceful ?? true;
     if (!this.running && !this.active.size) return;
-    this.stopping = true;
     this.draining = true;
     this.running = false;
-    this.stopAc.abort(DONE);
     this.kick();
+    // 1. Stop claiming (a claim in progress completes; its runs are drained below).
+    await this.loopDone;
+    // 2. Drain: in-flight steps finish and are journaled, then each run is handed back.
+    //    The heartbeat keeps the leases alive meanwhile.
     if (graceful) {
       for (const e of this.active.values()) e.drain();
       const until = Date.now() + this.drainTimeoutMs;
@@ -769,10 +771,12 @@ export class Engine implements EngineApi {
     }
     const left = [...this.active.values()];
     for (const e of left) e.abandon();
-    await this.loopDone;
+    this.heartbeatOn = false;
+    this.stopAc.abort(DONE);
     await this.heartbeatDone;
     await this.writer.drain();
     if (graceful && left.length) {
+      // Steps still running after the drain timeout: hand the runs back now (fenced by epoch).
       const now = this.clock.now();
       for (const e of left) {
         await this.db
@@ -846,7 +850,7 @@ export class Engine implements EngineApi {
       this.kicked = true;
       return now;
     }
-    if (this.active.size >= this.concurrency) return FOREVER;
+    if (this.active.size >= this.concurrency || this.kicked) return FOREVER;
     return Math.min(await this.nextDue(), this.earliestDue);
   }
 
@@ -984,13 +988,13 @@ export class Engine implements EngineApi {
   }
 
   private async heartbeat(): Promise<void> {
-    while (this.running) {
+    while (this.heartbeatOn) {
       try {
         await this.clock.sleep(this.heartbeatMs, this.stopAc.signal);
       } catch {
         break;
       }
-      if (!this.running) break;
+      if (!this.heartbeatOn) break;
       const execs = [...this.active.values()];
       if (!execs.length) continue;
       try {
