@@ -164,7 +164,7 @@ export async function updateInPlace(deps: DriverDeps, resource: Resource, spec: 
   let r = resource;
   const handler = deps.registry.handler(r.kind);
   const applied = (r.status.appliedSpec ?? r.spec) as Record<string, unknown>;
-  if (r.status.phase === 'ready' && JSON.stringify(applied) === JSON.stringify(spec) && JSON.stringify(r.spec) === JSON.stringify(spec)) return r;
+  // no shortcut when the specs look equal: the plan asked for an update (e.g. to repair drift)
   if (!r.status.externalId) {
     if (JSON.stringify(r.spec) !== JSON.stringify(spec)) r = await deps.resources.updateSpec(r.id, spec);
     return provision(deps, r, sc, poll);

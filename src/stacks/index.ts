@@ -11,7 +11,7 @@ import type { Store } from '../store/store.js';
 import { APPLY_WORKFLOW, DRIFT_WORKFLOW, observeStack, stackWorkflows, type ApplyInput, type DriftReport } from './apply.js';
 import { compileStack, type KindCatalog, type StackModel } from './model.js';
 import { parseStack, type ParsedStack } from './parse.js';
-import { diffStack, planToJson, renderPlan, type Feasibility, type Plan, type RecordedResource } from './plan.js';
+import { cbdCollisions, diffStack, planToJson, renderPlan, type Feasibility, type Plan, type RecordedResource } from './plan.js';
 import { approvalSignal, type ApprovalPayload } from './steps.js';
 import { StackStore, type StackRow, type StackStatus } from './store.js';
 import type { FailurePolicy } from './schema.js';
@@ -134,11 +134,13 @@ export class Stacks {
 
   private async planModel(model: StackModel, recorded: RecordedResource[], baseRevision: number, destroy: boolean): Promise<Plan> {
     let plan = diffStack(model, recorded, { baseRevision, destroy });
+    const collisions = cbdCollisions(plan);
+    if (collisions.length) plan = { ...plan, feasibility: { ok: false, checks: [...plan.feasibility.checks, ...collisions] } };
     if (this.opts.feasibility) {
       const creates = plan.changes.filter((c) => c.action === 'create' || c.action === 'replace').map((c) => ({ address: c.address, kind: c.kind, spec: (JSON.parse(JSON.stringify(c.after ?? {})) as Record<string, unknown>) }));
       const deletes = plan.changes.filter((c) => c.action === 'delete' || c.action === 'replace').map((c) => ({ address: c.address, kind: c.kind, spec: c.before ?? {} }));
       const feasibility = await this.opts.feasibility({ project: model.project, creates, deletes });
-      plan = { ...plan, feasibility };
+      plan = { ...plan, feasibility: { ok: feasibility.ok && plan.feasibility.ok, checks: [...plan.feasibility.checks, ...feasibility.checks] } };
     }
     return plan;
   }

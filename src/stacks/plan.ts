@@ -189,7 +189,7 @@ export function diffStack(model: StackModel, recorded: readonly RecordedResource
         continue;
       }
       if (rec.status !== 'ready') {
-        changes.push({ ...base, action: 'replace', reason: `the last apply left it ${rec.status}`, replaceFields: [], before: rec.spec, after: spec, createBeforeDestroy: false });
+        changes.push({ ...base, action: 'replace', reason: rec.status === 'missing' ? 'deleted outside Infraflow (drift)' : `the last apply left it ${rec.status}`, replaceFields: [], before: rec.spec, after: spec, createBeforeDestroy: false });
         summary.replace++;
         pending.add(inst.address);
         continue;
@@ -241,6 +241,25 @@ function getPath(obj: unknown, path: string): unknown {
     cur = cur[seg];
   }
   return cur;
+}
+
+/**
+ * Create-before-destroy makes the new object while the old one exists: when
+ * both carry the same backend name (`name`, `hostname`, `fqdn`), the backend
+ * would refuse or, worse, hold two objects of one name. Reported before apply.
+ */
+export function cbdCollisions(plan: Plan): FeasibilityCheck[] {
+  const out: FeasibilityCheck[] = [];
+  for (const ch of plan.changes) {
+    if (ch.action !== 'replace' || !ch.createBeforeDestroy || !ch.before || !ch.after) continue;
+    for (const f of ['name', 'hostname', 'fqdn']) {
+      const v = ch.after[f];
+      if (typeof v === 'string' && v === ch.before[f]) {
+        out.push({ ok: false, resource: ch.address, message: `create-before-destroy of ${ch.address} would create a second ${ch.kind} named "${v}" while the old one still exists: change ${f} too, or set lifecycle.createBeforeDestroy: false`, details: { address: ch.address, field: f } });
+      }
+    }
+  }
+  return out;
 }
 
 /** Reverse dependency and phase order: later phases first, dependents before what they depend on. */
