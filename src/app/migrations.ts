@@ -4,6 +4,7 @@ import { inventoryMigrations } from '../inventory/migrations.js';
 import { engineMigrations } from '../engine/schema.js';
 import { ipamMigrations } from '../ipam/migrations.js';
 import { resourceMigrations } from '../resources/migrations.js';
+import { simMigrations } from '../providers/sim/migrations.js';
 import { stackMigrations } from '../stacks/migrations.js';
 
 /**
@@ -17,5 +18,6 @@ export const allMigrations: AreaMigration[] = [
   ...engineMigrations,
   ...ipamMigrations,
   ...resourceMigrations,
+  ...simMigrations,
   ...stackMigrations,
 ];
