@@ -4,7 +4,7 @@ import type { SecretBox } from '../core/secrets.js';
 import type { EngineApi } from '../engine/types.js';
 import type { Store } from '../store/store.js';
 import { Inventory } from '../inventory/inventory.js';
-import { hotPoolWorkflow, SimulatedDiscovery, type HardwareDiscovery } from '../inventory/hotpool.js';
+import { hotPoolTickWorkflow, hotPoolWorkflow, SimulatedDiscovery, type HardwareDiscovery } from '../inventory/hotpool.js';
 import { connectCapacitySignals } from '../inventory/wait.js';
 import { Ipam } from '../ipam/ipam.js';
 import { Allocations } from './reservations.js';
@@ -21,13 +21,16 @@ export interface AllocationServices {
  * Builds inventory, IPAM and reservations for the composition root
  * (src/app/context.ts): wires capacity events to engine signals, registers
  * the hot-pool workflow (`inventory.hotpool.reconcile`) with the given
- * discovery port (the simulator's by default), and starts the sweeper that
+ * discovery port (the simulator's by default) and its periodic tick
+ * (`inventory.hotpool.tick`, every minute), and starts the sweeper that
  * expires reservations and stale holds.
  */
 export function createAllocationServices(opts: {
   store: Store;
   secrets: SecretBox;
-  engine?: Pick<EngineApi, 'signal' | 'register'>;
+  engine?: Pick<EngineApi, 'signal' | 'register' | 'upsertSchedule'>;
+  /** Cron of the hot-pool tick (default every minute); null: no schedule. */
+  hotPoolCron?: string | null;
   clock?: Clock;
   logger?: Logger;
   discovery?: HardwareDiscovery;
@@ -40,6 +43,12 @@ export function createAllocationServices(opts: {
   const allocations = new Allocations({ store: opts.store, inventory, ipam, ...clock });
   const disconnect = opts.engine ? connectCapacitySignals(inventory, opts.engine) : () => {};
   opts.engine?.register(hotPoolWorkflow(inventory, opts.discovery ?? new SimulatedDiscovery()));
+  opts.engine?.register(hotPoolTickWorkflow(inventory));
+  const cron = opts.hotPoolCron === undefined ? '* * * * *' : opts.hotPoolCron;
+  if (opts.engine && cron) {
+    void opts.engine.upsertSchedule({ id: 'inventory.hotpool', cron, workflow: 'inventory.hotpool.tick', input: {}, overlap: 'skip' })
+      .catch((e: unknown) => opts.logger?.warn({ err: e }, 'could not schedule the hot-pool tick'));
+  }
   const stopSweeper = allocations.startSweeper(opts.sweepIntervalMs ?? 5_000, (e) => opts.logger?.warn({ err: e }, 'reservation sweep failed'));
   return {
     inventory,

@@ -171,3 +171,25 @@ export function hotPoolWorkflow(inv: Inventory, discovery: HardwareDiscovery) {
     },
   });
 }
+
+/**
+ * The periodic hot-pool tick: starts one reconciliation per enabled policy
+ * (as child runs, so each is durable and visible on its own). Schedule it
+ * with the engine, e.g. every minute (see createAllocationServices).
+ */
+export function hotPoolTickWorkflow(inv: Inventory) {
+  return defineWorkflow({
+    name: 'inventory.hotpool.tick',
+    version: 1,
+    async run(ctx: WorkflowContext<unknown>) {
+      const policies = await ctx.step('list policies', async () => (await inv.listHotPoolPolicies()).filter((p) => p.enabled));
+      const results: Record<string, unknown> = {};
+      for (const p of policies) {
+        const st = await ctx.step(`measure ${p.type}/${p.datacenter}`, () => hotPoolStatus(inv, p));
+        if (st.deficit === 0) continue;
+        results[`${p.type}/${p.datacenter}`] = await ctx.child('inventory.hotpool.reconcile', { type: p.type, datacenter: p.datacenter }, { name: `reconcile ${p.type}/${p.datacenter}` });
+      }
+      return results;
+    },
+  });
+}

@@ -9,7 +9,7 @@ export { TRANSITIONS, canTransition, PENDING_READY } from './lifecycle.js';
 export { inventoryMigrations } from './migrations.js';
 export { importInventory, exportInventory, InventoryDocSchema, type InventoryDoc, type ImportSummary } from './yaml.js';
 export {
-  SimulatedDiscovery, reconcileHotPool, hotPoolStatus, hotPoolWorkflow, HotPoolReconcileInput,
+  SimulatedDiscovery, reconcileHotPool, hotPoolStatus, hotPoolWorkflow, hotPoolTickWorkflow, HotPoolReconcileInput,
   type HardwareDiscovery, type DiscoveredServer, type InspectionResult, type HotPoolStatus,
 } from './hotpool.js';
 export { allocateServersWhenAvailable, connectCapacitySignals, CAPACITY_SIGNAL, type WaitForServersOptions } from './wait.js';

@@ -62,18 +62,7 @@ export class Ipam {
     this.groupCommit = opts.groupCommit ?? true;
     this.addrGc = new GroupCommit((key, reqs) => this.addrTx((ops) => this.allocAddressesCore(ops, key, reqs)));
     this.vlanGc = new GroupCommit((key, reqs) => this.vlanTx((ops) => this.allocVlansCore(ops, key, reqs)));
-    this.prefixGc = new GroupCommit((_key, reqs) => withTx(this.store, async (trx) => {
-      const outs: Outcome<Prefix>[] = [];
-      for (const req of reqs) {
-        try {
-          outs.push({ ok: true, value: await this.allocPrefixTx(trx, req) });
-        } catch (e) {
-          if (!(e instanceof InfraflowError)) throw e; // database errors fail (and retry) the whole batch
-          outs.push({ ok: false, error: e });
-        }
-      }
-      return outs;
-    }));
+    this.prefixGc = new GroupCommit((key, reqs) => withTx(this.store, (trx) => this.allocPrefixesCore(trx, key, reqs)));
   }
 
   // ---------------------------------------------------------------- prefixes
@@ -181,8 +170,8 @@ export class Ipam {
   /** Carves the next free child prefix of `length` from a container (e.g. a /24 for a cluster network). */
   async allocatePrefix(input: AllocatePrefixInput, trx?: Trx): Promise<Prefix> {
     const req = parseInput(AllocatePrefixSchema, input, 'ipam');
-    if (trx) return this.allocPrefixTx(trx, req);
-    if (!this.groupCommit) return withTx(this.store, (t) => this.allocPrefixTx(t, req));
+    if (trx) return unwrap((await this.allocPrefixesCore(trx, req.parentId, [req]))[0]!);
+    if (!this.groupCommit) return withTx(this.store, async (t) => unwrap((await this.allocPrefixesCore(t, req.parentId, [req]))[0]!));
     return this.prefixGc.submit(req.parentId, req);
   }
 
@@ -197,48 +186,81 @@ export class Ipam {
     });
   }
 
-  private async allocPrefixTx(trx: Trx, req: PrefixReq): Promise<Prefix> {
-    if (req.key) {
-      const existing = await trx.selectFrom('ipam_prefixes').selectAll().where('idem_key', '=', req.key).executeTakeFirst();
-      if (existing) return toPrefix(existing);
+  /**
+   * Carves child prefixes for a batch of requests under one lock of the
+   * parent: the children around the cursor are read once, blocks carved
+   * earlier in the batch are kept in memory, all rows go in one insert and
+   * the cursor moves once.
+   */
+  private async allocPrefixesCore(trx: Trx, parentId: string, reqs: PrefixReq[]): Promise<Outcome<Prefix>[]> {
+    let parent: IpamPrefixTable;
+    try {
+      parent = await this.lockPrefix(trx, parentId, 'parentId');
+    } catch (e) {
+      return reqs.map(() => ({ ok: false, error: e }));
     }
-    const parent = await this.lockPrefix(trx, req.parentId, 'parentId');
-    if (parent.kind !== 'container') throw new ConflictError('ipam.wrong_kind', `parentId: ${parent.cidr} is a ${parent.kind} prefix; child prefixes are carved from container prefixes`, { details: { field: 'parentId' } });
     const family = parent.family as Family;
-    if (req.length <= parent.length || req.length > bitsOf(family)) {
-      throw new ValidationError('ipam.invalid_prefix_length', `length: a child of ${parent.cidr} must be longer than /${parent.length} and at most /${bitsOf(family)}; got /${req.length}`, { details: { field: 'length' } });
+    const outs: Outcome<Prefix>[] = [];
+    const rows: IpamPrefixTable[] = [];
+    const fresh: Range[] = [];
+    const keysInBatch = new Map<string, IpamPrefixTable>();
+    const cache: ChildChunkCache = {};
+    const now = this.clock.now();
+    for (const req of reqs) {
+      try {
+        if (req.key) {
+          const inBatch = keysInBatch.get(req.key);
+          const existing = inBatch ?? await trx.selectFrom('ipam_prefixes').selectAll().where('idem_key', '=', req.key).executeTakeFirst();
+          if (existing) {
+            outs.push({ ok: true, value: toPrefix(existing) });
+            continue;
+          }
+        }
+        if (parent.kind !== 'container') throw new ConflictError('ipam.wrong_kind', `parentId: ${parent.cidr} is a ${parent.kind} prefix; child prefixes are carved from container prefixes`, { details: { field: 'parentId' } });
+        if (req.length <= parent.length || req.length > bitsOf(family)) {
+          throw new ValidationError('ipam.invalid_prefix_length', `length: a child of ${parent.cidr} must be longer than /${parent.length} and at most /${bitsOf(family)}; got /${req.length}`, { details: { field: 'length' } });
+        }
+        const start = await this.findChildBlock(trx, parent, req.length, fresh, cache);
+        if (start === null) {
+          throw new ExhaustedError('ipam.prefix_exhausted', `${parent.cidr} in ${parent.scope} has no free /${req.length} left`, { details: { prefixId: parent.id, cidr: parent.cidr, length: req.length } });
+        }
+        const size = 1n << BigInt(bitsOf(family) - req.length);
+        const last = start + size - 1n;
+        const reserved = defaultReserved(req.kind, family, start, req.length);
+        let gateway: string | null = null;
+        if (req.gateway === 'first' && req.kind !== 'container') {
+          const g = size > 2n ? start + 1n : start;
+          gateway = formatAddress(family, g);
+          reserved.push({ start: g, end: g, reason: 'gateway' });
+        }
+        const row: IpamPrefixTable = {
+          id: newId('pfx'), scope: parent.scope, family, cidr: formatPrefix(family, start, req.length), network_hex: toHex(start), last_hex: toHex(last),
+          length: req.length, parent_id: parent.id, kind: req.kind, gateway,
+          reserved: encodeRanges(reserved),
+          cursor_hex: toHex(start), holder: req.holder, reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null,
+          idem_key: req.key ?? null, description: req.description, labels: '{}', created_at: now,
+        };
+        rows.push(row);
+        fresh.push({ start, end: last });
+        if (req.key) keysInBatch.set(req.key, row);
+        outs.push({ ok: true, value: toPrefix(row) });
+      } catch (e) {
+        if (!(e instanceof InfraflowError)) throw e; // database errors fail (and retry) the whole batch
+        outs.push({ ok: false, error: e });
+      }
     }
-    const start = await this.findChildBlock(trx, parent, req.length);
-    if (start === null) {
-      throw new ExhaustedError('ipam.prefix_exhausted', `${parent.cidr} in ${parent.scope} has no free /${req.length} left`, { details: { prefixId: parent.id, cidr: parent.cidr, length: req.length } });
-    }
-    const size = 1n << BigInt(bitsOf(family) - req.length);
-    const last = start + size - 1n;
-    const reserved = defaultReserved(req.kind, family, start, req.length);
-    let gateway: string | null = null;
-    if (req.gateway === 'first' && req.kind !== 'container') {
-      const g = size > 2n ? start + 1n : start;
-      gateway = formatAddress(family, g);
-      reserved.push({ start: g, end: g, reason: 'gateway' });
-    }
-    const row: IpamPrefixTable = {
-      id: newId('pfx'), scope: parent.scope, family, cidr: formatPrefix(family, start, req.length), network_hex: toHex(start), last_hex: toHex(last),
-      length: req.length, parent_id: parent.id, kind: req.kind, gateway,
-      reserved: encodeRanges(reserved),
-      cursor_hex: toHex(start), holder: req.holder, reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null,
-      idem_key: req.key ?? null, description: req.description, labels: '{}', created_at: this.clock.now(),
-    };
-    await trx.insertInto('ipam_prefixes').values(row).execute();
-    await this.advanceContainerCursor(trx, parent);
-    return toPrefix(row);
+    for (let i = 0; i < rows.length; i += 200) await trx.insertInto('ipam_prefixes').values(rows.slice(i, i + 200)).execute();
+    if (rows.length > 0) await this.advanceContainerCursor(trx, parent, fresh);
+    return outs;
   }
 
   /** First aligned block of `length` in the container not overlapping a child or a reserved range. */
-  private async findChildBlock(trx: Trx, parent: IpamPrefixTable, length: number): Promise<bigint | null> {
+  private async findChildBlock(trx: Trx, parent: IpamPrefixTable, length: number, fresh: Range[] = [], cache: ChildChunkCache = {}): Promise<bigint | null> {
     const family = parent.family as Family;
     const size = 1n << BigInt(bitsOf(family) - length);
     const last = fromHex(parent.last_hex);
-    const reserved = storedRanges(parent.reserved);
+    // reserved ranges and blocks carved earlier in this transaction (not yet inserted) are both off limits
+    const reserved = [...storedRanges(parent.reserved), ...fresh];
     // Every address below the cursor is covered by a child, so no child that
     // overlaps a candidate block starts below the cursor: read the children
     // from the cursor on, in network order, a chunk at a time (index range scan).
@@ -246,7 +268,8 @@ export class Ipam {
     const LIMIT = 256;
     const fetch = (op: '>=' | '>', fromHex: string) => trx.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', parent.id)
       .where('network_hex', op, fromHex).orderBy('network_hex').limit(LIMIT).execute();
-    let raw = await fetch('>=', parent.cursor_hex);
+    cache.first ??= await fetch('>=', parent.cursor_hex);
+    let raw = cache.first;
     let buf = raw.map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) }));
     let i = 0;
     for (;;) {
@@ -273,10 +296,11 @@ export class Ipam {
   }
 
   /** Moves a container's cursor past children and reserved ranges that start at it. */
-  private async advanceContainerCursor(trx: Trx, parent: IpamPrefixTable): Promise<void> {
+  private async advanceContainerCursor(trx: Trx, parent: IpamPrefixTable, fresh: Range[] = []): Promise<void> {
     const reserved = storedRanges(parent.reserved);
-    const fresh = await trx.selectFrom('ipam_prefixes').select('cursor_hex').where('id', '=', parent.id).executeTakeFirstOrThrow();
-    let c = fromHex(fresh.cursor_hex);
+    const carved = new Map(fresh.map((f) => [f.start, f.end]));
+    const cur = await trx.selectFrom('ipam_prefixes').select('cursor_hex').where('id', '=', parent.id).executeTakeFirstOrThrow();
+    let c = fromHex(cur.cursor_hex);
     const last = fromHex(parent.last_hex);
     for (;;) {
       if (c > last) break;
@@ -285,11 +309,16 @@ export class Ipam {
         c = r.end + 1n;
         continue;
       }
+      const mine = carved.get(c);
+      if (mine !== undefined) {
+        c = mine + 1n;
+        continue;
+      }
       const child = await trx.selectFrom('ipam_prefixes').select('last_hex').where('parent_id', '=', parent.id).where('network_hex', '=', toHex(c)).orderBy('length').executeTakeFirst();
       if (!child) break;
       c = fromHex(child.last_hex) + 1n;
     }
-    if (c !== fromHex(fresh.cursor_hex)) await trx.updateTable('ipam_prefixes').set({ cursor_hex: toHex(c) }).where('id', '=', parent.id).execute();
+    if (c !== fromHex(cur.cursor_hex)) await trx.updateTable('ipam_prefixes').set({ cursor_hex: toHex(c) }).where('id', '=', parent.id).execute();
   }
 
   // --------------------------------------------------------------- addresses
@@ -787,6 +816,10 @@ export class Ipam {
     if (!row) throw new NotFoundError('ipam.pool_not_found', `${field}: VLAN pool ${idOrName} does not exist`, { details: { field, id: idOrName } });
     return row;
   }
+}
+
+interface ChildChunkCache {
+  first?: { network_hex: string; last_hex: string }[];
 }
 
 function unwrap<T>(o: Outcome<T>): T {
