@@ -43,6 +43,8 @@ export interface HandlerContext<P, Q, B> {
   principal: Principal;
   /** The project resolved for a project-scope route (null: a system object; undefined: none given). */
   project: string | null | undefined;
+  /** The object the route's project resolver loaded, if it returned one. */
+  object: unknown;
   /** Projects where the caller holds `perm` ('all' for system holders), for lists across projects. */
   visible(perm?: Permission): 'all' | string[];
   can(perm: Permission, project: string | null): boolean;
@@ -90,7 +92,8 @@ export interface RouteSpec<P extends Z | undefined = undefined, Q extends Z | un
 }
 
 /** What a project resolver returns. */
-export type ResolvedProject = { project: string; mustExist?: boolean } | { system: true } | { missing: true } | { list: true };
+/** `object`: the object the resolver loaded, handed to the handler (no second read). */
+export type ResolvedProject = { project: string; mustExist?: boolean; object?: unknown } | { system: true; object?: unknown } | { missing: true } | { list: true };
 
 export type AnyRoute = RouteSpec<any, any, any>;
 

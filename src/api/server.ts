@@ -46,6 +46,7 @@ declare module 'fastify' {
     principal: Principal | null;
     decision: Decision | null;
     authzProject: string | null | undefined;
+    resolvedObject: unknown;
     auditMessage: string | null;
     auditActorName: string | null;
   }
@@ -123,6 +124,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
   app.decorateRequest('principal', null);
   app.decorateRequest('decision', null);
   app.decorateRequest('authzProject', undefined);
+  app.decorateRequest('resolvedObject', undefined);
   app.decorateRequest('auditMessage', null);
   app.decorateRequest('auditActorName', null);
 
@@ -260,6 +262,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
         else if ('list' in r) project = undefined;
         else project = r.project;
         req.authzProject = project;
+        if ('object' in r) req.resolvedObject = r.object;
         const d = authorize(req.principal, spec.policy, project);
         if (!d.allow) deny(req, d, () => ('project' in r && r.mustExist ? projectNotFound(r.project) : notFound()));
         req.decision = d;
@@ -272,6 +275,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
           req, reply, deps, principal,
           params: req.params, query: req.query, body: req.body,
           project: req.authzProject,
+          object: req.resolvedObject,
           visible: (perm?: Permission) => {
             const p = perm ?? ('permission' in spec.policy ? spec.policy.permission : undefined);
             if (!principal || !p) return [];

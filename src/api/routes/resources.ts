@@ -28,7 +28,7 @@ export function resourceRoutes(deps: ApiDeps, resources: ResourceStore): AnyRout
   const tags = ['resources'];
   const byId = async ({ params }: { params: { id: string } }): Promise<ResolvedProject> => {
     const r = await resources.find(params.id);
-    return r ? { project: r.project } : { missing: true };
+    return r ? { project: r.project, object: r } : { missing: true };
   };
   const notFound = ({ params }: { params: { id: string } }) => new NotFoundError('resources.not_found', `resource ${params.id} does not exist`);
   const read = { scope: 'project', permission: 'resources:read' } as const;
@@ -74,8 +74,8 @@ export function resourceRoutes(deps: ApiDeps, resources: ResourceStore): AnyRout
     defineRoute({
       method: 'GET', url: '/resources/:id', summary: 'Get a resource (ETag: its generation)', tags, policy: read, project: byId, notFound,
       schema: { params: ID_PARAM, response: { 200: ResourceOut } },
-      handler: async ({ params, etag }) => {
-        const r = await resources.get(params.id);
+      handler: async ({ params, etag, object }) => {
+        const r = (object as Resource | undefined) ?? await resources.get(params.id);
         etag(r.generation);
         return resourceView(r);
       },

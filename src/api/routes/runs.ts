@@ -55,7 +55,7 @@ export function runRoutes(deps: ApiDeps): AnyRoute[] {
     try {
       const run = await engine.get(params.id);
       const p = runProject(run);
-      return p === null ? { system: true } : { project: p };
+      return p === null ? { system: true, object: run } : { project: p, object: run };
     } catch (e) {
       if (e instanceof NotFoundError) return { missing: true };
       throw e;
@@ -93,8 +93,8 @@ export function runRoutes(deps: ApiDeps): AnyRoute[] {
     defineRoute({
       method: 'GET', url: '/runs/:id', summary: 'Get a run', tags, policy: read, project: byId, notFound,
       schema: { params: ID_PARAM, response: { 200: RunOut } },
-      handler: async ({ params, etag }) => {
-        const r = await engine.get(params.id);
+      handler: async ({ params, etag, object }) => {
+        const r = (object as RunInfo | undefined) ?? await engine.get(params.id);
         etag(r.updatedAt);
         return runView(r);
       },

@@ -13,7 +13,7 @@ export function secretRoutes(deps: ApiDeps): AnyRoute[] {
   const tags = ['secrets'];
   const byId = async ({ params }: { params: { id: string } }): Promise<ResolvedProject> => {
     const s = await iam.findSecret(params.id);
-    return s ? { project: s.project } : { missing: true };
+    return s ? { project: s.project, object: s } : { missing: true };
   };
   const notFound = ({ params }: { params: { id: string } }) => new NotFoundError('iam.secret_not_found', `secret ${params.id} not found`);
   const Value = z.string().min(1).max(65_536);
