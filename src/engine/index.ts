@@ -639,31 +639,38 @@ export class Engine implements EngineApi {
   }
 
   private async runSchedules(now: number): Promise<void> {
-    const due = await this.db.selectFrom('engine_schedules').selectAll().where('paused', '=', 0).where('next_at', '<=', now).limit(100).execute();
-    const buffered = await this.db.selectFrom('engine_schedules').selectAll().where('paused', '=', 0).where('buffered', '=', 1).limit(100).execute();
-    for (const s of [...due, ...buffered]) {
+    const rows = await this.db
+      .selectFrom('engine_schedules')
+      .selectAll()
+      .where('paused', '=', 0)
+      .where((eb) => eb.or([eb('next_at', '<=', now), eb('buffered', '=', 1)]))
+      .limit(100)
+      .execute();
+    for (const s of rows) {
       if (!this.defs.has(s.workflow)) continue;
       try {
         await this.tx(async (trx) => {
           const isDue = Number(s.next_at) <= now;
           const fireAt = Number(s.next_at);
-          if (isDue) {
-            const next = nextFire(s.cron, s.timezone, now) ?? FOREVER;
-            const u = await trx.updateTable('engine_schedules').set({ next_at: next, updated_at: now }).where('id', '=', s.id).where('next_at', '=', s.next_at).executeTakeFirst();
-            if (Number(u.numUpdatedRows) === 0) return; // another worker fired it
-            this.noteDue(next);
-          } else {
-            const u = await trx.updateTable('engine_schedules').set({ buffered: 0 }).where('id', '=', s.id).where('buffered', '=', 1).executeTakeFirst();
-            if (Number(u.numUpdatedRows) === 0) return;
-          }
           let busy = false;
           if (s.last_run_id) {
             const last = await trx.selectFrom('engine_runs').select('status').where('id', '=', s.last_run_id).executeTakeFirst();
             busy = !!last && !TERMINAL_STATUSES.includes(last.status);
           }
-          if (busy && s.overlap !== 'allow_all') {
-            if (s.overlap === 'buffer_one') await trx.updateTable('engine_schedules').set({ buffered: 1 }).where('id', '=', s.id).execute();
-            return [{ type: 'schedule.skipped', subject: `schedule:${s.id}`, data: { schedule: s.id, at: fireAt, buffered: s.overlap === 'buffer_one' }, at: now }];
+          if (isDue) {
+            const next = nextFire(s.cron, s.timezone, now) ?? FOREVER;
+            const u = await trx.updateTable('engine_schedules').set({ next_at: next, updated_at: now }).where('id', '=', s.id).where('next_at', '=', s.next_at).executeTakeFirst();
+            if (Number(u.numUpdatedRows) === 0) return; // another worker fired it
+            this.noteDue(next);
+            if (busy && s.overlap !== 'allow_all') {
+              if (s.overlap === 'buffer_one') await trx.updateTable('engine_schedules').set({ buffered: 1 }).where('id', '=', s.id).execute();
+              return [{ type: 'schedule.skipped', subject: `schedule:${s.id}`, data: { schedule: s.id, at: fireAt, buffered: s.overlap === 'buffer_one' }, at: now }];
+            }
+          } else {
+            // A buffered fire starts once the previous run has ended.
+            if (busy) return;
+            const u = await trx.updateTable('engine_schedules').set({ buffered: 0 }).where('id', '=', s.id).where('buffered', '=', 1).executeTakeFirst();
+            if (Number(u.numUpdatedRows) === 0) return;
           }
           const p = this.prepareRun(s.workflow, parseJson(s.input), { id: `${s.id}@${isDue ? fireAt : now}`, labels: { schedule: s.id } });
           const evs = await this.insertRunTx(trx, p);
@@ -840,44 +847,36 @@ export class Engine implements EngineApi {
     const capacity = this.concurrency - this.active.size;
     let claimed = 0;
     if (capacity > 0 && !this.draining && this.defs.size) claimed = await this.claim(capacity, now);
-    if (this.triggersDirty || Date.now() >= this.nextHousekeeping) {
+    // One cheap query: the next due run, the next schedule fire, and whether a buffered fire waits.
+    const due = await this.dueInfo();
+    if (due.schedule <= now || due.buffered) await this.runSchedules(now);
+    if (this.triggers.size && (this.triggersDirty || Date.now() >= this.nextHousekeeping)) {
       this.triggersDirty = false;
       this.nextHousekeeping = Date.now() + this.pollMs;
-      await this.runSchedules(now);
-      if (this.triggers.size) await this.runTriggers();
+      await this.runTriggers();
     }
     if (claimed >= capacity && capacity > 0) {
       this.kicked = true;
       return now;
     }
-    if (this.active.size >= this.concurrency || this.kicked) return FOREVER;
-    return Math.min(await this.nextDue(), this.earliestDue);
+    // Due-but-blocked runs (full, or held by concurrency limits) are re-checked on a kick or the poll interval.
+    const future = [due.run, due.schedule].filter((v) => v > now);
+    const next = Math.min(this.earliestDue, ...future);
+    return this.active.size >= this.concurrency ? Math.min(this.earliestDue, due.schedule > now ? due.schedule : FOREVER) : next;
   }
 
-  private async nextDue(): Promise<number> {
+  private async dueInfo(): Promise<{ run: number; schedule: number; buffered: boolean }> {
     const names = [...this.defs.keys()];
-    if (!names.length) return FOREVER;
-    const a = await this.db
-      .selectFrom('engine_runs')
-      .select((eb) => eb.fn.min('available_at').as('m'))
-      .where('available_at', 'is not', null)
-      .where('lease_owner', 'is', null)
-      .where('workflow', 'in', names)
-      .executeTakeFirst();
-    const b = await this.db
-      .selectFrom('engine_runs')
-      .select((eb) => eb.fn.min('lease_expires_at').as('m'))
-      .where('available_at', 'is not', null)
-      .where('lease_owner', 'is not', null)
-      .where('lease_owner', '!=', this.workerId)
-      .where('workflow', 'in', names)
-      .executeTakeFirst();
-    const s = await this.db.selectFrom('engine_schedules').select((eb) => eb.fn.min('next_at').as('m')).where('paused', '=', 0).executeTakeFirst();
-    const vals = [a?.m, b?.m, s?.m].filter((v) => v !== null && v !== undefined).map(Number);
-    const now = this.clock.now();
-    // Due-but-blocked runs (concurrency limits) are re-checked on the poll interval, not in a busy loop.
-    const future = vals.filter((v) => v > now);
-    return future.length ? Math.min(...future) : FOREVER;
+    const r = await sql<{ r: number | string | null; s: number | string | null; b: number | string | null }>`select
+        (select min(available_at) from engine_runs where available_at is not null and lease_owner is null and workflow in (${sql.join(names.length ? names : [''])})) as r,
+        (select min(next_at) from engine_schedules where paused = 0) as s,
+        (select count(*) from engine_schedules where paused = 0 and buffered = 1) as b`.execute(this.db);
+    const row = r.rows[0];
+    return {
+      run: row?.r === null || row?.r === undefined ? FOREVER : Number(row.r),
+      schedule: row?.s === null || row?.s === undefined ? FOREVER : Number(row.s),
+      buffered: Number(row?.b ?? 0) > 0,
+    };
   }
 
   private queueLimit(queue: string): QueueLimits | undefined {
