@@ -12,6 +12,7 @@ import type { ProviderErrorReason } from '../../resources/types.js';
  * - stuckRate:     the call is accepted, the operation never finishes.
  * - slowRate:      the operation takes `slowFactor` times longer.
  * - degradedRate:  (clusters) the cluster comes up with a node NotReady and an operator Degraded.
+ * - attempts:      the rule applies only to the first N attempts of a call (deterministic scripts).
  *
  * Decisions are deterministic: they come from seededRng(seedFrom(op|key|attempt, seed)),
  * so the same seed and the same idempotency keys replay the same failures.
@@ -27,6 +28,8 @@ export const FaultRule = z.strictObject({
   slowRate: z.number().min(0).max(1).default(0),
   slowFactor: z.number().min(1).default(10),
   degradedRate: z.number().min(0).max(1).default(0),
+  /** Apply this rule only to the first N attempts of each call (e.g. transientRate 1 + attempts 2 = fail twice, then succeed). */
+  attempts: z.number().int().positive().optional(),
 });
 export type FaultRule = z.infer<typeof FaultRule>;
 export type FaultRuleInput = z.input<typeof FaultRule>;
@@ -52,7 +55,7 @@ function matches(pattern: string, kind: string): boolean {
 
 /** The first matching rule decides (most specific first is the caller's job: list specific rules first). */
 export function decideFault(rules: readonly FaultRule[], kind: string, op: 'create' | 'update' | 'delete', key: string, attempt: number, seed: number): FaultDecision {
-  const rule = rules.find((r) => matches(r.kind, kind) && (r.op === '*' || r.op === op));
+  const rule = rules.find((r) => matches(r.kind, kind) && (r.op === '*' || r.op === op) && (r.attempts === undefined || attempt <= r.attempts));
   if (!rule) return NO_FAULT;
   const rng = seededRng(seedFrom(`${op}|${key}|${attempt}`, seed));
   const draws = [rng.next(), rng.next(), rng.next(), rng.next(), rng.next(), rng.next()] as const;
