@@ -20,6 +20,7 @@ describe.each(DIALECTS)('engine basics on %s', (dialect) => {
         async run(ctx, input) {
           const a = await ctx.step('greet', async (sc) => {
             calls.push(sc.idempotencyKey);
+            sc.log('greeting', { who: input.who });
             return `hello ${input.who}`;
           });
           const b = await ctx.step('shout', async () => a.toUpperCase());
@@ -39,6 +40,9 @@ describe.each(DIALECTS)('engine basics on %s', (dialect) => {
       ['shout', 'step', 'succeeded', 1],
     ]);
     expect(calls).toEqual([`${run.id}:0`]);
+    expect(tl[0]!.logs).toEqual([{ at: h.clock.now(), message: 'greeting', data: { who: 'world' } }]);
+    expect(tl[0]!.startedAt).toBe(h.clock.now());
+    expect(tl[0]!.finishedAt).toBe(h.clock.now());
     const types = (await h.engine.events({ subject: run.id })).map((e) => e.type);
     expect(types).toEqual(['run.created', 'run.started', 'step.succeeded', 'step.succeeded', 'run.succeeded']);
   });

@@ -735,7 +735,7 @@ export class RunExecution {
           retryable: false,
           details: { childRunId: cid, ...(info.error ? { cause: info.error } : {}) },
         });
-        return { row: this.stepRow(seq, name, 'child', 'failed', 1, startedAt, { error: serializeError(err) }), err };
+        return { row: this.stepRow(seq, name, 'child', 'failed', 1, startedAt, { error: serializeError(err), output: { childRunId: cid, workflow } }), err };
       };
       const info = await this.engine.childState(cid);
       if (info && ['succeeded', 'failed', 'cancelled'].includes(info.status)) {

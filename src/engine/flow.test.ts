@@ -361,4 +361,34 @@ describe.each(DIALECTS)('engine flow control on %s', (dialect) => {
     await expect(h.engine.retry(run.id)).rejects.toMatchObject({ code: 'engine.run_not_failed' });
     await expect(h.engine.skipStep(run.id, 'nope', 1)).rejects.toMatchObject({ code: 'engine.run_finished' });
   });
+
+  it('retrying a parent whose child failed retries the child from its failed step', async () => {
+    h = await engineHarness(dialect);
+    let broken = true;
+    let prepCalls = 0;
+    h.engine.register(
+      defineWorkflow({
+        name: 'kid',
+        version: 1,
+        async run(ctx) {
+          await ctx.step('prep', async () => ++prepCalls);
+          return ctx.step('work', async () => {
+            if (broken) throw new InfraflowError('sim.broken', 'broken', 500, { retryable: false });
+            return 'kid-ok';
+          });
+        },
+      }),
+    );
+    h.engine.register(defineWorkflow({ name: 'mom', version: 1, run: async (ctx) => ctx.child('kid', {}) }));
+    h.engine.startWorker();
+    const run = await h.engine.start('mom', {});
+    expect((await h.engine.result(run.id)).error?.code).toBe('engine.child_failed');
+    broken = false;
+    await h.engine.retry(run.id, { actor: 'ops' });
+    const done = await h.engine.result(run.id);
+    expect(done.status).toBe('succeeded');
+    expect(done.output).toBe('kid-ok');
+    expect(prepCalls).toBe(1);
+    expect((await h.engine.history(`${run.id}.0`)).map((x) => x.action)).toEqual(['retry']);
+  });
 });

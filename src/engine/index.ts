@@ -508,10 +508,21 @@ export class Engine implements EngineApi {
     const failed = steps.filter((s) => s.status === 'failed' && s.kind !== 'compensate').at(-1);
     const firstComp = steps.find((s) => s.kind === 'compensate');
     const fromSeq = failed?.seq ?? firstComp?.seq;
+    // A failed child step: retry the child run too, and wait for it again.
+    const childId = failed?.kind === 'child' ? (failed.output as { childRunId?: string } | undefined)?.childRunId : undefined;
+    if (childId) {
+      const child = await this.row(childId);
+      if (child.status !== 'failed') throw new ConflictError('engine.run_not_failed', `cannot retry run ${runId}: its child run ${childId} is ${child.status}, not failed; start a new run instead`, { details: { runId, childRunId: childId } });
+      await this.retry(childId, opts);
+    }
     const now = this.clock.now();
     const actor = opts.actor ?? 'system';
     await this.tx(async (trx) => {
-      if (fromSeq !== undefined) await trx.deleteFrom('engine_steps').where('run_id', '=', runId).where('seq', '>=', fromSeq).execute();
+      if (childId && failed) {
+        await trx.deleteFrom('engine_steps').where('run_id', '=', runId).where('seq', '>', failed.seq).execute();
+        await trx.updateTable('engine_steps').set({ status: 'running', error: null, finished_at: null }).where('run_id', '=', runId).where('seq', '=', failed.seq).execute();
+        // The child's old completion notice was consumed; the retried child sends a new one.
+      } else if (fromSeq !== undefined) await trx.deleteFrom('engine_steps').where('run_id', '=', runId).where('seq', '>=', fromSeq).execute();
       const u = await trx.updateTable('engine_runs').set(this.reopen(now)).where('id', '=', runId).where('status', '=', 'failed').executeTakeFirst();
       if (Number(u.numUpdatedRows) === 0) throw new ConflictError('engine.run_not_failed', `run ${runId} changed state meanwhile; reload it and try again`);
       await trx.insertInto('engine_history').values({ run_id: runId, actor, action: 'retry', data: JSON.stringify({ fromSeq: fromSeq ?? null, step: failed?.name ?? null }), at: now }).execute();
