@@ -220,7 +220,9 @@ export class Inventory {
   async registerServer(input: RegisterServerInput, trx?: Trx): Promise<Server> {
     const s = parseInput(RegisterServerSchema, input, 'inventory');
     if (trx) return this.registerServerTx(trx, s);
-    return withTx(this.store, (t) => this.registerServerTx(t, s));
+    const out = await withTx(this.store, (t) => this.registerServerTx(t, s));
+    await this.notifyCapacityFor([out]);
+    return out;
   }
 
   private async registerServerTx(trx: Trx, s: ReturnType<typeof RegisterServerSchema.parse>, fieldPrefix = ''): Promise<Server> {

@@ -81,3 +81,40 @@ export async function sqliteRawTx<T>(store: Store, fn: () => Promise<T>): Promis
     }
   });
 }
+
+/**
+ * PostgreSQL hot path: one transaction on a pooled client with named
+ * (server-side prepared) statements, retried like `withTx` on lost races.
+ */
+export async function pgRawTx<T>(store: Store, fn: (client: PgClient) => Promise<T>, opts: { attempts?: number } = {}): Promise<T> {
+  const pool = store.pool;
+  if (!pool) throw new Error('pgRawTx needs a PostgreSQL store');
+  const attempts = opts.attempts ?? 30;
+  let last: unknown;
+  for (let i = 0; i < attempts; i++) {
+    const client = await pool.connect();
+    let broken = false;
+    try {
+      await client.query('begin');
+      const r = await fn(client);
+      await client.query('commit');
+      return r;
+    } catch (e) {
+      try {
+        await client.query('rollback');
+      } catch {
+        broken = true;
+      }
+      if (!isRetryableDbError(e)) throw e;
+      last = e;
+    } finally {
+      client.release(broken);
+    }
+    await new Promise((r) => setTimeout(r, Math.min(50, 1 + i * 2) * Math.random()));
+  }
+  throw new TransientError('alloc.contention', `the allocation lost ${attempts} races in a row against concurrent requests; try again`, { cause: last });
+}
+
+export interface PgClient {
+  query<R extends Record<string, unknown> = Record<string, unknown>>(q: { name?: string; text: string; values?: unknown[] } | string): Promise<{ rows: R[]; rowCount: number | null }>;
+}

@@ -5,8 +5,8 @@ import { newId } from '../core/ids.js';
 import type { Database } from '../store/schema.js';
 import type { Store, Trx } from '../store/store.js';
 import { GroupCommit, type Outcome } from '../inventory/groupcommit.js';
-import { parseJson, sqliteRawTx, withTx } from '../inventory/tx.js';
-import { kyselyAddrOps, kyselyVlanOps, sqliteOps, type AddrOps, type VlanOps } from './ops.js';
+import { parseJson, pgRawTx, sqliteRawTx, withTx } from '../inventory/tx.js';
+import { kyselyAddrOps, kyselyVlanOps, pgOps, sqliteOps, type AddrOps, type VlanOps } from './ops.js';
 import { parseInput } from '../inventory/validate.js';
 import { alignUp, bitsOf, formatAddress, formatPrefix, fromHex, parseAddress, parsePrefix, toHex, type Family } from './addr.js';
 import {
@@ -353,15 +353,15 @@ export class Ipam {
     });
   }
 
-  /** Runs `fn` in one transaction: prepared statements on SQLite, Kysely with retries on PostgreSQL. */
+  /** Runs `fn` in one transaction with prepared statements: better-sqlite3 on SQLite, named statements on PostgreSQL (retried on lost races). */
   private addrTx<T>(fn: (ops: AddrOps) => Promise<T>): Promise<T> {
     if (this.store.sqlite) return sqliteRawTx(this.store, () => fn(this.rawOps().addr));
-    return withTx(this.store, (trx) => fn(kyselyAddrOps(trx, this.pg)));
+    return pgRawTx(this.store, (c) => fn(pgOps(c).addr));
   }
 
   private vlanTx<T>(fn: (ops: VlanOps) => Promise<T>): Promise<T> {
     if (this.store.sqlite) return sqliteRawTx(this.store, () => fn(this.rawOps().vlan));
-    return withTx(this.store, (trx) => fn(kyselyVlanOps(trx, this.pg)));
+    return pgRawTx(this.store, (c) => fn(pgOps(c).vlan));
   }
 
   private rawOps(): ReturnType<typeof sqliteOps> {

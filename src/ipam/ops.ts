@@ -1,5 +1,6 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Trx } from '../store/store.js';
+import type { PgClient } from '../inventory/tx.js';
 import type { IpamAddressTable, IpamPrefixTable, IpamVlanAllocTable, IpamVlanPoolTable } from './tables.js';
 
 /**
@@ -106,6 +107,44 @@ export function sqliteOps(db: BetterSqlite3.Database): { addr: AddrOps; vlan: Vl
       },
       setCursor: async (poolId, cursor) => {
         s.vcursor.run(cursor, poolId);
+      },
+    },
+  };
+}
+
+/** Named (server-side prepared) statements on one PostgreSQL client; valid only inside `pgRawTx`. */
+export function pgOps(c: PgClient): { addr: AddrOps; vlan: VlanOps } {
+  const insert = async (table: string, cols: readonly string[], rows: Record<string, unknown>[], name: string) => {
+    for (let i = 0; i < rows.length; i += 400) {
+      const chunk = rows.slice(i, i + 400);
+      const values: unknown[] = [];
+      const tuples = chunk.map((r) => `(${cols.map((col) => {
+        values.push(r[col]);
+        return `$${values.length}`;
+      }).join(', ')})`);
+      const text = `insert into ${table} (${cols.join(', ')}) values ${tuples.join(', ')}`;
+      await c.query(chunk.length === 1 ? { name, text, values } : { text, values });
+    }
+  };
+  return {
+    addr: {
+      lockPrefix: async (id) => (await c.query<IpamPrefixTable & Record<string, unknown>>({ name: 'ipam_lock_prefix', text: 'select * from ipam_prefixes where id = $1 for update', values: [id] })).rows[0],
+      taken: async (prefixId, fromHex, limit) => (await c.query<{ address_hex: string }>({ name: 'ipam_addr_taken', text: 'select address_hex from ipam_addresses where prefix_id = $1 and address_hex >= $2 order by address_hex limit $3', values: [prefixId, fromHex, limit] })).rows.map((r) => r.address_hex),
+      exists: async (prefixId, hex) => (await c.query({ name: 'ipam_addr_exists', text: 'select 1 from ipam_addresses where prefix_id = $1 and address_hex = $2', values: [prefixId, hex] })).rows.length > 0,
+      byKeys: async (keys) => (await c.query<IpamAddressTable & Record<string, unknown>>({ name: 'ipam_addr_keys', text: 'select * from ipam_addresses where idem_key = any($1) order by address_hex', values: [keys] })).rows,
+      insert: (rows) => insert('ipam_addresses', ADDR_COLS, rows as unknown as Record<string, unknown>[], 'ipam_addr_ins1'),
+      setCursor: async (prefixId, hex) => {
+        await c.query({ name: 'ipam_addr_cursor', text: 'update ipam_prefixes set cursor_hex = $1 where id = $2', values: [hex, prefixId] });
+      },
+    },
+    vlan: {
+      lockPool: async (idOrName) => (await c.query<IpamVlanPoolTable & Record<string, unknown>>({ name: 'ipam_lock_pool', text: 'select * from ipam_vlan_pools where id = $1 or name = $1 for update', values: [idOrName] })).rows[0],
+      taken: async (poolId, from, limit) => (await c.query<{ vid: number }>({ name: 'ipam_vlan_taken', text: 'select vid from ipam_vlan_allocs where pool_id = $1 and vid >= $2 order by vid limit $3', values: [poolId, from, limit] })).rows.map((r) => r.vid),
+      exists: async (poolId, vid) => (await c.query({ name: 'ipam_vlan_exists', text: 'select 1 from ipam_vlan_allocs where pool_id = $1 and vid = $2', values: [poolId, vid] })).rows.length > 0,
+      byKeys: async (keys) => (await c.query<IpamVlanAllocTable & Record<string, unknown>>({ name: 'ipam_vlan_keys', text: 'select * from ipam_vlan_allocs where idem_key = any($1) order by vid', values: [keys] })).rows,
+      insert: (rows) => insert('ipam_vlan_allocs', VLAN_COLS, rows as unknown as Record<string, unknown>[], 'ipam_vlan_ins1'),
+      setCursor: async (poolId, cursor) => {
+        await c.query({ name: 'ipam_vlan_cursor', text: 'update ipam_vlan_pools set cursor_id = $1 where id = $2', values: [cursor, poolId] });
       },
     },
   };
