@@ -611,6 +611,50 @@ export class Engine implements EngineApi {
     return e!;
   }
 
+  // ---- retention and metrics -----------------------------------------------------------------
+
+  /**
+   * Retention: deletes runs that finished before `runsFinishedBefore` (with their
+   * journal, labels, signals and history; children go with parents only if they
+   * finished too) and events older than `eventsBefore`. Returns what was deleted.
+   */
+  async prune(opts: { runsFinishedBefore?: number; eventsBefore?: number; limit?: number }): Promise<{ runs: number; events: number }> {
+    let runs = 0;
+    let events = 0;
+    if (opts.runsFinishedBefore !== undefined) {
+      const ids = (
+        await this.db
+          .selectFrom('engine_runs')
+          .select('id')
+          .where('status', 'in', TERMINAL_STATUSES as RunStatus[])
+          .where('finished_at', '<', opts.runsFinishedBefore)
+          .orderBy('finished_at')
+          .limit(opts.limit ?? 10_000)
+          .execute()
+      ).map((r: any) => r.id as string);
+      for (let k = 0; k < ids.length; k += 500) {
+        const chunk = ids.slice(k, k + 500);
+        await this.store.transaction(async (trx0) => {
+          const trx = trx0 as unknown as Kysely<any>;
+          for (const t of ['engine_steps', 'engine_signals', 'engine_run_labels', 'engine_history']) await trx.deleteFrom(t).where('run_id', 'in', chunk).execute();
+          await trx.deleteFrom('engine_runs').where('id', 'in', chunk).where('available_at', 'is', null).execute();
+        });
+        runs += chunk.length;
+      }
+    }
+    if (opts.eventsBefore !== undefined) {
+      const r = await this.db.deleteFrom('engine_events').where('at', '<', opts.eventsBefore).executeTakeFirst();
+      events = Number(r.numDeletedRows);
+    }
+    return { runs, events };
+  }
+
+  /** Worker and group-commit counters, for /metrics and benchmarks. */
+  metrics(): { activeRuns: number; batches: number; entries: number; maxBatch: number; oneStatementBatches: number; flushMs: number } {
+    const s = this.writer.stats;
+    return { activeRuns: this.active.size, batches: s.batches, entries: s.entries, maxBatch: s.maxBatch, oneStatementBatches: s.oneStatement, flushMs: s.flushMs };
+  }
+
   // ---- schedules and triggers ----------------------------------------------------------------
 
   async upsertSchedule(spec: ScheduleSpec): Promise<void> {

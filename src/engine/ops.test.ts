@@ -232,4 +232,23 @@ describe.each(DIALECTS)('engine operations on %s', (dialect) => {
     expect(seen.sort()).toEqual([e1.seq, e2.seq].sort());
     expect((await A.get(`on-server:${e2.seq}`)).output).toBe('server.deleted');
   });
+
+  it('prunes finished runs and old events', async () => {
+    h = await engineHarness(dialect);
+    h.engine.register(defineWorkflow({ name: 'short', version: 1, run: async (ctx) => ctx.step('x', async () => 1) }));
+    h.engine.register(defineWorkflow({ name: 'long', version: 1, run: async (ctx) => ctx.waitFor('go') }));
+    h.engine.startWorker();
+    const a = await h.engine.start('short', {}, { labels: { k: 'v' } });
+    const b = await h.engine.start('long', {});
+    await h.engine.result(a.id);
+    await h.waitEvent({ subject: b.id, types: ['run.waiting'] });
+    h.clock.advance(1_000);
+    const out = await h.engine.prune({ runsFinishedBefore: h.clock.now(), eventsBefore: h.clock.now() });
+    expect(out.runs).toBe(1);
+    expect(out.events).toBeGreaterThan(0);
+    await expect(h.engine.get(a.id)).rejects.toMatchObject({ code: 'engine.run_not_found' });
+    expect((await h.engine.get(b.id)).status).toBe('waiting');
+    expect(await h.engine.events()).toEqual([]);
+    expect(h.engine.metrics().batches).toBeGreaterThan(0);
+  });
 });
