@@ -19,6 +19,8 @@
  *
  * Workflow steps (inside a workflow; deps = { resources, registry }):
  *   provisionResource(ctx, deps, idOrResource, opts?) → Promise<Resource>       steps create:<id>, poll ready:<id>
+ *   startResource(ctx, deps, id, opts?) → StartedResource; awaitResource(ctx, deps, started, opts?) → Resource
+ *     (the two halves of provisionResource: start several, then await them, for parallel creation)
  *   updateResource(ctx, deps, id, opts?) → Promise<{ action: 'none'|'update'|'replace', changed, resource }>
  *   deleteResource(ctx, deps, id, opts?) → Promise<void>                        steps delete:<id>, poll gone:<id>
  *   observeResource(ctx, deps, id, checkName) → Promise<ObserveResult>          step observe:<id>:<checkName>

@@ -13,6 +13,7 @@ import type { DiffResult, KindHandler, ProviderCallContext, ProviderErrorReason,
  * retried provider call carries the same idempotency key (one effect).
  *
  *   provisionResource(ctx, deps, id)  step `create:<id>` + poll `ready:<id>`   → ready Resource
+ *     = startResource(ctx, deps, id) (create only) + awaitResource(ctx, deps, started) (poll only)
  *   updateResource(ctx, deps, id)     step `update:<id>:g<gen>` + poll `updated:<id>:g<gen>` (or a replace)
  *   deleteResource(ctx, deps, id)     step `delete:<id>` + poll `gone:<id>`      → void
  *   observeResource(ctx, deps, id, n) step `observe:<id>:<n>`                   → ObserveResult (drift)
@@ -114,6 +115,22 @@ function mapRead(r: ReadResult): { done: boolean; failed: boolean; absent: boole
  * Returns the ready resource (status.outputs filled).
  */
 export async function provisionResource(ctx: WorkflowContext, deps: ResourceDeps, resource: string | Resource, opts: ResourceStepOptions = {}): Promise<Resource> {
+  const started = await startResource(ctx, deps, resource, opts);
+  return awaitResource(ctx, deps, started, opts);
+}
+
+/** A create accepted by the backend, to wait for with `awaitResource`. */
+export interface StartedResource {
+  id: string;
+  externalId: string;
+  generation: number;
+}
+
+/**
+ * The first half of provisionResource: the create call only (step `create:<id>`).
+ * Start several resources, then await them, to let the backend work on them in parallel.
+ */
+export async function startResource(ctx: WorkflowContext, deps: ResourceDeps, resource: string | Resource, opts: ResourceStepOptions = {}): Promise<StartedResource> {
   const id = typeof resource === 'string' ? resource : resource.id;
   const sfx = opts.stepSuffix ? `:${opts.stepSuffix}` : '';
   ctx.progress({ stage: 'provisioning', waitingFor: `create ${id}` });
@@ -144,7 +161,14 @@ export async function provisionResource(ctx: WorkflowContext, deps: ResourceDeps
       return recordCallFailure(deps, r, e, 'create');
     }
   }, { retry: opts.retry ?? DEFAULT_RETRY, timeoutMs: opts.callTimeoutMs ?? 60_000 });
+  return { id, ...created };
+}
 
+/** The second half of provisionResource: polls `ready:<id>` until the backend object is ready. */
+export async function awaitResource(ctx: WorkflowContext, deps: ResourceDeps, started: StartedResource, opts: ResourceStepOptions = {}): Promise<Resource> {
+  const { id } = started;
+  const created = started;
+  const sfx = opts.stepSuffix ? `:${opts.stepSuffix}` : '';
   ctx.progress({ stage: 'provisioning', waitingFor: `${id} to become ready` });
   try {
     await ctx.poll(`ready:${id}${sfx}`, (sc) => waitState(deps, id, created.externalId, created.generation, 'create', sc), {
