@@ -55,3 +55,16 @@ export async function makeHarness(dialect: DialectName, opts: { engine?: EngineA
     },
   };
 }
+
+/** Parses an SSE body into events. */
+export function parseSse(body: string): { id?: string; event?: string; data?: any }[] {
+  return body.split('\n\n').filter((b) => b.trim() && !b.startsWith(':')).map((block) => {
+    const ev: { id?: string; event?: string; data?: any } = {};
+    for (const line of block.split('\n')) {
+      if (line.startsWith('id: ')) ev.id = line.slice(4);
+      else if (line.startsWith('event: ')) ev.event = line.slice(7);
+      else if (line.startsWith('data: ')) ev.data = JSON.parse(line.slice(6));
+    }
+    return ev;
+  }).filter((e) => e.event !== undefined || e.id !== undefined);
+}

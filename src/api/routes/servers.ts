@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { seedFrom } from '../../core/rng.js';
 import type { ResourceStore } from '../../resources/store.js';
+import type { Resource } from '../../resources/types.js';
+import { ValidationError } from '../../core/errors.js';
 import { defineRoute, projectFrom, type AnyRoute, type ApiDeps } from '../route.js';
 import { runView } from './runs.js';
 import type { StacksApi } from './stacks.js';
@@ -28,50 +30,81 @@ export type ServerCreate = z.infer<typeof ServerCreateBody>;
  * `server-<name>`; existing ones are referenced by id. Returns the stack and
  * the apply run; `watch` the run, then GET the server's resource.
  */
+/** Label that names what POST /servers created, so that later servers find and reuse it. */
+export const NAME_LABEL = 'infraflow.dev/name';
+
+/** The backend id other resources reference (what `${ resources.x.outputs.id }` gives in a stack). */
+function backendId(r: Resource): string {
+  const id = r.status.outputs.id;
+  return typeof id === 'string' && id ? id : r.id;
+}
+
+/**
+ * An existing object named `name`: by resource name, by the name label, or
+ * one an earlier POST /servers created at stack address `address` (stacks
+ * name their resources `<stack>-<address>` and label them with the address).
+ */
+async function findNamed(resources: ResourceStore, project: string, kind: string, name: string, address: string): Promise<Resource | undefined> {
+  const byName = await resources.getByName(project, kind, name);
+  if (byName) return byName;
+  const labelled = await resources.list({ project, kind, labels: { [NAME_LABEL]: name }, limit: 1 });
+  if (labelled.items[0]) return labelled.items[0];
+  const made = await resources.list({ project, kind, labels: { 'infraflow.dev/address': address }, limit: 100 });
+  return made.items.find((r) => r.name.startsWith('server-') && r.name.endsWith(`-${address}`) && r.status.phase === 'ready');
+}
+
 export async function serverStackDocument(input: ServerCreate, resources: ResourceStore): Promise<Record<string, unknown>> {
   const res: Record<string, unknown> = {};
   const networks: Record<string, unknown>[] = [];
   for (const [i, n] of input.networks.entries()) {
-    const subnet = await resources.getByName(input.project, 'network/Subnet', n);
+    const subnet = await findNamed(resources, input.project, 'network/Subnet', n, `subnet-${n}`);
     if (subnet) {
-      networks.push({ subnet: subnet.id });
+      networks.push({ subnet: backendId(subnet) });
       continue;
     }
-    const net = await resources.getByName(input.project, 'network/Network', n);
+    const net = await findNamed(resources, input.project, 'network/Network', n, `net-${n}`);
     if (net) {
       const subs = await resources.list({ project: input.project, kind: 'network/Subnet', limit: 1000 });
-      const s = subs.items.find((x) => x.spec.network === net.id);
-      if (s) {
-        networks.push({ subnet: s.id });
+      const sub = subs.items.find((x) => x.spec.network === backendId(net) || x.spec.network === net.id);
+      if (sub) {
+        networks.push({ subnet: backendId(sub) });
         continue;
       }
     }
     const third = seedFrom(`${input.project}/${n}`) % 250;
-    if (!net) res[`net-${n}`] = { kind: 'network/Network', spec: {} };
+    if (!net) res[`net-${n}`] = { kind: 'network/Network', labels: { [NAME_LABEL]: n }, spec: {} };
     res[`subnet-${n}`] = {
-      kind: 'network/Subnet',
-      spec: { network: net ? net.id : `\${ resources.net-${n}.outputs.id }`, cidr: `10.${200 + ((i + third) % 50)}.${third}.0/24` },
+      kind: 'network/Subnet', labels: { [NAME_LABEL]: n },
+      spec: { network: net ? backendId(net) : `\${ resources['net-${n}'].outputs.id }`, cidr: `10.${200 + ((i + third) % 50)}.${third}.0/24` },
     };
-    networks.push({ subnet: `\${ resources.subnet-${n}.outputs.id }` });
+    networks.push({ subnet: `\${ resources['subnet-${n}'].outputs.id }` });
   }
   const groups: string[] = [];
   for (const g of input.securityGroups) {
-    const sg = await resources.getByName(input.project, 'network/SecurityGroup', g);
-    if (sg) groups.push(sg.id);
+    const sg = await findNamed(resources, input.project, 'network/SecurityGroup', g, `sg-${g}`);
+    if (sg) groups.push(backendId(sg));
     else {
-      res[`sg-${g}`] = { kind: 'network/SecurityGroup', spec: { description: `created for server ${input.name}`, rules: [{ direction: 'ingress', protocol: 'tcp', portMin: 22, portMax: 22, remoteCidr: '0.0.0.0/0', description: 'ssh' }] } };
-      groups.push(`\${ resources.sg-${g}.outputs.id }`);
+      res[`sg-${g}`] = { kind: 'network/SecurityGroup', labels: { [NAME_LABEL]: g }, spec: { description: `created for server ${input.name}`, rules: [{ direction: 'ingress', protocol: 'tcp', portMin: 22, portMax: 22, remoteCidr: '0.0.0.0/0', description: 'ssh' }] } };
+      groups.push(`\${ resources['sg-${g}'].outputs.id }`);
     }
   }
-  if (input.keyName && input.publicKey) {
-    const kp = await resources.getByName(input.project, 'compute/Keypair', input.keyName);
-    if (!kp && NAME.test(input.keyName)) res[`key-${input.keyName}`] = { kind: 'compute/Keypair', spec: { name: input.keyName, publicKey: input.publicKey } };
+  let keypair: string | undefined;
+  if (input.keyName) {
+    const addr = `key-${input.keyName.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`;
+    const kp = await findNamed(resources, input.project, 'compute/Keypair', input.keyName, addr);
+    if (kp) keypair = backendId(kp);
+    else if (input.publicKey) {
+      res[addr] = { kind: 'compute/Keypair', labels: { [NAME_LABEL]: input.keyName }, spec: { name: input.keyName, publicKey: input.publicKey } };
+      keypair = `\${ resources['${addr}'].outputs.id }`;
+    } else {
+      throw new ValidationError('api.invalid_request', `keyName: no keypair named ${input.keyName} in project ${input.project}; pass publicKey to create it`, { details: { field: 'keyName' } });
+    }
   }
   res.server = {
-    kind: 'compute/Server',
+    kind: 'compute/Server', labels: { [NAME_LABEL]: input.name },
     spec: {
       flavor: input.flavor, image: input.image, networks, securityGroups: groups,
-      ...(input.keyName ? { keypair: input.keyName } : {}),
+      ...(keypair ? { keypair } : {}),
       ...(input.bootVolumeSize ? { bootVolume: { sizeGb: input.bootVolumeSize } } : {}),
       ...(input.userData ? { userData: input.userData } : {}),
     },
