@@ -4,7 +4,8 @@
  * Allocations per second for addresses, child prefixes, VLANs (a VNI pool,
  * so it never runs dry) and servers, on SQLite (file, synchronous=FULL) and
  * PostgreSQL, with 1 and 64 concurrent requesters in one process, next to
- * the raw single-row commit rate measured in the same run. Every value
+ * the raw single-row commit rate measured in the same run (in 100 ms slices
+ * interleaved with each workload, so both see the same machine). Every value
  * handed out is recorded and checked: `duplicates` counts values handed to
  * two requesters plus rows the database scan finds twice (must be 0).
  */
@@ -22,7 +23,8 @@ import { Ipam } from '../src/ipam/ipam.js';
 import { ipamMigrations } from '../src/ipam/migrations.js';
 import { allocationMigrations } from '../src/allocation/migrations.js';
 import { benchPostgres, createDatabase, serverVersion } from './lib/pg.js';
-import { pgRawCommits, sqliteRawCommits } from './lib/raw.js';
+import pg from 'pg';
+import { pgRawCommits } from './lib/raw.js';
 import { fmt, nowMs, table } from './lib/stats.js';
 
 const args = process.argv.slice(2);
@@ -35,34 +37,52 @@ const log = (s: string) => process.stderr.write(s + '\n');
 
 type Kind = 'address' | 'prefix' | 'vlan' | 'server';
 const KINDS: Kind[] = ['address', 'prefix', 'vlan', 'server'];
-interface Measure { dialect: 'sqlite' | 'postgres'; kind: Kind; concurrency: number; ops: number; elapsedMs: number; perS: number; duplicates: number; errors: number }
+interface Measure { dialect: 'sqlite' | 'postgres'; kind: Kind; concurrency: number; ops: number; elapsedMs: number; perS: number; rawPerS: number; duplicates: number; errors: number }
 
-/** `concurrency` requesters loop until the time is up (or the pool runs dry); returns what they were handed. */
-async function drive(concurrency: number, fn: (i: number) => Promise<string>): Promise<{ values: string[]; elapsedMs: number; errors: number; lastError?: string }> {
+/** Commits single-row inserts for `ms`; returns how many. */
+type RawLoop = (ms: number) => Promise<number>;
+
+const SLICE_MS = 100;
+
+/**
+ * Interleaves the allocation workload with raw single-row commits in slices
+ * of 100 ms (raw, allocations, raw, …) so that both see the same machine:
+ * on a shared host the fsync rate drifts by 10x within a minute. Returns the
+ * values handed out and both rates.
+ */
+async function paired(concurrency: number, raw: RawLoop, fn: (i: number) => Promise<string>): Promise<{ values: string[]; allocMs: number; rawCommits: number; rawMs: number; errors: number; lastError?: string }> {
   const values: string[] = [];
   let errors = 0;
   let lastError: string | undefined;
   let i = 0;
-  let stop = false;
-  const start = nowMs();
-  let end = start;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (!stop) {
-      if (nowMs() - start >= DURATION) {
-        stop = true;
-        break;
+  let exhausted = false;
+  let allocMs = 0;
+  let rawCommits = 0;
+  let rawMs = 0;
+  while (allocMs < DURATION && !exhausted) {
+    const r0 = nowMs();
+    rawCommits += await raw(SLICE_MS);
+    rawMs += nowMs() - r0;
+    const start = nowMs();
+    let stop = false;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (!stop) {
+        if (nowMs() - start >= SLICE_MS) {
+          stop = true;
+          break;
+        }
+        try {
+          values.push(await fn(i++));
+        } catch (e) {
+          errors++;
+          lastError = (e as Error).message;
+          if ((e as { code?: string }).code?.endsWith('exhausted')) stop = exhausted = true;
+        }
       }
-      try {
-        values.push(await fn(i++));
-        end = nowMs();
-      } catch (e) {
-        errors++;
-        lastError = (e as Error).message;
-        if ((e as { code?: string }).code?.endsWith('exhausted')) stop = true;
-      }
-    }
-  }));
-  return { values, elapsedMs: end - start, errors, ...(lastError ? { lastError } : {}) };
+    }));
+    allocMs += nowMs() - start;
+  }
+  return { values, allocMs, rawCommits, rawMs, errors, ...(lastError ? { lastError } : {}) };
 }
 
 function dupes(values: string[]): number {
@@ -84,7 +104,7 @@ async function seedServers(store: Store, inv: Inventory, n: number): Promise<voi
   }
 }
 
-async function measureDialect(dialect: 'sqlite' | 'postgres', url: string): Promise<{ results: Measure[]; scanDuplicates: number }> {
+async function measureDialect(dialect: 'sqlite' | 'postgres', url: string, raw: RawLoop): Promise<{ results: Measure[]; scanDuplicates: number }> {
   const store = Store.open({ url, poolSize: 16, synchronous: 'FULL' });
   await migrate(store, [...inventoryMigrations, ...ipamMigrations, ...allocationMigrations]);
   const inv = new Inventory({ store, secrets: SecretBox.random() });
@@ -104,10 +124,13 @@ async function measureDialect(dialect: 'sqlite' | 'postgres', url: string): Prom
           vlan: async (i: number) => String((await ipam.allocateVlan({ poolId: vni.id, holder: `${tag}-${i}` })).vlan),
           server: async (i: number) => (await inv.allocateServers({ type: 'm1', datacenter: 'dc1', holder: `${tag}-${i}` }))[0]!.id,
         }[kind];
-        const r = await drive(concurrency, fn);
-        const m: Measure = { dialect, kind, concurrency, ops: r.values.length, elapsedMs: r.elapsedMs, perS: (r.values.length * 1000) / r.elapsedMs, duplicates: dupes(r.values), errors: r.errors };
+        const r = await paired(concurrency, raw, fn);
+        const m: Measure = {
+          dialect, kind, concurrency, ops: r.values.length, elapsedMs: r.allocMs, perS: (r.values.length * 1000) / r.allocMs,
+          rawPerS: (r.rawCommits * 1000) / r.rawMs, duplicates: dupes(r.values), errors: r.errors,
+        };
         results.push(m);
-        log(`  ${dialect} ${kind.padEnd(7)} x${String(concurrency).padEnd(2)}  ${fmt(m.perS)}/s  (${m.ops} in ${fmt(m.elapsedMs)} ms${r.errors ? `, ${r.errors} errors: ${r.lastError}` : ''})`);
+        log(`  ${dialect} ${kind.padEnd(7)} x${String(concurrency).padEnd(2)}  ${fmt(m.perS)}/s  raw ${fmt(m.rawPerS)}/s  (${m.ops} in ${fmt(m.elapsedMs)} ms${r.errors ? `, ${r.errors} errors: ${r.lastError}` : ''})`);
       }
     }
     // the scan: nothing the database holds twice
@@ -127,77 +150,104 @@ async function measureDialect(dialect: 'sqlite' | 'postgres', url: string): Prom
   }
 }
 
+/** SQLite raw commits: a table in its own file with the Store's pragmas, single-row autocommit inserts. */
+function sqliteRaw(dir: string): { loop: RawLoop; close(): Promise<void> } {
+  const store = Store.open({ url: `sqlite:${join(dir, 'raw.db')}`, synchronous: 'FULL' });
+  const db = store.sqlite!;
+  db.exec('create table t (id integer primary key, v text not null, at integer not null)');
+  const ins = db.prepare('insert into t (v, at) values (?, ?)');
+  return {
+    loop: async (ms) => {
+      const start = nowMs();
+      let n = 0;
+      while (nowMs() - start < ms) {
+        ins.run('x', Date.now());
+        n++;
+      }
+      return n;
+    },
+    close: () => store.close(),
+  };
+}
+
+/** PostgreSQL raw commits: one connection, single-row autocommit inserts (a named statement). */
+async function pgRaw(url: string): Promise<{ loop: RawLoop; close(): Promise<void> }> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  await c.query('create table if not exists bench_raw (id bigserial primary key, v text not null, at bigint not null)');
+  return {
+    loop: async (ms) => {
+      const start = nowMs();
+      let n = 0;
+      while (nowMs() - start < ms) {
+        await c.query({ name: 'ins', text: 'insert into bench_raw (v, at) values ($1, $2)', values: ['x', Date.now()] });
+        n++;
+      }
+      return n;
+    },
+    close: () => c.end(),
+  };
+}
+
 async function main(): Promise<void> {
   const started = nowMs();
-  log(`bench:alloc — ${SECONDS} s per measurement`);
-  // SQLite
+  log(`bench:alloc — ${SECONDS} s per measurement, interleaved with raw commits in ${SLICE_MS} ms slices`);
   const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'infraflow-bench-alloc-'));
-  // the machine's fsync rate drifts: raw commits are measured before and after the allocations and averaged
-  log('raw commits (SQLite, synchronous=FULL)…');
-  const rawSqliteBefore = await sqliteRawCommits({ durationMs: DURATION, dir });
-  log(`  ${fmt(rawSqliteBefore.commitsPerS)}/s`);
-  log('SQLite allocations…');
-  const sq = await measureDialect('sqlite', `sqlite:${join(dir, 'alloc.db')}`);
-  const rawSqliteAfter = await sqliteRawCommits({ durationMs: DURATION, dir });
-  log(`raw commits again: ${fmt(rawSqliteAfter.commitsPerS)}/s`);
-  const rawSqlite = { commitsPerS: (rawSqliteBefore.commitsPerS + rawSqliteAfter.commitsPerS) / 2 };
+  const sraw = sqliteRaw(dir);
+  log('SQLite (synchronous=FULL)…');
+  const sq = await measureDialect('sqlite', `sqlite:${join(dir, 'alloc.db')}`, sraw.loop);
+  await sraw.close();
   rmSync(dir, { recursive: true, force: true });
-  // PostgreSQL
   const pgsrv = await benchPostgres();
   let pgRes: Awaited<ReturnType<typeof measureDialect>>;
-  let rawPg1: { commitsPerS: number };
-  let rawPg64: Awaited<ReturnType<typeof pgRawCommits>>;
+  let rawPg64: { commitsPerS: number };
   let version: string | undefined;
   try {
     version = await serverVersion(pgsrv.serverUrl);
     const rawDb = await createDatabase(pgsrv.serverUrl, 'bench_raw');
-    log(`raw commits (PostgreSQL ${version}, ${pgsrv.source})…`);
-    const rawPg1Before = await pgRawCommits({ url: rawDb.url, connections: 1, durationMs: DURATION });
-    rawPg64 = await pgRawCommits({ url: rawDb.url, connections: 64, durationMs: DURATION });
-    log(`  1 connection ${fmt(rawPg1Before.commitsPerS)}/s, 64 connections ${fmt(rawPg64.commitsPerS)}/s`);
+    const praw = await pgRaw(rawDb.url);
     const db = await createDatabase(pgsrv.serverUrl, 'bench_alloc');
-    log('PostgreSQL allocations…');
-    pgRes = await measureDialect('postgres', db.url);
+    log(`PostgreSQL ${version} (${pgsrv.source})…`);
+    pgRes = await measureDialect('postgres', db.url, praw.loop);
+    await praw.close();
+    rawPg64 = await pgRawCommits({ url: rawDb.url, connections: 64, durationMs: DURATION });
+    log(`  raw commits with 64 connections: ${fmt(rawPg64.commitsPerS)}/s`);
     await db.drop();
-    const rawPg1After = await pgRawCommits({ url: rawDb.url, connections: 1, durationMs: DURATION });
-    log(`raw commits again: 1 connection ${fmt(rawPg1After.commitsPerS)}/s`);
-    rawPg1 = { commitsPerS: (rawPg1Before.commitsPerS + rawPg1After.commitsPerS) / 2 };
     await rawDb.drop();
   } finally {
     await pgsrv.stop();
   }
   const all = [...sq.results, ...pgRes.results];
-  const raw = (d: string, c: number) => (d === 'sqlite' ? rawSqlite.commitsPerS : c === 1 ? rawPg1.commitsPerS : rawPg64.commitsPerS);
-  const rows = all.map((m) => [m.dialect, m.kind, m.concurrency, fmt(m.perS), fmt(raw(m.dialect, 1)), fmt(m.perS / raw(m.dialect, 1), 2), m.duplicates]);
+  const rows = all.map((m) => [m.dialect, m.kind, m.concurrency, fmt(m.perS), fmt(m.rawPerS), fmt(m.perS / m.rawPerS, 2), m.duplicates]);
   const out = [
-    '',
-    `raw single-row commits/s (mean of before and after): SQLite ${fmt(rawSqlite.commitsPerS)} (synchronous=FULL); PostgreSQL ${version ?? "?"} ${fmt(rawPg1.commitsPerS)} (1 connection), ${fmt(rawPg64.commitsPerS)} (64 connections)`,
     '',
     table(['database', 'allocating', 'requesters', 'allocs/s', 'raw commits/s', 'ratio', 'duplicates'], rows),
     '',
+    'raw commits/s: single-row autocommit INSERTs on one connection, measured in slices interleaved with that row\'s allocations',
+    `(SQLite synchronous=FULL; PostgreSQL ${version ?? '?'}; with 64 connections PostgreSQL made ${fmt(rawPg64.commitsPerS)} raw commits/s)`,
     `duplicates found by the scan: SQLite ${sq.scanDuplicates}, PostgreSQL ${pgRes.scanDuplicates}`,
     `total time ${fmt((nowMs() - started) / 1000, 1)} s`,
   ];
   process.stdout.write(out.join('\n') + '\n');
-  const get = (d: string, k: Kind, c: number) => all.find((m) => m.dialect === d && m.kind === k && m.concurrency === c)!.perS;
+  const get = (d: string, k: Kind, c: number) => all.find((m) => m.dialect === d && m.kind === k && m.concurrency === c)!;
   const json: Record<string, number | string> = {
-    raw_commits_per_s_sqlite: Math.round(rawSqlite.commitsPerS),
-    raw_commits_per_s_pg: Math.round(rawPg1.commitsPerS),
+    // the raw rate measured alongside the 1-requester address allocations (same slices of time)
+    raw_commits_per_s_sqlite: Math.round(get('sqlite', 'address', 1).rawPerS),
+    raw_commits_per_s_pg: Math.round(get('postgres', 'address', 64).rawPerS),
     raw_commits_per_s_pg_64: Math.round(rawPg64.commitsPerS),
-    address_allocs_per_s_sqlite: Math.round(get('sqlite', 'address', 1)),
-    address_allocs_per_s_sqlite_64: Math.round(get('sqlite', 'address', 64)),
-    address_allocs_per_s_pg: Math.round(get('postgres', 'address', 1)),
-    address_allocs_per_s_pg_64: Math.round(get('postgres', 'address', 64)),
   };
   for (const d of ['sqlite', 'postgres'] as const) {
-    for (const k of ['prefix', 'vlan', 'server'] as const) {
-      for (const c of [1, 64]) json[`${k}_allocs_per_s_${d === 'sqlite' ? 'sqlite' : 'pg'}${c === 64 ? '_64' : ''}`] = Math.round(get(d, k, c));
+    const tag = d === 'sqlite' ? 'sqlite' : 'pg';
+    for (const k of KINDS) {
+      for (const c of [1, 64]) {
+        const m = get(d, k, c);
+        json[`${k}_allocs_per_s_${tag}${c === 64 ? '_64' : ''}`] = Math.round(m.perS);
+        json[`${k}_ratio_${tag}${c === 64 ? '_64' : ''}`] = Number((m.perS / m.rawPerS).toFixed(2));
+      }
     }
   }
-  json.address_ratio_sqlite = Number((get('sqlite', 'address', 1) / rawSqlite.commitsPerS).toFixed(2));
-  json.address_ratio_pg_64 = Number((get('postgres', 'address', 64) / rawPg1.commitsPerS).toFixed(2));
   json.duplicates = all.reduce((n, m) => n + m.duplicates, 0) + sq.scanDuplicates + pgRes.scanDuplicates;
-  json.postgres = version ?? "?";
+  json.postgres = version ?? '?';
   if (JSON_OUT) process.stdout.write(JSON.stringify(json) + '\n');
 }
 
