@@ -946,45 +946,76 @@ export class Engine implements EngineApi {
     const fresh = new Set<string>();
     await this.tx(async (trx) => {
       if (isPg) await sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`.execute(trx);
-      let q = trx
-        .selectFrom('engine_runs')
-        .select(['id', 'queue', 'concurrency_key', 'started_at', 'status'])
-        .where('available_at', '<=', now)
-        .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', now)]))
-        .where('workflow', 'in', names);
-      if (activeIds.length && activeIds.length <= 500) q = q.where('id', 'not in', activeIds);
-      q = q.orderBy('available_at').orderBy('id').limit(max * 4 + 16);
-      if (isPg) q = q.forUpdate().skipLocked();
-      let cands: any[] = await q.execute();
-      if (activeIds.length > 500) cands = cands.filter((c) => !this.active.has(c.id));
-      const newOnes = cands.filter((c) => c.started_at === null && (this.queueLimit(c.queue) || c.concurrency_key));
+      const limit = max * 4 + 16;
       const qCount = new Map<string, number>();
       const kCount = new Map<string, number>();
-      if (newOnes.length) {
-        const queues = [...new Set(newOnes.map((c) => c.queue).filter((x: string) => this.queueLimit(x)))];
+      const blockedKeys = new Set<string>();
+      const blockedQueues = new Set<string>();
+      const chosen: string[] = [];
+      // Runs held back by queue or key limits are excluded in the next round, so a
+      // long line of runs for one busy key cannot starve runs behind it.
+      for (let round = 0; round < 4 && chosen.length < max; round++) {
+        let q = trx
+          .selectFrom('engine_runs')
+          .select(['id', 'queue', 'concurrency_key', 'started_at', 'status'])
+          .where('available_at', '<=', now)
+          .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', now)]))
+          .where('workflow', 'in', names);
+        const exclude = [...(activeIds.length <= 500 ? activeIds : []), ...chosen];
+        if (exclude.length) q = q.where('id', 'not in', exclude);
+        if (blockedKeys.size || blockedQueues.size) {
+          const bk = [...blockedKeys];
+          const bq = [...blockedQueues];
+          q = q.where((eb) =>
+            eb.or([
+              eb('started_at', 'is not', null),
+              eb.and([
+                ...(bk.length ? [eb.or([eb('concurrency_key', 'is', null), eb('concurrency_key', 'not in', bk)])] : []),
+                ...(bq.length ? [eb('queue', 'not in', bq)] : []),
+              ]),
+            ]),
+          );
+        }
+        q = q.orderBy('available_at').orderBy('id').limit(limit);
+        if (isPg) q = q.forUpdate().skipLocked();
+        let cands: any[] = await q.execute();
+        const full = cands.length === limit;
+        if (activeIds.length > 500) cands = cands.filter((c) => !this.active.has(c.id));
+        const newOnes = cands.filter((c) => c.started_at === null && (this.queueLimit(c.queue) || c.concurrency_key));
+        const queues = [...new Set(newOnes.map((c) => c.queue as string).filter((x) => this.queueLimit(x) && !qCount.has(x)))];
         if (queues.length) {
+          for (const x of queues) qCount.set(x, 0);
           const rows = await trx.selectFrom('engine_runs').select(['queue', (eb) => eb.fn.countAll().as('n')]).where('queue', 'in', queues).where('status', 'in', ACTIVE_STATUSES).where('available_at', 'is not', null).groupBy('queue').execute();
           for (const r of rows) qCount.set(r.queue, Number(r.n));
         }
-        const keys = [...new Set(newOnes.map((c) => c.concurrency_key).filter((x: string | null) => x))];
+        const keys = [...new Set(newOnes.map((c) => c.concurrency_key as string | null).filter((x): x is string => !!x && !blockedKeys.has(x)))].filter((k) => ![...kCount.keys()].some((kk) => kk.endsWith(`\u0000${k}`)));
         if (keys.length) {
           const rows = await trx.selectFrom('engine_runs').select(['queue', 'concurrency_key', (eb) => eb.fn.countAll().as('n')]).where('concurrency_key', 'in', keys).where('status', 'in', ACTIVE_STATUSES).where('available_at', 'is not', null).groupBy(['queue', 'concurrency_key']).execute();
           for (const r of rows) kCount.set(`${r.queue}\u0000${r.concurrency_key}`, Number(r.n));
         }
-      }
-      const chosen: string[] = [];
-      for (const c of cands) {
-        if (chosen.length >= max) break;
-        if (c.started_at === null) {
-          const ql = this.queueLimit(c.queue);
-          if (ql && (qCount.get(c.queue) ?? 0) >= ql.concurrency) continue;
-          const kk = `${c.queue}\u0000${c.concurrency_key}`;
-          if (c.concurrency_key && (kCount.get(kk) ?? 0) >= (ql?.perKey ?? 1)) continue;
-          if (ql) qCount.set(c.queue, (qCount.get(c.queue) ?? 0) + 1);
-          if (c.concurrency_key) kCount.set(kk, (kCount.get(kk) ?? 0) + 1);
-          fresh.add(c.id);
+        let rejected = 0;
+        for (const c of cands) {
+          if (chosen.length >= max) break;
+          if (c.started_at === null) {
+            const ql = this.queueLimit(c.queue);
+            if (ql && (qCount.get(c.queue) ?? 0) >= ql.concurrency) {
+              blockedQueues.add(c.queue);
+              rejected++;
+              continue;
+            }
+            const kk = `${c.queue}\u0000${c.concurrency_key}`;
+            if (c.concurrency_key && (kCount.get(kk) ?? 0) >= (ql?.perKey ?? 1)) {
+              blockedKeys.add(c.concurrency_key);
+              rejected++;
+              continue;
+            }
+            if (ql) qCount.set(c.queue, (qCount.get(c.queue) ?? 0) + 1);
+            if (c.concurrency_key) kCount.set(kk, (kCount.get(kk) ?? 0) + 1);
+            fresh.add(c.id);
+          }
+          chosen.push(c.id);
         }
-        chosen.push(c.id);
+        if (!full || rejected === 0) break;
       }
       if (!chosen.length) return;
       const rows = await trx

@@ -54,6 +54,19 @@ describe.each(DIALECTS)('engine operations on %s', (dialect) => {
     expect(maxInProgress(evs, stack1)).toBe(1);
   });
 
+  it('a long line of runs for one busy key does not starve other keys', async () => {
+    h = await engineHarness(dialect, { concurrency: 4, queues: { provider: { concurrency: 100, perKey: 1 } } });
+    h.engine.register(gated);
+    const hot = [];
+    for (let i = 0; i < 40; i++) hot.push(await h.engine.start('gated', { key: 'hot' }));
+    const cold = await h.engine.start('gated', { key: 'cold' });
+    h.engine.startWorker();
+    await h.waitEvent({ subject: cold.id, types: ['run.waiting'] });
+    await h.waitEvent({ subject: hot[0]!.id, types: ['run.waiting'] });
+    const waiting = await h.engine.list({ workflow: 'gated', status: 'waiting' });
+    expect(waiting.map((r) => r.concurrencyKey).sort()).toEqual(['cold', 'hot']);
+  });
+
   it('several workers share the work; each run executes once', async () => {
     h = await engineHarness(dialect);
     const A = h.another({ workerId: 'A', concurrency: 2 });
