@@ -49,31 +49,23 @@ function readCtx(r: Resource, sc: StepContext): Omit<ProviderCallContext, 'idemp
 /** Finds this stack's resource row for an address, or creates it; a name held by someone else is a collision. */
 export async function ensureResource(deps: DriverDeps, input: { stackId: string; project: string; kind: string; name: string; address: string; spec: Record<string, unknown>; labels?: Record<string, string> }): Promise<Resource> {
   const owner = `stack:${input.stackId}`;
-  const existing = await deps.resources.getByName(input.project, input.kind, input.name);
-  if (existing) {
-    if (existing.owner === owner && existing.labels[ADDRESS_LABEL] === input.address) {
-      if (JSON.stringify(existing.spec) !== JSON.stringify(input.spec) && existing.status.phase !== 'ready') {
-        return deps.resources.updateSpec(existing.id, input.spec);
-      }
-      return existing;
-    }
-    throw new ConflictError('stacks.name_collision', `${input.kind} name "${input.name}" (for ${input.address}) is already used by resource ${existing.id}${existing.owner ? ` owned by ${existing.owner}` : ''}: rename the stack or remove that resource`, {
-      details: { address: input.address, name: input.name, holder: existing.id },
-    });
-  }
   try {
     return await deps.resources.create({
       kind: input.kind, name: input.name, project: input.project, spec: input.spec, owner,
       labels: { ...(input.labels ?? {}), [ADDRESS_LABEL]: input.address, [STACK_LABEL]: input.stackId },
     });
   } catch (e) {
-    if (isInfraflowError(e) && e.code === 'resources.name_taken') {
-      // a concurrent attempt won: adopt it if it is ours
-      const again = await deps.resources.getByName(input.project, input.kind, input.name);
-      if (again && again.owner === owner && again.labels[ADDRESS_LABEL] === input.address) return again;
-    }
-    throw e;
+    if (!isInfraflowError(e) || e.code !== 'resources.name_taken') throw e;
   }
+  // the name exists: ours from an earlier attempt (adopt it), or someone else's (a collision)
+  const existing = await deps.resources.getByName(input.project, input.kind, input.name);
+  if (existing && existing.owner === owner && existing.labels[ADDRESS_LABEL] === input.address) {
+    if (JSON.stringify(existing.spec) !== JSON.stringify(input.spec) && existing.status.phase !== 'ready') return deps.resources.updateSpec(existing.id, input.spec);
+    return existing;
+  }
+  throw new ConflictError('stacks.name_collision', `${input.kind} name "${input.name}" (for ${input.address}) is already used by resource ${existing?.id ?? '(unknown)'}${existing?.owner ? ` owned by ${existing.owner}` : ''}: rename the stack or remove that resource`, {
+    details: { address: input.address, name: input.name, holder: existing?.id ?? null },
+  });
 }
 
 async function pollUntil(deps: DriverDeps, r: Resource, externalId: string, sc: StepContext, poll: PollSettings, want: 'ready' | 'absent', what: string): Promise<ReadResult> {
@@ -139,14 +131,17 @@ export async function provision(deps: DriverDeps, resource: Resource, sc: StepCo
     if (!externalId) {
       const res = await handler.create(r.spec, callCtx(r, sc, 'create'));
       externalId = res.externalId;
-      r = await deps.resources.updateStatus(r.id, {
-        phase: res.ready ? 'ready' : 'creating', externalId, ...(res.outputs ? { outputs: res.outputs } : {}),
-        ...(res.ready ? { appliedSpec: r.spec, observedGeneration: r.generation } : {}),
-        conditions: [cond('Provisioned', res.ready, res.ready ? 'Created' : 'Creating', `${r.kind} ${externalId} ${res.ready ? 'created' : 'is being created'}`)],
-      });
       if (res.ready) {
-        return await deps.resources.updateStatus(r.id, { conditions: [cond('Ready', true, 'Ready', 'ready')], message: `${r.kind} ${externalId} is ready` });
+        return await deps.resources.updateStatus(r.id, {
+          phase: 'ready', externalId, ...(res.outputs ? { outputs: res.outputs } : {}), appliedSpec: r.spec, observedGeneration: r.generation,
+          conditions: [cond('Provisioned', true, 'Created', `${r.kind} ${externalId} created`), cond('Ready', true, 'Ready', 'ready')],
+          message: `${r.kind} ${externalId} is ready`,
+        });
       }
+      r = await deps.resources.updateStatus(r.id, {
+        phase: 'creating', externalId, ...(res.outputs ? { outputs: res.outputs } : {}),
+        conditions: [cond('Provisioned', false, 'Creating', `${r.kind} ${externalId} is being created`)],
+      });
     }
     const read = await pollUntil(deps, r, externalId, sc, poll, 'ready', 'creating');
     return await deps.resources.updateStatus(r.id, {

@@ -322,3 +322,4 @@ export class Stacks {
     await this.stacks.remove(info.id);
   }
 }
+export { allocationFeasibility, type AllocationFeasibility } from './feasibility.js';
