@@ -4,6 +4,8 @@ import { DIALECTS, openTestStore, type TestDb } from './support/dialects.js';
 import { makeHarness, parseSse, type Harness } from './api-harness.js';
 import { Engine, defineWorkflow } from '../src/engine/index.js';
 import { ResourceStore } from '../src/resources/store.js';
+import { ApiClient } from '../src/cli/client.js';
+import { closeAllStreams, openStreams } from '../src/api/sse.js';
 
 const hello = defineWorkflow({
   name: 'test.hello', version: 1,
@@ -160,6 +162,36 @@ describe.each(DIALECTS)('API runs, events and resources on %s', (dialect) => {
     // resume after the second event: only later ones come
     const resumed = parseSse((await h.req('GET', `/api/v1/runs/${run.id}/events/stream`, { token: readerA, headers: { 'last-event-id': String(ids[1]) } })).body);
     expect(resumed.filter((e) => e.id).map((e) => Number(e.id))).toEqual(ids.slice(2));
+  });
+
+  it('streams live over HTTP: the CLI client follows a waiting run through approval to its end, then the stream closes', async () => {
+    const address = await h.app.listen({ host: '127.0.0.1', port: 0 });
+    const client = new ApiClient(address, memberA);
+    const run = await engine.start('test.approval', {}, { labels: { project: 'alpha' } });
+    const seen: string[] = [];
+    let approved = false;
+    await client.stream(`/runs/${run.id}/events/stream`, {}, async (e) => {
+      seen.push(e.event);
+      if (e.event === 'run.waiting' && !approved) {
+        approved = true;
+        await client.request('POST', `/runs/${run.id}/approve`, { body: { comment: 'live' } });
+      }
+    });
+    expect(seen[0]).toBe('run.created');
+    expect(seen).toContain('run.waiting');
+    expect(seen.at(-1)).toBe('run.succeeded');
+    expect(openStreams()).toBe(0);
+    // a project stream stays open until the client leaves; the server ends it on shutdown
+    const ac = new AbortController();
+    const follow = client.stream('/projects/alpha/events/stream', {}, () => undefined, ac.signal);
+    await new Promise<void>((resolve) => {
+      const check = () => (openStreams() > 0 ? resolve() : setImmediate(check));
+      check();
+    });
+    closeAllStreams();
+    expect(openStreams()).toBe(0);
+    ac.abort();
+    await follow;
   });
 
   it('lists events by project visibility and serves resources with redaction and an audited secrets endpoint', async () => {

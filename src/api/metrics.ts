@@ -34,7 +34,7 @@ export const authDenials = once('infraflow_authz_denied_total', () => new client
 export const sseClients = once('infraflow_sse_clients', () => new client.Gauge({ name: 'infraflow_sse_clients', help: 'Open server-sent event streams' }));
 
 export const engineEvents = once('infraflow_engine_events_total', () => new client.Counter({
-  name: 'infraflow_engine_events_total', help: 'Engine events seen by this process, by type prefix (run., step., resource.…)', labelNames: ['type'] as const,
+  name: 'infraflow_engine_events_total', help: 'Engine events committed while this process ran, by type (run.succeeded, step.failed, resource.phase_changed…)', labelNames: ['type'] as const,
 }));
 
 export const runsByStatus = once('infraflow_runs', () => new client.Gauge({

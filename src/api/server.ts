@@ -11,7 +11,7 @@ import { authorize, can, canSee, visibleProjects, type Decision, type Principal 
 import type { Permission } from '../iam/permissions.js';
 import { notFoundHandler, problemFor, sendProblem } from './problem.js';
 import { fullUrl, projectNotFound, type AnyRoute, type ApiDeps, type HandlerContext, type ResolvedProject } from './route.js';
-import { authDenials, httpDuration, httpRequests, startDefaultMetrics } from './metrics.js';
+import { authDenials, engineEvents, httpDuration, httpRequests, startDefaultMetrics } from './metrics.js';
 import { closeAllStreams } from './sse.js';
 import { systemRoutes } from './routes/system.js';
 import { authRoutes } from './routes/auth.js';
@@ -199,7 +199,10 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
     return payload;
   });
 
+  // engine metrics from the event stream: runs and steps by outcome, resource phase changes, allocations…
+  const unsubscribeMetrics = deps.engine?.subscribe({}, (e) => engineEvents.inc({ type: e.type }));
   app.addHook('onClose', async () => {
+    unsubscribeMetrics?.();
     closeAllStreams();
   });
 

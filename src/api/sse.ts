@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { EngineApi, EngineEvent } from '../engine/types.js';
 import { redact } from '../core/secrets.js';
+import { sseClients } from './metrics.js';
 
 /**
  * Server-sent events over the engine's event log. Each event is sent with
@@ -23,18 +24,17 @@ export interface SseOptions {
   heartbeatMs?: number;
 }
 
-const open = new Set<FastifyReply>();
+/** The finish function of every open stream in this process. */
+const open = new Set<() => void>();
 
-/** Ends every open stream (graceful shutdown). */
+/** Ends every open stream (graceful shutdown); clients resume elsewhere with Last-Event-ID. */
 export function closeAllStreams(): void {
-  for (const r of open) {
-    try {
-      r.raw.end();
-    } catch {
-      /* already gone */
-    }
-  }
+  for (const finish of [...open]) finish();
   open.clear();
+}
+
+export function openStreams(): number {
+  return open.size;
 }
 
 export function lastEventId(req: FastifyRequest, after?: number): number {
@@ -55,7 +55,7 @@ export async function streamEvents(req: FastifyRequest, reply: FastifyReply, opt
     'x-request-id': String(req.id),
   });
   raw.write(': infraflow event stream\nretry: 2000\n\n');
-  open.add(reply);
+  sseClients.inc();
   let closed = false;
   let lastSeq = opts.afterSeq;
   let backlogDone = false;
@@ -65,9 +65,10 @@ export async function streamEvents(req: FastifyRequest, reply: FastifyReply, opt
   const finish = () => {
     if (closed) return;
     closed = true;
+    sseClients.dec();
     unsubscribe();
     clearInterval(hb);
-    open.delete(reply);
+    open.delete(finish);
     try {
       raw.end();
     } catch {
@@ -89,6 +90,7 @@ export async function streamEvents(req: FastifyRequest, reply: FastifyReply, opt
     }
   };
 
+  open.add(finish);
   const unsubscribe = opts.engine.subscribe({}, (e) => {
     if (closed) return;
     if (!backlogDone) {
