@@ -2,6 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DIALECTS } from '../../test/support/dialects.js';
 import { SecretBox } from '../core/secrets.js';
 import { engineHarness, type EngineHarness } from '../engine/test-helpers.js';
+import { engineMigrations } from '../engine/index.js';
+import { migrate } from '../store/migrate.js';
+import { inventoryMigrations } from './migrations.js';
 import { Inventory } from './inventory.js';
 import { hotPoolTickWorkflow, hotPoolWorkflow, SimulatedDiscovery } from './hotpool.js';
 
@@ -11,6 +14,7 @@ describe.each(DIALECTS)('hot pool workflows on %s', (dialect) => {
 
   it('the tick reconciles every policy below its minimum through discovery and inspection', async () => {
     h = await engineHarness(dialect);
+    await migrate(h.t.store, [...engineMigrations, ...inventoryMigrations]);
     const inv = new Inventory({ store: h.t.store, clock: h.clock, secrets: SecretBox.random() });
     await inv.createDatacenter({ name: 'dc1', region: 'eu' });
     await inv.createServerType({ name: 'm1', cpu: { model: 'x', cores: 8 }, ramGb: 64 });

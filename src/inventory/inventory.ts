@@ -225,11 +225,46 @@ export class Inventory {
     return out;
   }
 
-  private async registerServerTx(trx: Trx, s: ReturnType<typeof RegisterServerSchema.parse>, fieldPrefix = ''): Promise<Server> {
+  /**
+   * Registers many servers in one transaction (inventory import): lookups of
+   * types, datacenters, racks and switches are cached for the batch. All or
+   * none; an error names the item (`servers.12.type: …` with `fieldPrefix`
+   * `servers.`).
+   */
+  async registerServers(inputs: RegisterServerInput[], trx?: Trx, fieldPrefix = ''): Promise<number> {
+    const parsed = inputs.map((x, i) => {
+      try {
+        return parseInput(RegisterServerSchema, x, 'inventory');
+      } catch (e) {
+        rethrowPrefixed(e, `${fieldPrefix}${i}.`);
+      }
+    });
+    const run = async (t: Trx) => {
+      const cache: RegisterCache = { types: new Set(), dcs: new Set(), racks: new Map(), switches: new Map() };
+      for (const [i, s] of parsed.entries()) await this.registerServerTx(t, s, `${fieldPrefix}${i}.`, cache);
+      return parsed.length;
+    };
+    return trx ? run(trx) : withTx(this.store, run);
+  }
+
+  private async registerServerTx(trx: Trx, s: ReturnType<typeof RegisterServerSchema.parse>, fieldPrefix?: string): Promise<Server>;
+  private async registerServerTx(trx: Trx, s: ReturnType<typeof RegisterServerSchema.parse>, fieldPrefix: string, cache: RegisterCache): Promise<Server | null>;
+  private async registerServerTx(trx: Trx, s: ReturnType<typeof RegisterServerSchema.parse>, fieldPrefix = '', cache?: RegisterCache): Promise<Server | null> {
     const f = (x: string) => fieldPrefix + x;
-    await this.getServerType(s.type, trx).catch((e: unknown) => rethrowField(e, f('type')));
-    await this.getDatacenter(s.datacenter, trx).catch((e: unknown) => rethrowField(e, f('datacenter')));
-    const rackId = s.rack ? await this.rackId(trx, s.datacenter, s.rack, f('rack')) : null;
+    if (!cache?.types.has(s.type)) {
+      await this.getServerType(s.type, trx).catch((e: unknown) => rethrowField(e, f('type')));
+      cache?.types.add(s.type);
+    }
+    if (!cache?.dcs.has(s.datacenter)) {
+      await this.getDatacenter(s.datacenter, trx).catch((e: unknown) => rethrowField(e, f('datacenter')));
+      cache?.dcs.add(s.datacenter);
+    }
+    let rackId: string | null = null;
+    if (s.rack) {
+      const rk = `${s.datacenter}\u0000${s.rack}`;
+      rackId = cache?.racks.get(rk) ?? await this.rackId(trx, s.datacenter, s.rack, f('rack'));
+      cache?.racks.set(rk, rackId);
+    }
     const now = this.clock.now();
     const existing = await trx.selectFrom('inv_servers').selectAll().where('serial', '=', s.serial).executeTakeFirst();
     const id = existing?.id ?? newId('srv');
@@ -258,7 +293,9 @@ export class Inventory {
     for (const [i, n] of s.nics.entries()) {
       if (!n.switch && !n.port) continue;
       if (!n.switch || !n.port) throw new ValidationError('inventory.invalid_cabling', `${f(`nics.${i}`)}: give both switch and port, or neither`, { details: { field: f(`nics.${i}`) } });
-      const sw = await trx.selectFrom('inv_switches').select(['id', 'port_count']).where('datacenter_id', '=', s.datacenter).where('name', '=', n.switch).executeTakeFirst();
+      const sk = `${s.datacenter}\u0000${n.switch}`;
+      const sw = cache?.switches.get(sk) ?? await trx.selectFrom('inv_switches').select(['id', 'port_count']).where('datacenter_id', '=', s.datacenter).where('name', '=', n.switch).executeTakeFirst();
+      if (sw) cache?.switches.set(sk, sw);
       if (!sw) throw new ValidationError('inventory.unknown_switch', `${f(`nics.${i}.switch`)}: unknown switch "${n.switch}" in datacenter ${s.datacenter}`, { details: { field: f(`nics.${i}.switch`) } });
       if (/^\d+$/.test(n.port) && (Number(n.port) < 1 || Number(n.port) > sw.port_count)) {
         throw new ValidationError('inventory.invalid_port', `${f(`nics.${i}.port`)}: switch ${n.switch} has ports 1..${sw.port_count}`, { details: { field: f(`nics.${i}.port`) } });
@@ -267,7 +304,7 @@ export class Inventory {
       if (taken) throw new ConflictError('inventory.port_in_use', `${f(`nics.${i}.port`)}: port ${n.port} of switch ${n.switch} is already cabled to ${taken.server_id} ${taken.nic}`, { details: { field: f(`nics.${i}.port`) } });
       await trx.insertInto('inv_switch_ports').values({ switch_id: sw.id, port: n.port, server_id: id, nic: n.name }).execute();
     }
-    return this.getServer(id, trx);
+    return cache ? null : this.getServer(id, trx);
   }
 
   async getServer(id: string, trx: Trx = this.store.db): Promise<Server> {
@@ -655,6 +692,21 @@ function toServer(r: InvServerTable, rack: string | null): Server {
 function unwrap<T>(o: Outcome<T>): T {
   if (o.ok) return o.value;
   throw o.error;
+}
+
+interface RegisterCache {
+  types: Set<string>;
+  dcs: Set<string>;
+  racks: Map<string, string>;
+  switches: Map<string, { id: string; port_count: number }>;
+}
+
+function rethrowPrefixed(e: unknown, prefix: string): never {
+  if (e instanceof ValidationError && typeof e.details?.field === 'string') {
+    const field = `${prefix}${e.details.field}`;
+    throw new ValidationError(e.code, e.message.replace(/^[^:]+:/, `${field}:`), { details: { ...e.details, field } });
+  }
+  throw e;
 }
 
 function rethrowField(e: unknown, field: string): never {

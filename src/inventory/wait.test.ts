@@ -3,6 +3,9 @@ import { DIALECTS } from '../../test/support/dialects.js';
 import { SecretBox } from '../core/secrets.js';
 import { defineWorkflow } from '../engine/types.js';
 import { engineHarness, type EngineHarness } from '../engine/test-helpers.js';
+import { engineMigrations } from '../engine/index.js';
+import { migrate } from '../store/migrate.js';
+import { inventoryMigrations } from './migrations.js';
 import { Inventory } from './inventory.js';
 import { allocateServersWhenAvailable, connectCapacitySignals } from './wait.js';
 
@@ -12,6 +15,7 @@ describe.each(DIALECTS)('waiting for servers on %s', (dialect) => {
 
   async function setup() {
     h = await engineHarness(dialect);
+    await migrate(h.t.store, [...engineMigrations, ...inventoryMigrations]);
     const inv = new Inventory({ store: h.t.store, clock: h.clock, secrets: SecretBox.random() });
     await inv.createDatacenter({ name: 'dc1', region: 'eu' });
     await inv.createServerType({ name: 'm1', cpu: { model: 'x', cores: 8 }, ramGb: 64 });

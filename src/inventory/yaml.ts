@@ -82,10 +82,8 @@ export async function importInventory(inv: Inventory, text: string, opts: { sour
       await at(['switches', i], () => inv.createSwitch(s, trx));
       summary.switches++;
     }
-    for (const [i, s] of d.servers.entries()) {
-      await at(['servers', i], () => inv.registerServer(s, trx));
-      summary.servers++;
-    }
+    await at(['servers'], () => inv.registerServers(d.servers, trx));
+    summary.servers += d.servers.length;
     for (const [i, h] of d.hubs.entries()) {
       await at(['hubs', i], () => inv.createHub(h, trx));
       summary.hubs++;
