@@ -137,7 +137,12 @@ export class Engine implements EngineApi {
   private readonly db: Kysely<any>;
   private readonly defs = new Map<string, Map<number, WorkflowDefinition>>();
   private readonly active = new Map<string, RunExecution>();
-  private readonly subscribers = new Set<{ filter: EventFilter; fn: (e: EngineEvent) => void }>();
+  private readonly subscribers = new Set<{ filter: EventFilter; fn: (e: EngineEvent) => void; remote: boolean }>();
+  /** Highest event seq delivered to subscribers (null until known). */
+  private tailSeq: number | null = null;
+  private tailRunning: Promise<void> | null = null;
+  private tailAgain = false;
+  private tailTimer: NodeJS.Timeout | null = null;
   private readonly triggers = new Map<string, TriggerSpec & { registeredAt: number }>();
   private running = false;
   /** @internal */
@@ -368,9 +373,13 @@ export class Engine implements EngineApi {
       for (;;) {
         let wake!: () => void;
         const woke = new Promise<void>((r) => (wake = r));
-        const unsub = this.subscribe({ subject: runId, typePrefix: 'run.' }, (e) => {
-          if (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.cancelled') wake();
-        });
+        const unsub = this.subscribe(
+          { subject: runId, typePrefix: 'run.' },
+          (e) => {
+            if (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.cancelled') wake();
+          },
+          { remote: false },
+        );
         try {
           const info = await this.get(runId);
           if (TERMINAL_STATUSES.includes(info.status)) return info;
@@ -572,8 +581,28 @@ export class Engine implements EngineApi {
     return evs;
   }
 
+  /**
+   * Called after every local commit with its events. Subscribers get events in
+   * seq order: a batch that continues the delivered sequence is delivered at
+   * once; otherwise (a gap: another process's events, a concurrent local
+   * commit, a rolled-back seq) the missing range is read from the table. Seq
+   * order is commit order (see insertEvents), so once seq n is visible every
+   * lower seq is final.
+   */
   private dispatch(evs: EngineEvent[]): void {
+    if (!evs.length) return;
+    const sorted = [...evs].sort((a, b) => a.seq - b.seq);
+    if (this.tailSeq === null) this.tailSeq = sorted[0]!.seq - 1;
+    const contiguous = sorted.every((e, i) => e.seq === this.tailSeq! + 1 + i);
+    if (contiguous && !this.tailRunning) this.deliver(sorted);
+    else if (sorted.at(-1)!.seq > this.tailSeq) this.requestTail();
+  }
+
+  private deliver(evs: EngineEvent[]): void {
+    let triggers = false;
     for (const e of evs) {
+      if (this.tailSeq !== null && e.seq <= this.tailSeq) continue;
+      this.tailSeq = e.seq;
       for (const s of this.subscribers) {
         if (!matches(s.filter, e)) continue;
         try {
@@ -582,10 +611,52 @@ export class Engine implements EngineApi {
           this.logger.warn({ err }, 'event subscriber threw');
         }
       }
+      if (!triggers && this.triggers.size && [...this.triggers.values()].some((t) => triggerMatches(t, e))) triggers = true;
     }
-    if (this.triggers.size && evs.some((e) => [...this.triggers.values()].some((t) => triggerMatches(t, e)))) {
+    if (triggers) {
       this.triggersDirty = true;
       this.kick();
+    }
+  }
+
+  /** Reads events after the last delivered seq from the table and delivers them in order. */
+  private requestTail(): void {
+    if (this.tailRunning) {
+      this.tailAgain = true;
+      return;
+    }
+    this.tailRunning = (async () => {
+      do {
+        this.tailAgain = false;
+        try {
+          if (this.tailSeq === null) {
+            const m = await this.db.selectFrom('engine_events').select((eb) => eb.fn.max('seq').as('m')).executeTakeFirst();
+            this.tailSeq = Number(m?.m ?? 0);
+            continue;
+          }
+          for (;;) {
+            const rows = await this.events({ afterSeq: this.tailSeq, limit: 1000 });
+            this.deliver(rows);
+            if (rows.length < 1000) break;
+          }
+        } catch (err) {
+          this.logger.warn({ err }, 'reading the event stream failed; retrying on the next poll');
+        }
+      } while (this.tailAgain);
+      this.tailRunning = null;
+    })();
+  }
+
+  private updateTailTimer(): void {
+    const remote = [...this.subscribers].some((s) => s.remote);
+    if (remote && !this.tailTimer) {
+      // Events committed by other processes reach subscribers within pollMs.
+      this.tailTimer = setInterval(() => this.requestTail(), this.pollMs);
+      this.tailTimer.unref();
+      this.requestTail();
+    } else if (!remote && this.tailTimer) {
+      clearInterval(this.tailTimer);
+      this.tailTimer = null;
     }
   }
 
@@ -599,10 +670,19 @@ export class Engine implements EngineApi {
     return rows.map(toEvent);
   }
 
-  subscribe(filter: EventFilter, onEvent: (e: EngineEvent) => void): () => void {
-    const s = { filter, fn: onEvent };
+  /**
+   * Live events, in seq order, after commit: this process's at once, other
+   * processes' within pollMs (pass `{ remote: false }` to get only this
+   * process's events without polling the table). Returns an unsubscribe function.
+   */
+  subscribe(filter: EventFilter, onEvent: (e: EngineEvent) => void, opts: { remote?: boolean } = {}): () => void {
+    const s = { filter, fn: onEvent, remote: opts.remote ?? true };
     this.subscribers.add(s);
-    return () => void this.subscribers.delete(s);
+    if (s.remote) this.updateTailTimer();
+    return () => {
+      this.subscribers.delete(s);
+      if (s.remote) this.updateTailTimer();
+    };
   }
 
   async publish(type: string, subject: string, data: Record<string, unknown>): Promise<EngineEvent> {
@@ -835,6 +915,10 @@ export class Engine implements EngineApi {
     for (const e of left) e.abandon();
     this.heartbeatOn = false;
     this.stopAc.abort(DONE);
+    if (this.tailTimer) {
+      clearInterval(this.tailTimer);
+      this.tailTimer = null;
+    }
     await this.heartbeatDone;
     await this.writer.drain();
     if (graceful && left.length) {

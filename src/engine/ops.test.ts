@@ -264,4 +264,21 @@ describe.each(DIALECTS)('engine operations on %s', (dialect) => {
     expect(await h.engine.events()).toEqual([]);
     expect(h.engine.metrics().batches).toBeGreaterThan(0);
   });
+
+  it('subscribers get events from other processes too, in seq order without gaps', async () => {
+    h = await engineHarness(dialect);
+    const A = h.another({ workerId: 'A' });
+    const B = h.another({ workerId: 'B' });
+    const got: EngineEvent[] = [];
+    const unsub = B.subscribe({ typePrefix: 'inv.' }, (e) => got.push(e));
+    const published: EngineEvent[] = [];
+    await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        published.push(await (i % 2 ? A : B).publish('inv.changed', `srv-${i}`, { i }));
+      }),
+    );
+    await until(() => got.length === 30, 'all events delivered to B');
+    unsub();
+    expect(got.map((e) => e.seq)).toEqual(published.map((e) => e.seq).sort((x, y) => x - y));
+  });
 });
