@@ -142,7 +142,7 @@ export function runRoutes(deps: ApiDeps): AnyRoute[] {
     }),
     defineRoute({
       method: 'POST', url: '/runs/:id/cancel', summary: 'Cancel a run (its compensations run)', tags, policy: operate, project: byId, notFound,
-      schema: { params: ID_PARAM, body: z.strictObject({ reason: z.string().max(1000).optional() }).optional(), response: { 200: RunOut } },
+      schema: { params: ID_PARAM, body: z.strictObject({ reason: z.string().max(1000).optional() }).nullish(), response: { 200: RunOut } },
       handler: async ({ params, body, principal }) => runView(await engine.cancel(params.id, body?.reason ?? `cancelled by ${principal.userName}`)),
     }),
     defineRoute({
@@ -166,7 +166,7 @@ export function runRoutes(deps: ApiDeps): AnyRoute[] {
     }),
     defineRoute({
       method: 'POST', url: '/runs/:id/approve', summary: 'Approve (or reject) a run waiting for approval: sends the signal "approve"', tags, policy: operate, project: byId, notFound,
-      schema: { params: ID_PARAM, body: z.strictObject({ approved: z.boolean().default(true), comment: z.string().max(1000).optional() }).optional() },
+      schema: { params: ID_PARAM, body: z.strictObject({ approved: z.boolean().default(true), comment: z.string().max(1000).optional() }).nullish() },
       handler: async ({ params, body, principal, reply }) => {
         await engine.signal(params.id, 'approve', { approved: body?.approved ?? true, by: principal.userName, ...(body?.comment ? { comment: body.comment } : {}) });
         reply.code(202);

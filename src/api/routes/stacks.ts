@@ -174,7 +174,7 @@ export function stackRoutes(deps: ApiDeps, stacks: StacksApi, render: Render): A
     }),
     defineRoute({
       method: 'POST', url: '/stacks/:id/cancel', summary: 'Cancel the stack\'s active run', tags, policy: apply, project: byId, notFound,
-      schema: { params: Params, querystring: ProjectQuery, body: z.strictObject({ reason: z.string().max(1000).optional() }).optional() },
+      schema: { params: Params, querystring: ProjectQuery, body: z.strictObject({ reason: z.string().max(1000).optional() }).nullish() },
       handler: async ({ params, query, body }) => runView(await stacks.cancel(params.id, { ...(query.project ? { project: query.project } : {}), ...(body?.reason ? { reason: body.reason } : {}) })),
     }),
     defineRoute({
