@@ -12,5 +12,5 @@ export {
   SimulatedDiscovery, reconcileHotPool, hotPoolStatus, hotPoolWorkflow, hotPoolTickWorkflow, HotPoolReconcileInput,
   type HardwareDiscovery, type DiscoveredServer, type InspectionResult, type HotPoolStatus,
 } from './hotpool.js';
-export { allocateServersWhenAvailable, connectCapacitySignals, CAPACITY_SIGNAL, type WaitForServersOptions } from './wait.js';
+export { allocateServersWhenAvailable, connectCapacitySignals, capacitySignal, CAPACITY_SIGNAL, type WaitForServersOptions } from './wait.js';
 export { withTx, isRetryableDbError, RaceLost } from './tx.js';

@@ -41,6 +41,7 @@ describe.each(DIALECTS)('waiting for servers on %s', (dialect) => {
     expect(waiting.status).toBe('waiting');
     expect(waiting.progress?.stage).toBe('waiting for capacity');
     expect(waiting.progress?.message).toBe('waiting for 2 server(s) of type m1 in dc1 (1 of 2 available)');
+    expect(waiting.progress?.waitingFor).toContain('inventory.capacity:m1@dc1');
     // new hardware arrives and passes inspection: the waiting run is signalled
     const s2 = await inv.registerServer({ serial: 'S2', type: 'm1', datacenter: 'dc1' });
     await inv.transition({ serverId: s2.id, to: 'inspecting', reason: 'new' });

@@ -6,6 +6,15 @@ import type { AllocateServersInput, Server } from './schemas.js';
 /** The signal a run waiting for servers receives when capacity appears. */
 export const CAPACITY_SIGNAL = 'inventory.capacity';
 
+/**
+ * The signal for one server type in one datacenter, e.g.
+ * `inventory.capacity:gpu.g1@dc1`; the engine shows a waiting run as
+ * waiting for `signal inventory.capacity:gpu.g1@dc1`.
+ */
+export function capacitySignal(type: string, datacenter: string): string {
+  return `${CAPACITY_SIGNAL}:${type}@${datacenter}`;
+}
+
 export interface WaitForServersOptions {
   /** Give up after this long (engine time); the run fails with `inventory.capacity_timeout`. */
   timeoutMs: number;
@@ -20,7 +29,8 @@ export interface WaitForServersOptions {
  *
  * Tries to allocate; when capacity is short, the same transaction records
  * the run as a waiter, the run reports what it waits for (ctx.progress
- * `waitingFor`) and parks on `ctx.waitFor(CAPACITY_SIGNAL)` without holding
+ * `message`, and the signal name `inventory.capacity:<type>@<datacenter>` in
+ * `waitingFor`) and parks on `ctx.waitFor` without holding
  * a worker. Whoever makes a server of that type available in that
  * datacenter (release, cleaning done, hot pool, hold expiry) signals the
  * waiting runs after commit (see `connectCapacitySignals`); the run wakes
@@ -51,7 +61,7 @@ export async function allocateServersWhenAvailable(ctx: WorkflowContext, inv: In
     const waitingFor = `${what} (${r.available} of ${r.requested} available)`;
     ctx.progress({ stage: 'waiting for capacity', waitingFor, message: `waiting for ${waitingFor}` });
     try {
-      await ctx.waitFor(CAPACITY_SIGNAL, { timeoutMs: Math.max(1, Math.min(recheck, deadline - now)), name: `${name} wait #${attempt}` });
+      await ctx.waitFor(capacitySignal(input.type, input.datacenter), { timeoutMs: Math.max(1, Math.min(recheck, deadline - now)), name: `${name} wait #${attempt}` });
     } catch (e) {
       if (!(isInfraflowError(e) && e.code === 'engine.wait_timeout')) throw e;
     }
@@ -63,7 +73,7 @@ export function connectCapacitySignals(inv: Inventory, engine: Pick<EngineApi, '
   return inv.onCapacity(async (ev) => {
     for (const runId of ev.runIds) {
       try {
-        await engine.signal(runId, CAPACITY_SIGNAL, { type: ev.type, datacenter: ev.datacenter });
+        await engine.signal(runId, capacitySignal(ev.type, ev.datacenter), { type: ev.type, datacenter: ev.datacenter });
       } catch (e) {
         // the run is gone or finished: it no longer waits
         if (isInfraflowError(e) && (e.status === 404 || e.status === 409)) await inv.removeWaiter(runId);
