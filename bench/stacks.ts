@@ -158,7 +158,10 @@ export async function main(): Promise<void> {
     }
     const res = JSON.parse(line.slice(7)) as SizeResult;
     results.push(res);
-    if (!json) console.log(`${String(size).padStart(6)} resources (${res.dialect}): plan new ${res.plan_new_s.toFixed(2)} s, apply ${res.apply_s.toFixed(2)} s (${res.apply_per_resource_ms.toFixed(2)} ms/resource), plan on recorded state ${res.plan_s.toFixed(2)} s, plan after an edit ${res.plan_edit_s.toFixed(2)} s, peak RSS ${res.peak_rss_mb} MB`);
+    const line2 = `${String(size).padStart(6)} resources (${res.dialect}): plan new ${res.plan_new_s.toFixed(2)} s, apply ${res.apply_s.toFixed(2)} s (${res.apply_per_resource_ms.toFixed(2)} ms/resource), plan on recorded state ${res.plan_s.toFixed(2)} s, plan after an edit ${res.plan_edit_s.toFixed(2)} s, peak RSS ${res.peak_rss_mb} MB`;
+    // progress goes to stderr with --json so that stdout ends with the one JSON line
+    if (json) process.stderr.write(`${line2}\n`);
+    else console.log(line2);
   }
   const by = (n: number) => results.find((r) => r.size === n);
   const r10 = by(10_000);

@@ -77,4 +77,27 @@ describe.each(DIALECTS)('stacks apply and destroy on %s', (dialect) => {
     const live = await h.resources.list({ owner: `stack:${stack.id}` });
     expect(live.items).toEqual([]);
   });
+
+  it('applies of one stack queue behind each other and none is lost', async () => {
+    t = await openTestStore(dialect);
+    h = await stackHarness(t.store);
+    const doc = (cidr: string) => `apiVersion: infraflow.dev/v1
+kind: Stack
+metadata: { name: queued }
+spec:
+  resources:
+    net: { kind: network/Network }
+    subnet: { kind: network/Subnet, spec: { network: "\${ resources.net.outputs.id }", cidr: ${cidr} } }
+`;
+    const first = await h.stacks.apply({ document: doc('10.1.0.0/24') });
+    const second = await h.stacks.apply({ document: doc('10.2.0.0/24') });
+    expect(second.revision).toBe(2);
+    const [a, b] = await Promise.all([h.stacks.wait(first.run.id, { timeoutMs: 60_000 }), h.stacks.wait(second.run.id, { timeoutMs: 60_000 })]);
+    expect([a.status, b.status]).toEqual(['succeeded', 'succeeded']);
+    expect(b.startedAt!).toBeGreaterThanOrEqual(a.finishedAt!);
+    const info = await h.stacks.get('queued');
+    expect(info).toMatchObject({ status: 'applied', appliedRevision: 2, revision: 2 });
+    const subnet = (await h.stacks.resources('queued')).find((r) => r.address === 'subnet')!;
+    expect(subnet.spec.cidr).toBe('10.2.0.0/24');
+  });
 });

@@ -500,6 +500,28 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
           }
         }
       }
+      if (failures.length === 0 && input.mode === 'destroy') {
+        // anything this stack owns that was never recorded (e.g. a run cancelled between creating
+        // the resource row and recording it) goes too: nothing is left orphaned
+        try {
+          await ctx.step('sweep', async (sc) => {
+            const swept: string[] = [];
+            let after: string | undefined;
+            for (;;) {
+              const page = await deps.resources.list({ owner: `stack:${stack.id}`, limit: 500, ...(after ? { after } : {}) });
+              for (const r of page.items) {
+                await remove(deps, r.id, sc, poll(900));
+                swept.push(r.id);
+              }
+              if (!page.nextCursor) break;
+              after = page.nextCursor;
+            }
+            return { swept };
+          }, { retry });
+        } catch (e) {
+          failures.push({ o: { ok: false, error: serializeError(e) }, a: { address: '(sweep of unrecorded resources)' } as Action });
+        }
+      }
       if (failures.length === 0) {
         const outputs = model && resolver ? (fromCel(model.outputs.evaluate(resolver.globalContext(model.outputs.resources))) as Record<string, unknown>) : {};
         await ctx.step('finish', async () => {
