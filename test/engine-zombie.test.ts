@@ -10,6 +10,8 @@
  *  - fence: A's heartbeat is far away, so A's first act is to journal the
  *    step it finished — the write must be refused by the lease fence.
  */
+import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Store } from '../src/store/store.js';
 import { migrate } from '../src/store/migrate.js';
@@ -71,7 +73,13 @@ describe.each(modes)('engine zombie worker on postgres (A wakes up via its $mode
     // B takes over once A's lease has expired, and finishes the run.
     const b = new WorkerProcess({ ...common, workerId: 'B' });
     cleanups.push(() => b.stop());
-    const done = await engine.result(runId, { timeoutMs: 60_000 });
+    const done = await engine.result(runId, { timeoutMs: 60_000 }).catch(async (e: unknown) => {
+      // Say what blocks the takeover: the sessions of the engine's database and their locks.
+      const activity = await sql<Record<string, unknown>>`select pid, application_name, state, wait_event_type, wait_event, left(query, 160) as query,
+          (select string_agg(l.locktype || ':' || l.mode || ':' || l.granted, ',') from pg_locks l where l.pid = a.pid) as locks
+        from pg_stat_activity a where datname = current_database() and pid <> pg_backend_pid()`.execute(store.db);
+      throw new Error(`B did not take the run over: ${String(e)}\nsessions:\n${activity.rows.map((r) => JSON.stringify(r)).join('\n')}\nB stderr:\n${b.stderr.slice(-2000)}`);
+    });
     expect(done.status).toBe('succeeded');
     await b.stop();
     expect(b.exitCode, b.stderr.slice(-2000)).toBe(0);
@@ -111,5 +119,63 @@ describe.each(modes)('engine zombie worker on postgres (A wakes up via its $mode
     // The committed s1 is B's execution, not the zombie's.
     const s1 = timeline.find((s) => s.name === 's1')!;
     expect((s1.output as { exec: number }).exec).not.toBe((await aS1())!.exec_id);
+  }, 180_000);
+});
+
+describe('engine worker frozen inside a transaction on postgres', () => {
+  it('does not stop the other workers: the frozen transaction is ended by the server', async () => {
+    const engineDb = await createPgDatabase('zfrozen');
+    cleanups.push(engineDb.drop);
+    const ledgerDb = await createPgDatabase('zfledger');
+    cleanups.push(ledgerDb.drop);
+    const store = Store.open({ url: engineDb.url, poolSize: 2 });
+    cleanups.push(() => store.close());
+    await migrate(store, engineMigrations);
+    const engine = new Engine({ store, logger: silentLogger, workerId: 'observer' });
+    engine.register(ledgerWorkflowStub());
+
+    // A has nothing to do: it only looks for work, opening a claim transaction every few ms.
+    const common: Omit<WorkerConfig, 'workerId'> = { url: engineDb.url, ledger: ledgerDb.url, concurrency: 2, leaseMs: 1000, heartbeatMs: 200, pollMs: 2 };
+    const a = new WorkerProcess({ ...common, workerId: 'A' });
+    cleanups.push(() => a.stop());
+    await a.waitForLine('READY');
+
+    // Freeze A while one of its sessions is inside a transaction. This test's
+    // own sessions never leave a transaction open, and B is not started yet:
+    // an "idle in transaction" session of this database is A's.
+    const watcher = new pg.Client({ connectionString: engineDb.url });
+    await watcher.connect();
+    cleanups.push(() => watcher.end());
+    const inTx = async () =>
+      (await watcher.query<{ pid: number; xact_start: Date }>(
+        "select pid, xact_start from pg_stat_activity where datname = current_database() and state = 'idle in transaction' and pid <> pg_backend_pid()",
+      )).rows;
+    let frozen: { pid: number; xact_start: Date } | undefined;
+    for (let attempt = 0; attempt < 5000 && !frozen; attempt++) {
+      const rows = await inTx();
+      if (!rows.length) continue;
+      a.signal('SIGSTOP');
+      await new Promise((r) => setTimeout(r, 100));
+      const still = (await inTx()).find((r) => r.pid === rows[0]!.pid && r.xact_start.getTime() === rows[0]!.xact_start.getTime());
+      if (still) frozen = still;
+      else a.signal('SIGCONT');
+    }
+    expect(frozen, 'could not catch A inside a transaction').toBeDefined();
+
+    // B must still be able to claim and finish a run.
+    const b = new WorkerProcess({ ...common, workerId: 'B', pollMs: 50 });
+    cleanups.push(() => b.stop());
+    await b.waitForLine('READY');
+    const runId = 'after-freeze';
+    await engine.start(LEDGER_WORKFLOW, { steps: 2 }, { id: runId });
+    const done = await engine.result(runId, { timeoutMs: 60_000 }).catch(async (e: unknown) => {
+      const activity = await watcher.query(`select pid, state, wait_event_type, wait_event, left(query, 120) as query from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`);
+      throw new Error(`B could not run anything while A was frozen in a transaction (pid ${frozen!.pid}): ${String(e)}\n${activity.rows.map((r) => JSON.stringify(r)).join('\n')}`);
+    });
+    expect(done.status).toBe('succeeded');
+    expect((await engine.timeline(runId)).map((s) => (s.output as { worker: string }).worker)).toEqual(['B', 'B']);
+    await b.stop();
+    a.signal('SIGCONT');
+    await a.stop();
   }, 180_000);
 });

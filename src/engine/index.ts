@@ -9,7 +9,7 @@ import { seededRng, type Rng } from '../core/rng.js';
 import type { Store } from '../store/store.js';
 import { invalidInput, runFinished, runNotFound, workflowNotFound } from './errors.js';
 import { DONE, FOREVER, notifyParent, parseJson, RunExecution, toJournalEntry, wakeRun, type JournalEntry, type LoadedRun } from './execution.js';
-import { EVENTS_LOCK, GroupWriter, insertEvents, type EventInput, type StepRow } from './writer.js';
+import { EVENTS_LOCK, GroupWriter, insertEvents, limitIdleInTransaction, type EventInput, type StepRow } from './writer.js';
 import {
   TERMINAL_STATUSES,
   type EngineApi,
@@ -172,6 +172,7 @@ export class Engine implements EngineApi {
     this.drainTimeoutMs = opts.drainTimeoutMs ?? this.leaseMs;
     this.queues = opts.queues ?? {};
     this.writer = new GroupWriter(this.store, this.workerId, (evs) => this.dispatch(evs));
+    this.writer.idleInTransactionMs = this.leaseMs;
   }
 
   // ---- registry ------------------------------------------------------------------------------
@@ -210,6 +211,15 @@ export class Engine implements EngineApi {
     const id = opts.id ?? newId('run', now);
     if (id.length > 200) throw new ValidationError('engine.invalid_run_id', `run id is ${id.length} characters long; use at most 200`);
     const labels = opts.labels ?? {};
+    let inputText: string;
+    try {
+      inputText = JSON.stringify(value ?? null);
+    } catch (e) {
+      throw new ValidationError('engine.invalid_input', `input for workflow "${workflow}" is not JSON-serializable (${(e as Error).message}); pass plain data`, { details: { workflow } });
+    }
+    for (const [k, v] of Object.entries(labels)) {
+      if (typeof v !== 'string') throw new ValidationError('engine.invalid_labels', `label "${k}" must be a string`, { details: { label: k } });
+    }
     const queue = opts.queue ?? def.queue ?? 'default';
     const concurrencyKey = opts.concurrencyKey ?? def.concurrencyKey?.(value as never) ?? null;
     return {
@@ -219,7 +229,7 @@ export class Engine implements EngineApi {
         workflow,
         version: def.version,
         status: 'pending',
-        input: JSON.stringify(value ?? null),
+        input: inputText,
         output: null,
         error: null,
         labels: JSON.stringify(labels),
@@ -574,6 +584,7 @@ export class Engine implements EngineApi {
   private async tx(fn: (trx: Kysely<any>) => Promise<EventInput[] | void>): Promise<EngineEvent[]> {
     const evs = await this.store.transaction(async (trx0) => {
       const trx = trx0 as unknown as Kysely<any>;
+      await limitIdleInTransaction(trx, this.store.dialect, this.leaseMs);
       const more = (await fn(trx)) ?? [];
       return insertEvents(trx, this.store.dialect, more);
     });

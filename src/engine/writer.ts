@@ -26,6 +26,17 @@ export interface EventInput {
   at: number;
 }
 
+/**
+ * PostgreSQL: if the session stalls inside this transaction for `ms` (a
+ * frozen or paused worker, a lost client), the server ends the session and
+ * its locks go with it. Without this, a worker frozen while it holds the
+ * claim or events lock would stop every other worker until it woke up.
+ */
+export async function limitIdleInTransaction(trx: Kysely<any>, dialect: string, ms: number): Promise<void> {
+  if (dialect !== 'postgres') return;
+  await trx.executeQuery(CompiledQuery.raw(`select set_config('idle_in_transaction_session_timeout', '${Math.max(1, Math.ceil(ms))}', true)`));
+}
+
 /** One unit of work submitted to the group-commit writer. */
 export interface WriteEntry {
   /** Fenced entries only commit if this worker still holds the run's lease at this epoch. */
@@ -68,6 +79,9 @@ export class GroupWriter {
     private readonly onCommitted: (events: EngineEvent[]) => void,
     private readonly maxBatch = 256,
   ) {}
+
+  /** See limitIdleInTransaction; the engine sets it to its lease length. */
+  idleInTransactionMs = 30_000;
 
   private readonly runUpdates = new Map<string, BetterSqlite3.Statement>();
   private sqliteStmts: { fence: BetterSqlite3.Statement; step: BetterSqlite3.Statement; event: BetterSqlite3.Statement } | undefined;
@@ -162,6 +176,7 @@ export class GroupWriter {
     }
     return this.store.transaction(async (trx0) => {
       const trx = trx0 as unknown as Kysely<any>;
+      await limitIdleInTransaction(trx, this.store.dialect, this.idleInTransactionMs);
       const results: (EngineEvent[] | Error)[] = batch.map(() => []);
       // 1. Fence: one read of the lease columns for every fenced run in the batch (row-locked on PostgreSQL).
       const fenced = batch.filter((p) => p.entry.fence);
