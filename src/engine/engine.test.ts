@@ -157,4 +157,26 @@ describe.each(DIALECTS)('engine basics on %s', (dialect) => {
     h.clock.advance(1_000);
     await expect(pending).rejects.toMatchObject({ code: 'engine.result_timeout' });
   });
+
+  it('fails a step whose result is not JSON-serializable, without retrying it', async () => {
+    h = await engineHarness(dialect);
+    let calls = 0;
+    h.engine.register(
+      defineWorkflow({
+        name: 'bigint',
+        version: 1,
+        run: async (ctx) =>
+          ctx.step('count', async () => {
+            calls++;
+            return { n: 10n };
+          }),
+      }),
+    );
+    h.engine.startWorker();
+    const run = await h.engine.start('bigint', {});
+    const done = await h.engine.result(run.id);
+    expect(done.error?.code).toBe('engine.not_serializable');
+    expect(done.error?.message).toContain('count');
+    expect(calls).toBe(1);
+  });
 });

@@ -64,8 +64,15 @@ function json(v: unknown): string | null {
 }
 
 /** JSON round trip so a first execution returns exactly what a replay would. */
-function roundTrip<T>(v: T): T {
-  return v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T);
+function roundTrip<T>(v: T, what = 'value'): T {
+  if (v === undefined) return v;
+  let text: string;
+  try {
+    text = JSON.stringify(v);
+  } catch (e) {
+    throw new InfraflowError('engine.not_serializable', `${what} is not JSON-serializable (${(e as Error).message}); return plain data: objects, arrays, strings, numbers, booleans, null`, 500, { retryable: false });
+  }
+  return text === undefined ? (undefined as T) : (JSON.parse(text) as T);
 }
 
 /** Abort reason for cleanup (an Error built once: abort() without a reason builds a DOMException each time). */
@@ -228,7 +235,14 @@ export class RunExecution {
           await this.finish('failed', nondeterminism(this.id, leftover.seq, leftover, { name: '(end of workflow)', kind: 'return' }));
           return;
         }
-        await this.finish('succeeded', roundTrip(first.v));
+        let output: unknown;
+        try {
+          output = roundTrip(first.v, `the output of run ${this.id}`);
+        } catch (e) {
+          await this.finish('failed', e);
+          return;
+        }
+        await this.finish('succeeded', output);
         return;
       }
       if (this.fatal) {
@@ -545,7 +559,7 @@ export class RunExecution {
         this.checkNew();
         const logs: StepRecord['logs'] = [];
         try {
-          const out = roundTrip(await this.attempt(name, seq, attempt, fn, opts.timeoutMs, logs, this.stepSignals));
+          const out = roundTrip(await this.attempt(name, seq, attempt, fn, opts.timeoutMs, logs, this.stepSignals), `the result of step "${name}"`);
           await this.write({
             steps: [this.stepRow(seq, name, 'step', 'succeeded', attempt, startedAt, { output: out, logs })],
             events: [this.event('step.succeeded', { step: name, seq, attempts: attempt })],
@@ -675,7 +689,7 @@ export class RunExecution {
           }
         }
         if (res?.done) {
-          const value = roundTrip(res.value as T);
+          const value = roundTrip(res.value as T, `the result of poll "${name}"`);
           await this.write({
             steps: [this.stepRow(seq, name, 'poll', 'succeeded', polls, startedAt, { output: value, logs })],
             events: [this.event('step.succeeded', { step: name, seq, attempts: polls })],
