@@ -1,7 +1,7 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { systemClock, type Clock } from '../core/clock.js';
 import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { isSealed, SecretBox } from '../core/secrets.js';
 import type { Store, Trx } from '../store/store.js';
 import type { EngineApi, EngineEvent, EventFilter } from '../engine/types.js';
 import { KINDS, parseSpec } from './kinds.js';
@@ -13,7 +13,7 @@ export interface ResourceStoreOptions {
   clock?: Clock;
   /** When given, resource events are published through the engine's event stream. */
   engine?: Pick<EngineApi, 'publish'> | undefined;
-  /** Base64 32-byte key: secrets are encrypted with AES-256-GCM at rest. */
+  /** Base64 32-byte key (core/secrets resolveSecretKey): secrets are sealed with AES-256-GCM at rest. Without it they are stored unencrypted. */
   secretKey?: string | undefined;
   /** Accept kinds not in KINDS (validated only by their provider). Default false. */
   allowUnknownKinds?: boolean;
@@ -91,7 +91,7 @@ export class ResourceStore {
   readonly store: Store;
   readonly clock: Clock;
   private engine: Pick<EngineApi, 'publish'> | undefined;
-  private readonly key: Buffer | undefined;
+  private readonly box: SecretBox | undefined;
   private readonly allowUnknownKinds: boolean;
 
   constructor(store: Store, opts: ResourceStoreOptions = {}) {
@@ -99,11 +99,7 @@ export class ResourceStore {
     this.clock = opts.clock ?? systemClock;
     this.engine = opts.engine;
     this.allowUnknownKinds = opts.allowUnknownKinds ?? false;
-    if (opts.secretKey) {
-      const key = Buffer.from(opts.secretKey, 'base64');
-      if (key.length !== 32) throw new ValidationError('resources.invalid_secret_key', 'secretKey must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
-      this.key = key;
-    }
+    if (opts.secretKey) this.box = new SecretBox(Buffer.from(opts.secretKey, 'base64'));
   }
 
   /** Attach the engine after construction (composition roots build the engine later). */
@@ -220,7 +216,7 @@ export class ResourceStore {
       const set: Partial<ResourceTable> = {
         status: JSON.stringify(status), phase: status.phase, external_id: status.externalId ?? null, observed_generation: status.observedGeneration, updated_at: now,
       };
-      if (patch.secrets) set.secrets = this.seal(patch.secrets);
+      if (patch.secrets) set.secrets = this.seal(id, patch.secrets);
       if (status.phase === 'deleted' && row.deleted_at === null) set.deleted_at = now;
       await trx.updateTable('resources').set(set).where('id', '=', id).execute();
       after = rowToResource({ ...row, ...set } as ResourceTable);
@@ -245,7 +241,7 @@ export class ResourceStore {
   async getSecrets(id: string): Promise<Record<string, string>> {
     const row = await this.store.db.selectFrom('resources').select(['secrets']).where('id', '=', id).executeTakeFirst();
     if (!row) throw new NotFoundError('resources.not_found', `resource ${id} does not exist`, { details: { id } });
-    return row.secrets ? this.unseal(row.secrets) : {};
+    return row.secrets ? this.unseal(id, row.secrets) : {};
   }
 
   /** The resource's events (needs the engine). */
@@ -266,22 +262,17 @@ export class ResourceStore {
     await this.engine.publish(type, r.id, { kind: r.kind, name: r.name, project: r.project, phase: r.status.phase, ...data });
   }
 
-  private seal(secrets: Record<string, string>): string {
-    const plain = Buffer.from(JSON.stringify(secrets));
-    if (!this.key) return 'plain:' + plain.toString('base64');
-    const iv = randomBytes(12);
-    const c = createCipheriv('aes-256-gcm', this.key, iv);
-    const enc = Buffer.concat([c.update(plain), c.final()]);
-    return `gcm:${iv.toString('base64')}:${c.getAuthTag().toString('base64')}:${enc.toString('base64')}`;
+  /** Secrets are sealed with the installation's key, bound to the resource id (a copied ciphertext does not open elsewhere). */
+  private seal(id: string, secrets: Record<string, string>): string {
+    if (!this.box) return 'plain:' + Buffer.from(JSON.stringify(secrets)).toString('base64');
+    return this.box.sealJson(secrets, `resource:${id}`);
   }
 
-  private unseal(text: string): Record<string, string> {
+  private unseal(id: string, text: string): Record<string, string> {
     if (text.startsWith('plain:')) return JSON.parse(Buffer.from(text.slice(6), 'base64').toString()) as Record<string, string>;
-    const [, iv, tag, enc] = text.split(':');
-    if (!this.key) throw new ValidationError('resources.secret_key_missing', 'resource secrets are encrypted: configure the secretKey they were written with');
-    const d = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv!, 'base64'));
-    d.setAuthTag(Buffer.from(tag!, 'base64'));
-    return JSON.parse(Buffer.concat([d.update(Buffer.from(enc!, 'base64')), d.final()]).toString()) as Record<string, string>;
+    if (!isSealed(text)) throw new ValidationError('resources.secret_unreadable', `the secrets of resource ${id} are in an unknown format`);
+    if (!this.box) throw new ValidationError('resources.secret_key_missing', 'resource secrets are encrypted: configure the secretKey they were written with');
+    return this.box.openJson<Record<string, string>>(text, `resource:${id}`);
   }
 }
 

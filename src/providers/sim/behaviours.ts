@@ -245,12 +245,15 @@ const Network: Behaviour = {
   prefix: 'net',
   async create(tx, o) {
     let vlan: number;
+    let ext: { vlan: number; ref: string } | undefined;
+    let vlanRef: string | null = null;
     const poolName = o.spec.vlanPool ?? 'default';
     if (o.spec.vlan) {
       await tx.allocateValue(`vlan:${poolName}`, String(o.spec.vlan), o.id, `VLAN ${o.spec.vlan}`);
       vlan = o.spec.vlan;
-    } else if (tx.backends.allocateVlan) {
-      vlan = await tx.backends.allocateVlan({ pool: o.spec.vlanPool, key: `${tx.key}:vlan`, holder: `sim:${o.id}` });
+    } else if (tx.backends.allocateVlan && (ext = await tx.backends.allocateVlan({ ...(o.spec.vlanPool ? { pool: o.spec.vlanPool } : {}), key: `${tx.key}:vlan`, holder: `sim:${o.id}` }, tx.trx))) {
+      vlan = ext.vlan;
+      vlanRef = ext.ref;
     } else {
       const [lo, hi] = tx.config.vlanRange;
       vlan = Number(await tx.allocate(`vlan:${poolName}`, o.id, (taken) => {
@@ -258,7 +261,7 @@ const Network: Behaviour = {
         return undefined;
       }, `a VLAN from pool ${poolName} (${lo}-${hi})`));
     }
-    return { outputs: { id: o.id, name: o.name, vlan, mtu: o.spec.mtu, external: o.spec.external, status: 'ACTIVE' }, state: { vlan, vlanPool: poolName } };
+    return { outputs: { id: o.id, name: o.name, vlan, mtu: o.spec.mtu, external: o.spec.external, status: 'ACTIVE' }, state: { vlan, vlanPool: poolName, vlanRef } };
   },
   async update(_tx, o, next) {
     return { outputs: { ...o.outputs, mtu: next.mtu, status: next.adminStateUp ? 'ACTIVE' : 'DOWN' } };
@@ -268,7 +271,8 @@ const Network: Behaviour = {
     if (subs.length) throw new ProviderError('Conflict', `network ${o.name} still has subnets (${subs.map((s) => s.name).join(', ')}): delete them first`, { retryable: true });
   },
   async release(tx, o) {
-    if (tx.backends.releaseVlan && !o.spec.vlan) await tx.backends.releaseVlan({ key: `${o.createKey}:vlan`, holder: `sim:${o.id}`, vlan: o.state.vlan, pool: o.spec.vlanPool });
+    const release = tx.backends.releaseVlan;
+    if (release && o.state.vlanRef) tx.afterCommit(() => release({ ref: o.state.vlanRef, holder: `sim:${o.id}` }));
   },
 };
 
@@ -277,8 +281,9 @@ const Subnet: Behaviour = {
   async create(tx, o) {
     const net = await tx.must('network/Network', o.spec.network, o.project, 'network');
     let cidrText: string;
+    let ext: { cidr: string; ref: string } | undefined;
     if (o.spec.cidr) cidrText = formatCidr(parseCidr(o.spec.cidr));
-    else if (tx.backends.allocatePrefix) cidrText = await tx.backends.allocatePrefix({ pool: o.spec.pool, length: o.spec.prefixLength, family: o.spec.ipVersion, key: `${tx.key}:prefix`, holder: `sim:${o.id}` });
+    else if (tx.backends.allocatePrefix && (ext = await tx.backends.allocatePrefix({ ...(o.spec.pool ? { pool: o.spec.pool } : {}), length: o.spec.prefixLength, family: o.spec.ipVersion, key: `${tx.key}:prefix`, holder: `sim:${o.id}` }, tx.trx))) cidrText = ext.cidr;
     else {
       const pool = parseCidr(o.spec.ipVersion === 6 ? 'fd00::/48' : tx.config.subnetPool);
       const len = o.spec.prefixLength as number;
@@ -302,7 +307,7 @@ const Subnet: Behaviour = {
     const gateway = o.spec.gateway === null ? null : o.spec.gateway ?? formatIp(cidr.family, first);
     const out = { id: o.id, name: o.name, cidr: cidrText, network: net.id, vlan: net.outputs.vlan, gateway, ipVersion: cidr.family, dhcp: o.spec.dhcp, dnsServers: o.spec.dnsServers };
     if (gateway) await tx.allocateValue(`ip:${o.id}`, gateway, `${o.id}/gateway`, `gateway ${gateway}`);
-    return { outputs: out, state: { allocatedPrefix: !o.spec.cidr } };
+    return { outputs: out, state: { prefixRef: ext?.ref ?? null } };
   },
   async update(_tx, o, next) {
     return { outputs: { ...o.outputs, dhcp: next.dhcp, dnsServers: next.dnsServers, ...(next.gateway !== undefined ? { gateway: next.gateway } : {}) } };
@@ -313,11 +318,20 @@ const Subnet: Behaviour = {
   },
   async release(tx, o) {
     await tx.trx.deleteFrom('sim_allocations').where('pool', '=', `ip:${o.id}`).execute();
-    if (tx.backends.releasePrefix && o.state.allocatedPrefix) await tx.backends.releasePrefix({ key: `${o.createKey}:prefix`, holder: `sim:${o.id}`, cidr: o.outputs.cidr });
+    const release = tx.backends.releasePrefix;
+    if (release && o.state.prefixRef) tx.afterCommit(() => release({ ref: o.state.prefixRef, holder: `sim:${o.id}` }));
   },
 };
 
 async function floatingIp(tx: SimTx, pool: string, owner: string): Promise<string> {
+  if (tx.backends.allocateFloatingIp) {
+    const ext = await tx.backends.allocateFloatingIp({ pool, key: `${tx.key}:fip:${owner}`, holder: `sim:${owner}` }, tx.trx);
+    if (ext) {
+      // Remember the external allocation under the owner so a release finds it.
+      await tx.allocateValue(`fip-ext:${pool}`, ext.ref, owner, `floating IP ${ext.address}`);
+      return ext.address;
+    }
+  }
   const cidrText = tx.config.floatingPools[pool];
   if (!cidrText) throw invalid(`floating pool "${pool}" does not exist; pools: ${Object.keys(tx.config.floatingPools).join(', ')}`);
   const cidr = parseCidr(cidrText);
@@ -507,9 +521,10 @@ const Metal: Behaviour = {
   async create(tx, o) {
     const tpl = DEFAULT_OS_TEMPLATES[o.spec.osTemplate];
     if (!tpl) throw invalid(`osTemplate "${o.spec.osTemplate}" does not exist; templates: ${Object.keys(DEFAULT_OS_TEMPLATES).join(', ')}`);
-    let server: { serverId: string; name: string; vcpus?: number; ramMb?: number; bmcAddress?: string };
-    if (tx.backends.allocateMetalServer) {
-      server = await tx.backends.allocateMetalServer({ serverType: o.spec.serverType, datacenter: o.spec.datacenter, key: `${tx.key}:server`, holder: `sim:${o.id}` });
+    let server: { serverId: string; name: string; vcpus?: number; ramMb?: number; bmcAddress?: string | undefined };
+    const ext = tx.backends.allocateMetalServer ? await tx.backends.allocateMetalServer({ serverType: o.spec.serverType, ...(o.spec.datacenter ? { datacenter: o.spec.datacenter } : {}), key: `${tx.key}:server`, holder: `sim:${o.id}` }, tx.trx) : undefined;
+    if (ext) {
+      server = { ...ext, bmcAddress: ext.bmcAddress ?? undefined };
     } else {
       const type = tx.config.serverTypes[o.spec.serverType];
       if (!type) throw invalid(`serverType "${o.spec.serverType}" does not exist; types: ${Object.keys(tx.config.serverTypes).join(', ')}`);
@@ -526,7 +541,7 @@ const Metal: Behaviour = {
     const nics = await attachNics(tx, o, o.spec.networks);
     return {
       host: server.name,
-      state: { serverId: server.serverId, serverName: server.name, external: Boolean(tx.backends.allocateMetalServer) },
+      state: { serverId: server.serverId, serverName: server.name, external: Boolean(ext) },
       outputs: { id: o.id, serverId: server.serverId, serverName: server.name, serverType: o.spec.serverType, hostname: o.spec.hostname ?? server.name, osTemplate: o.spec.osTemplate, os: `${tpl.distro} ${tpl.version}`, bmcAddress: server.bmcAddress ?? null, addresses: nics, ip: nics[0]?.ip ?? null, powerState: 'on', provisionState: 'deploying' },
     };
   },
@@ -537,7 +552,8 @@ const Metal: Behaviour = {
     o.outputs.provisionState = 'active';
   },
   async release(tx, o) {
-    if (o.state.external && tx.backends.releaseMetalServer) await tx.backends.releaseMetalServer({ serverId: o.state.serverId, key: `${o.createKey}:server`, holder: `sim:${o.id}` });
+    const release = tx.backends.releaseMetalServer;
+    if (o.state.external && release) tx.afterCommit(() => release({ serverId: o.state.serverId, holder: `sim:${o.id}` }));
   },
   async view(_ctx, o): Promise<View> {
     if (o.phase !== 'ready') return {};

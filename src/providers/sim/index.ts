@@ -18,3 +18,4 @@ export { SimConfigSchema, DEFAULT_FLAVORS, DEFAULT_IMAGES, DEFAULT_OS_TEMPLATES,
 export { FaultRule, FaultConfig, decideFault, type FaultDecision, type FaultRuleInput } from './faults.js';
 export { simMigrations } from './migrations.js';
 export type { SimObject, SimBackends } from './model.js';
+export { allocatorBackends, type AllocatorBackendOptions } from './backends.js';

@@ -44,16 +44,23 @@ export function rowToObject(r: SimObjectTable): SimObject {
 
 /**
  * Optional hooks to take scarce things from the real allocators
- * (src/ipam, src/inventory) instead of the simulator's own pools. Each call
- * carries an idempotency key: the same key returns the same allocation.
+ * (src/ipam, src/inventory; see backends.ts) instead of the simulator's own
+ * pools. Allocations run inside the simulator's transaction (`trx`), so they
+ * commit or roll back with the object; releases run after commit. Each call
+ * carries an idempotency key. Returning `undefined` means "not mine": the
+ * simulator falls back to its own pool.
  */
 export interface SimBackends {
-  allocatePrefix?(req: { pool?: string; length: number; family: 4 | 6; key: string; holder: string }): Promise<string>;
-  releasePrefix?(req: { key: string; holder: string; cidr: string }): Promise<void>;
-  allocateVlan?(req: { pool?: string; key: string; holder: string }): Promise<number>;
-  releaseVlan?(req: { key: string; holder: string; vlan: number; pool?: string }): Promise<void>;
-  allocateMetalServer?(req: { serverType: string; datacenter?: string; key: string; holder: string }): Promise<{ serverId: string; name: string; vcpus?: number; ramMb?: number; bmcAddress?: string }>;
-  releaseMetalServer?(req: { serverId: string; key: string; holder: string }): Promise<void>;
+  /** Called once by SimDatacenter.init(), outside any transaction (resolve names to ids). */
+  prepare?(): Promise<void>;
+  allocatePrefix?(req: { pool?: string; length: number; family: 4 | 6; key: string; holder: string }, trx: Trx): Promise<{ cidr: string; ref: string } | undefined>;
+  releasePrefix?(req: { ref: string; holder: string }): Promise<void>;
+  allocateVlan?(req: { pool?: string; key: string; holder: string }, trx: Trx): Promise<{ vlan: number; ref: string } | undefined>;
+  releaseVlan?(req: { ref: string; holder: string }): Promise<void>;
+  allocateFloatingIp?(req: { pool: string; key: string; holder: string }, trx: Trx): Promise<{ address: string; ref: string } | undefined>;
+  releaseFloatingIp?(req: { ref: string; holder: string }): Promise<void>;
+  allocateMetalServer?(req: { serverType: string; datacenter?: string; key: string; holder: string }, trx: Trx): Promise<{ serverId: string; name: string; vcpus?: number; ramMb?: number; bmcAddress?: string | null } | undefined>;
+  releaseMetalServer?(req: { serverId: string; holder: string }): Promise<void>;
 }
 
 /** What a kind behaviour can do inside the simulator's transaction. */
@@ -80,6 +87,8 @@ export interface SimTx {
   /** Reserves CPU/RAM on a hypervisor; NoValidHost when none fits. Returns the host name. */
   place(owner: string, vcpus: number, ramMb: number, zone?: string): Promise<string>;
   save(obj: SimObject): Promise<void>;
+  /** Runs `fn` after the transaction commits (releases in other areas). */
+  afterCommit(fn: () => Promise<void>): void;
 }
 
 export interface BehaviourResult {

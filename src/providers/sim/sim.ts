@@ -82,6 +82,8 @@ export class SimDatacenter {
   readonly config: SimConfig;
   readonly backends: SimBackends;
   private rr = new Map<string, number>();
+  /** Releases in other areas that failed after commit (most recent last). */
+  readonly releaseErrors: string[] = [];
   private initialized = false;
 
   constructor(opts: SimOptions) {
@@ -115,6 +117,7 @@ export class SimDatacenter {
     if (!seed) await this.putSetting('seed', this.config.seed);
     if (!(await db.selectFrom('sim_settings').select(['value']).where('key', '=', 'faults').executeTakeFirst())) await this.putSetting('faults', { rules: [] });
     await this.setSpeed(this.config.speed);
+    await this.backends.prepare?.();
     this.initialized = true;
     return this;
   }
@@ -202,12 +205,12 @@ export class SimDatacenter {
     let n = 0;
     const seed = due.length ? await this.getSeed() : 0;
     for (const d of due) {
-      const done = await this.store.transaction(async (trx) => {
+      const done = await this.txn(async (trx, after) => {
         const fenced = await trx.updateTable('sim_objects').set({ op: null }).where('id', '=', d.id).where('op', '=', d.op).where('op_due', '=', Number(d.op_due)).executeTakeFirst();
         if (Number(fenced.numUpdatedRows) !== 1) return false;
         const row = await trx.selectFrom('sim_objects').selectAll().where('id', '=', d.id).executeTakeFirstOrThrow();
         const obj = { ...rowToObject(row), op: d.op as SimOp };
-        await this.finish(this.tx(trx, now, 'settle', seed), obj);
+        await this.finish(this.tx(trx, now, 'settle', seed, after), obj);
         return true;
       });
       if (done) n++;
@@ -246,7 +249,24 @@ export class SimDatacenter {
 
   // ---- transactions ----------------------------------------------------------------
 
-  private tx(trx: Trx, now: number, key: string, seed: number): SimTx {
+  /** A write transaction whose `after` callbacks run once it has committed (best effort: a failed release is left for the owner's sweep). */
+  private async txn<T>(fn: (trx: Trx, after: (() => Promise<void>)[]) => Promise<T>): Promise<T> {
+    const after: (() => Promise<void>)[] = [];
+    const result = await this.store.transaction((trx) => fn(trx, after));
+    for (const f of after) {
+      try {
+        await f();
+      } catch (e) {
+        this.releaseErrors.push(e instanceof Error ? e.message : String(e));
+        if (this.releaseErrors.length > 100) this.releaseErrors.shift();
+      }
+    }
+    return result;
+  }
+
+  private tx(trx: Trx, now: number, key: string, seed: number, after: (() => Promise<void>)[] = []): SimTx {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
     const liveQuery = (kinds: string[]) => trx.selectFrom('sim_objects').selectAll().where('kind', 'in', kinds).where('deleted_at', 'is', null).where('phase', 'in', LIVE_PHASES);
     const tx: SimTx = {
       trx, now, config: this.config, speed: 1, rng: seededRng(seedFrom(`tx|${key}`, seed)), key, backends: this.backends,
@@ -285,7 +305,15 @@ export class SimDatacenter {
         const r = await trx.insertInto('sim_allocations').values({ pool, value, owner, created_at: now }).onConflict((oc) => oc.doNothing()).returning('value').executeTakeFirst();
         if (!r) throw new ProviderError('Conflict', `${what} was just taken by someone else`, { retryable: true });
       },
+      afterCommit(fn) {
+        after.push(fn);
+      },
       async releaseOwner(owner) {
+        const releaseFip = self.backends.releaseFloatingIp;
+        if (releaseFip) {
+          const ext = await trx.selectFrom('sim_allocations').select(['value', 'owner']).where('pool', 'like', 'fip-ext:%').where((eb) => eb.or([eb('owner', '=', owner), eb('owner', 'like', `${owner}/%`)])).execute();
+          for (const x of ext) after.push(() => releaseFip({ ref: x.value, holder: `sim:${x.owner}` }));
+        }
         await trx.deleteFrom('sim_allocations').where((eb) => eb.or([eb('owner', '=', owner), eb('owner', 'like', `${owner}/%`)])).execute();
         const pls = await trx.selectFrom('sim_placements').selectAll().where((eb) => eb.or([eb('owner', '=', owner), eb('owner', 'like', `${owner}/%`)])).execute();
         for (const p of pls) {
@@ -386,9 +414,9 @@ export class SimDatacenter {
       failure: null, host: null, createdAt: now, updatedAt: now, deletedAt: null,
     };
     try {
-      await this.store.transaction(async (trx) => {
+      await this.txn(async (trx, after) => {
         await trx.insertInto('sim_objects').values(objectRow(obj)).execute();
-        const tx = this.tx(trx, now, ctx.idempotencyKey, seed);
+        const tx = this.tx(trx, now, ctx.idempotencyKey, seed, after);
         tx.speed = speed;
         const res = await b.create?.(tx, obj);
         if (res?.outputs) obj.outputs = res.outputs;
@@ -510,8 +538,8 @@ export class SimDatacenter {
     const now = this.clock.now();
     const simMs = this.latency(kind, 'update', ctx.idempotencyKey, seed) * fault.slowFactor;
     try {
-      await this.store.transaction(async (trx) => {
-        const tx = this.tx(trx, now, ctx.idempotencyKey, seed);
+      await this.txn(async (trx, after) => {
+        const tx = this.tx(trx, now, ctx.idempotencyKey, seed, after);
         tx.speed = speed;
         const res = await b.update?.(tx, o, spec, o.spec);
         if (res?.outputs) o.outputs = res.outputs;
@@ -544,8 +572,8 @@ export class SimDatacenter {
     const now = this.clock.now();
     const simMs = this.latency(kind, 'delete', ctx.idempotencyKey, seed) * fault.slowFactor;
     try {
-      await this.store.transaction(async (trx) => {
-        const tx = this.tx(trx, now, ctx.idempotencyKey, seed);
+      await this.txn(async (trx, after) => {
+        const tx = this.tx(trx, now, ctx.idempotencyKey, seed, after);
         if (o.phase !== 'failed') await b.checkDelete?.(tx, o);
         Object.assign(o, { phase: 'deleting', op: 'delete', opStarted: now, opDue: now + Math.round(simMs / speed), opSimMs: simMs, stuck: fault.stuck, opFail: null });
         await tx.save(o);
@@ -647,8 +675,8 @@ export class SimDatacenter {
     const cluster = await this.getObject(o.spec.cluster);
     if (!cluster || cluster.phase === 'deleted') return;
     const seed = await this.getSeed();
-    await this.store.transaction(async (trx) => {
-      const tx = this.tx(trx, this.clock.now(), `resched:${o.id}`, seed);
+    await this.txn(async (trx, after) => {
+      const tx = this.tx(trx, this.clock.now(), `resched:${o.id}`, seed, after);
       const pods = await schedulePods((k) => tx.listLive(k), cluster, o, o.spec, o.state.pods);
       o.state.pods = pods.map((p) => (p.node && p.phase === 'Pending' ? { ...p, phase: 'Running', startedAt: tx.now } : p));
       await tx.save(o);
@@ -717,11 +745,11 @@ export class SimDatacenter {
   private async mutate(id: string, fn: (o: SimObject, tx: SimTx) => Promise<void> | void): Promise<SimObject> {
     await this.settle();
     const seed = await this.getSeed();
-    return this.store.transaction(async (trx) => {
+    return this.txn(async (trx, after) => {
       const row = await trx.selectFrom('sim_objects').selectAll().where('id', '=', id).executeTakeFirst();
       if (!row || row.deleted_at !== null) throw new ProviderError('NotFound', `object ${id} does not exist in the simulator`);
       const o = rowToObject(row);
-      const tx = this.tx(trx, this.clock.now(), `drift:${id}`, seed);
+      const tx = this.tx(trx, this.clock.now(), `drift:${id}`, seed, after);
       await fn(o, tx);
       await tx.save(o);
       return o;
