@@ -379,6 +379,63 @@ export function buildProgram(io: CliIo): Command {
     await client().request('DELETE', `/tokens/${encodeURIComponent(id)}`);
     io.out.write(`token ${id} revoked\n`);
   });
+  // ------------------------------------------------------------ inventory and IPAM
+  const inventory = program.command('inventory').description('datacenters, bare-metal servers, switches, hubs');
+  inventory.command('import').description('import an inventory document (YAML) (admin)').argument('<file>').action(async (file) => {
+    const r = await client().request('POST', '/inventory/import', { body: { document: readDoc(file), source: file } });
+    io.out.write(Object.entries(r.body as Record<string, number>).map(([k, v]) => `${k}: ${v}`).join(', ') + '\n');
+  });
+  inventory.command('servers').description('list bare-metal servers').addOption(outputOption()).option('--datacenter <dc>').option('--type <type>').option('--state <states>').option('--limit <n>', 'page size', '100').option('--cursor <cursor>')
+    .action(async (o) => {
+      const page = await client().get('/inventory/servers', { datacenter: o.datacenter, type: o.type, state: o.state, limit: o.limit, cursor: o.cursor });
+      printList(io.out, fmt(o.output), page.items, [{ header: 'id', get: (r) => r.id }, { header: 'serial', get: (r) => r.serial }, { header: 'type', get: (r) => r.type }, { header: 'datacenter', get: (r) => r.datacenter }, { header: 'state', get: (r) => r.state }, { header: 'holder', get: (r) => r.holder }], { nextCursor: page.nextCursor });
+    });
+  inventory.command('utilization').description('servers by state per type and datacenter').addOption(outputOption()).action(async (o) => {
+    const r = await client().get('/inventory/utilization');
+    printList(io.out, fmt(o.output), r.items, [{ header: 'datacenter', get: (x) => x.datacenter }, { header: 'type', get: (x) => x.type }, { header: 'available', get: (x) => x.available }, { header: 'total', get: (x) => x.total }, { header: 'by state', get: (x) => Object.entries(x.byState).map(([k, v]) => `${k}=${v}`).join(' ') }]);
+  });
+  for (const what of ['datacenters', 'server-types', 'switches', 'hubs'] as const) {
+    inventory.command(what).description(`list ${what}`).addOption(outputOption()).action(async (o) => {
+      const r = await client().get(`/inventory/${what}`);
+      printList(io.out, fmt(o.output), r.items, [{ header: what === 'switches' ? 'id' : 'name', get: (x) => (what === 'switches' ? x.id : x.name) }, { header: 'detail', get: (x) => x.datacenter ?? x.region ?? x.cpu?.model ?? '' }]);
+    });
+  }
+  const ipam = program.command('ipam').description('prefixes, addresses, VLANs');
+  ipam.command('import').description('import prefixes and VLAN pools from a YAML document (admin)').argument('<file>').action(async (file) => {
+    const r = await client().request('POST', '/ipam/import', { body: { document: readDoc(file) } });
+    io.out.write(`prefixes: ${r.body.prefixes}, vlan pools: ${r.body.vlanPools}, already there: ${r.body.existing}\n`);
+  });
+  ipam.command('prefixes').addOption(outputOption()).option('--scope <scope>').action(async (o) => {
+    const c = client();
+    const r = await c.get('/ipam/prefixes', { scope: o.scope });
+    const rows = await Promise.all(r.items.map(async (p: any) => ({ ...p, utilization: await c.get(`/ipam/prefixes/${p.id}/utilization`).catch(() => null) })));
+    printList(io.out, fmt(o.output), rows, [{ header: 'id', get: (x) => x.id }, { header: 'cidr', get: (x) => x.cidr }, { header: 'scope', get: (x) => x.scope }, { header: 'kind', get: (x) => x.kind }, { header: 'used %', get: (x) => (x.utilization ? x.utilization.percent.toFixed(1) : '-') }]);
+  });
+  ipam.command('vlan-pools').addOption(outputOption()).action(async (o) => {
+    const c = client();
+    const r = await c.get('/ipam/vlan-pools');
+    const rows = await Promise.all(r.items.map(async (p: any) => ({ ...p, utilization: await c.get(`/ipam/vlan-pools/${p.id}/utilization`).catch(() => null) })));
+    printList(io.out, fmt(o.output), rows, [{ header: 'id', get: (x) => x.id }, { header: 'name', get: (x) => x.name }, { header: 'scope', get: (x) => x.scope }, { header: 'range', get: (x) => `${x.min}-${x.max}` }, { header: 'used %', get: (x) => (x.utilization ? x.utilization.percent.toFixed(1) : '-') }]);
+  });
+  // ------------------------------------------------------------ secrets
+  const secret = program.command('secret').description('project secrets (values encrypted at rest)');
+  secret.command('create').argument('<name>').option('--value-stdin', 'read the value from standard input').option('--description <text>').action(async (name, o) => {
+    const project = cfg().project;
+    if (!project) throw new CliError('give a project: -p <project> or infraflow config set project <name>', EXIT.usage);
+    if (!o.valueStdin) throw new CliError('pass the value on standard input with --value-stdin (never as an argument)', EXIT.usage);
+    const value = (await io.stdin!()).replace(/\r?\n$/, '');
+    const r = await client().request('POST', '/secrets', { body: { project, name, value, ...(o.description ? { description: o.description } : {}) } });
+    io.out.write(`secret ${r.body.name} created (${r.body.id})\n`);
+  });
+  secret.command('reveal').description('print a secret\'s value (audited)').argument('<id>').action(async (id) => {
+    const r = await client().get(`/secrets/${encodeURIComponent(id)}/value`);
+    io.out.write(`${r.value}\n`);
+  });
+  secret.command('delete').argument('<id>').action(async (id) => {
+    await client().request('DELETE', `/secrets/${encodeURIComponent(id)}`);
+    io.out.write(`secret ${id} deleted\n`);
+  });
+
   program.command('audit').description('the audit log (admin)').addOption(outputOption()).option('--actor <user>').option('--outcome <outcome>').option('--limit <n>', 'entries', '50')
     .action(async (o) => printList(io.out, fmt(o.output), (await client().get('/audit', { actor: o.actor, outcome: o.outcome, limit: o.limit })).items, KINDS.audit!.columns));
 

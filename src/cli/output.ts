@@ -21,7 +21,7 @@ export function renderTable<T>(rows: T[], columns: Column<T>[]): string {
 }
 
 /** Prints a list (table, json or yaml). */
-export function printList<T>(out: NodeJS.WritableStream, format: OutputFormat, rows: T[], columns: Column<T>[], extra?: { nextCursor?: string | null }): void {
+export function printList(out: NodeJS.WritableStream, format: OutputFormat, rows: any[], columns: Column<any>[], extra?: { nextCursor?: string | null }): void {
   if (format === 'json') out.write(JSON.stringify({ items: rows, ...(extra?.nextCursor !== undefined ? { nextCursor: extra.nextCursor } : {}) }, null, 2) + '\n');
   else if (format === 'yaml') out.write(stringify({ items: rows, ...(extra?.nextCursor ? { nextCursor: extra.nextCursor } : {}) }));
   else {
