@@ -237,7 +237,10 @@ export interface EngineApi {
   /** Operator action: mark a step done with a supplied result. Audited in history. */
   skipStep(runId: string, stepName: string, result: unknown, opts?: { actor?: string }): Promise<RunInfo>;
   events(filter?: EventFilter): Promise<EngineEvent[]>;
-  /** Live events (after commit). Returns an unsubscribe function. */
+  /**
+   * Live events after commit, in seq order: this process's at once, other
+   * processes' within the engine's poll interval. Returns an unsubscribe function.
+   */
   subscribe(filter: EventFilter, onEvent: (e: EngineEvent) => void): () => void;
   /** Appends an event from outside a run (resources, allocations, API). */
   publish(type: string, subject: string, data: Record<string, unknown>): Promise<EngineEvent>;
