@@ -58,8 +58,10 @@ interface Action {
   kind: string;
   action: ActionKind;
   phase: number;
-  /** Indices of actions that must settle first. */
-  deps: number[];
+  /** Its group: `a:<resource>` (creates/updates/replaces) or `d:<resource>` (deletes). */
+  group: string;
+  /** Groups that must settle first (every action of each). */
+  after: string[];
   /** Waits for every earlier action (a new phase starts). */
   barrier: boolean;
   cbd: boolean;
@@ -126,6 +128,26 @@ function outcomeOf(p: Promise<ActionResult | null>): Promise<Outcome> {
 async function schedule(actions: readonly Action[], parallelism: number, policy: 'stop' | 'continue', start: (a: Action) => Promise<ActionResult | null>, onSettled?: (a: Action, o: Outcome) => void): Promise<Outcome[]> {
   const outcomes: Promise<Outcome>[] = [];
   const settled: Outcome[] = [];
+  const members = new Map<string, number[]>();
+  for (const a of actions) {
+    let l = members.get(a.group);
+    if (!l) members.set(a.group, (l = []));
+    l.push(a.i);
+  }
+  // one promise per group: settles when all its actions have, with the first that did not succeed
+  const groupDone = new Map<string, Promise<string | undefined>>();
+  const groupOutcome = (g: string, before: number): Promise<string | undefined> => {
+    let p = groupDone.get(g);
+    if (!p) {
+      const idx = (members.get(g) ?? []).filter((i) => i < before);
+      p = Promise.all(idx.map((i) => outcomes[i]!)).then((os) => {
+        const k = os.findIndex((o) => !o.ok);
+        return k < 0 ? undefined : actions[idx[k]!]!.address;
+      });
+      groupDone.set(g, p);
+    }
+    return p;
+  };
   let consumed = 0;
   let stopped: string | undefined;
   const consume = async () => {
@@ -143,12 +165,9 @@ async function schedule(actions: readonly Action[], parallelism: number, policy:
       continue;
     }
     let failedDep: string | undefined;
-    for (const d of a.deps) {
-      const o = await outcomes[d]!;
-      if (!o.ok) {
-        failedDep = actions[d]!.address;
-        break;
-      }
+    for (const g of a.after) {
+      failedDep = await groupOutcome(g, j);
+      if (failedDep) break;
     }
     if (failedDep) {
       outcomes[j] = Promise.resolve({ ok: false, error: { name: 'Skipped', code: 'stacks.skipped', message: `not started: it depends on ${failedDep}, which did not succeed`, retryable: false }, skipped: failedDep });
@@ -182,26 +201,13 @@ function buildActions(model: StackModel | undefined, recorded: RecordedResource[
   const known: Record<string, InstanceState> = {};
   if (mode === 'destroy' || !model) {
     const order = destroyOrder(recorded);
-    const idx = new Map<string, number[]>();
-    order.forEach((r, i) => {
-      let l = idx.get(r.resource);
-      if (!l) idx.set(r.resource, (l = []));
-      l.push(i);
-    });
     // a resource is deleted after everything that depended on it
-    const dependents = new Map<string, number[]>();
-    order.forEach((r, i) => {
-      for (const d of r.dependsOn) {
-        let l = dependents.get(d);
-        if (!l) dependents.set(d, (l = []));
-        l.push(i);
-      }
-    });
+    const dependents = dependentsOf(order);
     let lastPhase = Number.POSITIVE_INFINITY;
     order.forEach((r, i) => {
       const barrier = r.phase < lastPhase && i > 0;
       lastPhase = Math.min(lastPhase, r.phase);
-      actions.push({ i, address: r.address, resource: r.resource, kind: r.kind, action: 'delete', phase: r.phase, deps: (dependents.get(r.resource) ?? []).filter((d) => d < i), barrier, cbd: false, before: r, hooks: false });
+      actions.push({ i, address: r.address, resource: r.resource, kind: r.kind, action: 'delete', phase: r.phase, group: `d:${r.resource}`, after: [...(dependents.get(r.resource) ?? [])].filter((d) => d !== r.resource).map((d) => `d:${d}`), barrier, cbd: false, before: r, hooks: false });
       summary.delete!++;
     });
     return { actions, known, summary };
@@ -215,12 +221,11 @@ function buildActions(model: StackModel | undefined, recorded: RecordedResource[
     if (ch.action === 'noop' || ch.action === 'delete') continue;
     const node = model.resources.get(ch.resource)!;
     const i = actions.length;
-    const deps: number[] = [];
-    for (const d of node.deps) for (const k of byResource.get(d) ?? []) deps.push(k);
+    const after = node.deps.filter((d) => byResource.has(d)).map((d) => `a:${d}`);
     const barrier = node.phase > lastPhase && i > 0;
     lastPhase = Math.max(lastPhase, node.phase);
     actions.push({
-      i, address: ch.address, resource: ch.resource, kind: ch.kind, action: ch.action, phase: node.phase, deps, barrier,
+      i, address: ch.address, resource: ch.resource, kind: ch.kind, action: ch.action, phase: node.phase, group: `a:${ch.resource}`, after, barrier,
       cbd: ch.createBeforeDestroy ?? false, ...(byAddress.get(ch.address) ? { before: byAddress.get(ch.address)! } : {}),
       hooks: stackDoc.hooks.has(ch.resource) && (ch.action === 'create' || ch.action === 'replace'),
     });
@@ -232,20 +237,13 @@ function buildActions(model: StackModel | undefined, recorded: RecordedResource[
   // deletes run after every create/update, in reverse dependency order
   const deletes = plan.changes.filter((c) => c.action === 'delete');
   const firstDelete = actions.length;
-  const delIdx = new Map<string, number[]>();
-  deletes.forEach((ch, k) => {
-    const r = byAddress.get(ch.address)!;
+  const deleted = deletes.map((ch) => byAddress.get(ch.address)!);
+  // wait for deletes of resources that depended on this one
+  const delDependents = dependentsOf(deleted);
+  deleted.forEach((r, k) => {
     const i = firstDelete + k;
-    const deps: number[] = [];
-    // wait for deletes of resources that depended on this one
-    for (let m = 0; m < k; m++) {
-      const other = byAddress.get(deletes[m]!.address)!;
-      if (other.dependsOn.includes(r.resource)) deps.push(firstDelete + m);
-    }
-    actions.push({ i, address: ch.address, resource: ch.resource, kind: ch.kind, action: 'delete', phase: r.phase, deps, barrier: k === 0 && i > 0, cbd: false, before: r, hooks: false });
-    let l = delIdx.get(r.resource);
-    if (!l) delIdx.set(r.resource, (l = []));
-    l.push(i);
+    const after = [...(delDependents.get(r.resource) ?? [])].filter((d) => d !== r.resource).map((d) => `d:${d}`);
+    actions.push({ i, address: r.address, resource: r.resource, kind: r.kind, action: 'delete', phase: r.phase, group: `d:${r.resource}`, after, barrier: k === 0 && i > 0, cbd: false, before: r, hooks: false });
   });
   // unchanged instances whose values someone reads
   const readers = new Set<string>();
@@ -262,6 +260,19 @@ function buildActions(model: StackModel | undefined, recorded: RecordedResource[
     }
   }
   return { actions, known, summary };
+}
+
+/** For each resource name, the names of the recorded resources that depend on it. */
+function dependentsOf(rows: readonly RecordedResource[]): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const r of rows) {
+    for (const d of r.dependsOn) {
+      let s = out.get(d);
+      if (!s) out.set(d, (s = new Set()));
+      s.add(r.resource);
+    }
+  }
+  return out;
 }
 
 function stepResources(s: StackModel['workflows']['preDeploy'][number]): Set<string> {
@@ -479,8 +490,14 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
           spec = JSON.parse(canonicalJson(spec)) as Record<string, unknown>;
         }
         if (a.hooks) {
+          // the child gets the state of what its spec and its hooks read, not the whole stack
+          const reads = new Set(model!.resources.get(a.resource)!.deps);
+          for (const h of model!.workflows.perInstance) if (h.def.resource === a.resource) for (const st of h.steps) for (const r of stepResources(st)) reads.add(r);
           const known: Record<string, InstanceState> = {};
-          for (const [k, v] of state) known[k] = v;
+          for (const r of reads) for (const inst of model!.resources.get(r)?.instances ?? []) {
+            const v = state.get(inst.address);
+            if (v) known[inst.address] = v;
+          }
           return ctx.child<ActionResult>(INSTANCE_WORKFLOW, { stackId: stack.id, revision: input.revision, parentRunId: ctx.runId, action: { ...a }, spec, known }, { name: `instance:${a.address}` });
         }
         return ctx.step(`${a.action}:${a.address}`, (sc) => actionBody(sc, input, stack, model, a, spec), { retry, timeoutMs: ((model?.resources.get(a.resource)?.def.timeoutSeconds ?? options?.resourceTimeoutSeconds ?? 900) + 60) * 1000 });
@@ -616,7 +633,7 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
       const instanceValue = (extra: Record<string, unknown>) => toCel({ address: a.address, name: resourceName(stack.name, a.address), resource: a.resource, kind: a.kind, spec: input.spec ?? {}, ...(inst.index !== undefined ? { index: inst.index } : {}), ...(inst.key !== undefined ? { key: inst.key } : {}), ...extra });
       const rt: StepRuntime = {
         workDir: deps.workDir, stackName: stack.name, stackId: stack.id,
-        context: () => resolver.globalContext(model.resources.keys(), { ...inst.local }),
+        context: () => resolver.globalContext(new Set(hooks.flatMap((h) => h.steps.flatMap((st) => [...stepResources(st)]))), { ...inst.local }),
         liveContext: () => liveContext(model, state, resolver),
         publish: (type, data) => publish(stack.id, type, { runId: input.parentRunId, childRunId: ctx.runId, address: a.address, ...data }),
       };
