@@ -234,4 +234,33 @@ describe.each(DIALECTS)('engine durability on %s', (dialect) => {
     expect((await B.result(run.id)).status).toBe('succeeded');
     expect(second).toBe(1);
   });
+
+  it('runs on a fast scaled clock: sleeps, retries and waits in simulated time', async () => {
+    const { scaledClock } = await import('../core/clock.js');
+    h = await engineHarness(dialect, { clock: scaledClock(2_000) as never });
+    let tries = 0;
+    h.engine.register(
+      defineWorkflow({
+        name: 'simulated',
+        version: 1,
+        async run(ctx) {
+          const t0 = await ctx.now();
+          await ctx.sleep('boot', 60_000);
+          await ctx.step(
+            'flaky',
+            async () => {
+              if (++tries < 3) throw new Error('not yet');
+            },
+            { retry: { initialIntervalMs: 5_000, jitter: 0 } },
+          );
+          return (await ctx.now()) - t0;
+        },
+      }),
+    );
+    h.engine.startWorker();
+    const run = await h.engine.start('simulated', {});
+    const done = await h.engine.result(run.id);
+    expect(done.status).toBe('succeeded');
+    expect(done.output as number).toBeGreaterThanOrEqual(60_000 + 5_000 + 10_000);
+  });
 });
