@@ -5,6 +5,9 @@ import { sql } from 'kysely';
 import { Store } from '../src/store/store.js';
 import { migrate } from '../src/store/migrate.js';
 import { ManualClock } from '../src/core/clock.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createPgDatabase, DIALECTS, openTestStore, type TestDb } from './support/dialects.js';
 import { allocMigrations, openWorld, seedWorld } from './fixtures/alloc-world.js';
 
@@ -187,5 +190,42 @@ describe.each(DIALECTS)('64 concurrent requesters in one process on %s', (dialec
     const p = await settle(300, (i) => w.ipam.allocatePrefix({ parentId: s.container, length: 24, holder: `h${i}` }));
     expect(p.ok).toHaveLength(256);
     expect(dupes(p.ok.map((x) => x.cidr))).toEqual([]);
+  });
+});
+
+describe('a crash between allocation and commit on sqlite', () => {
+  it('leaves nothing allocated after the TTL once the next process sweeps', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'infraflow-alloc-crash-'));
+    const url = `sqlite:${join(dir, 'alloc.db')}`;
+    try {
+      let store = Store.open({ url });
+      await migrate(store, allocMigrations);
+      const seeded = await seedWorld(openWorld(store));
+      await store.close();
+      const worker = startWorker({ ALLOC_URL: url, ALLOC_MODE: 'reserve-then-hang', ALLOC_TARGET: seeded.net24, ALLOC_TTL: '60000' });
+      await worker.ready;
+      worker.child.stdin!.write('go\n');
+      const reserved = JSON.parse(String((await worker.lines.next()).value)) as { reserved: string; addresses: string[] };
+      expect(reserved.addresses).toEqual(['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5']);
+      worker.child.kill('SIGKILL');
+      await new Promise((res) => (worker.child.exitCode !== null || worker.child.signalCode !== null ? res(null) : worker.child.once('exit', res)));
+      // the next process takes the file over (the dead process's lock is stale) and finds the hold
+      store = Store.open({ url });
+      const w = openWorld(store);
+      try {
+        expect(await w.ipam.listAddresses({ prefixId: seeded.net24 })).toHaveLength(5);
+        const r = await w.alloc.get(reserved.reserved);
+        expect(r.status).toBe('open');
+        expect(await w.alloc.sweep(r.expiresAt - 1)).toEqual({ expired: 0, orphans: 0 });
+        expect(await w.alloc.sweep(r.expiresAt)).toEqual({ expired: 1, orphans: 0 });
+        expect(await w.ipam.listAddresses({ prefixId: seeded.net24 })).toEqual([]);
+        expect((await w.inventory.capacity({ type: 'm1', datacenter: 'dc1' })).available).toBe(4);
+        expect((await w.ipam.allocateAddress({ prefixId: seeded.net24, holder: 'next' })).address).toBe('10.0.0.1');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
