@@ -139,6 +139,7 @@ export class RunExecution {
   private readonly stepSignals = [this.life.signal, this.intr.signal];
   private readonly stepSignal = AbortSignal.any(this.stepSignals);
   private pendingLogs: StepRecord['logs'] = [];
+  private readonly idleWaiters: (() => void)[] = [];
   private progressState: Record<string, unknown> | null;
   readonly done: Promise<void>;
   private doneResolve!: () => void;
@@ -183,6 +184,7 @@ export class RunExecution {
     this.abandoned = true;
     this.life.abort(new LeaseLostError(this.id));
     this.haltResolve({ kind: 'abandon' });
+    for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** Graceful shutdown: finish in-flight steps, then hand the run back. */
@@ -277,9 +279,10 @@ export class RunExecution {
     }
   }
 
+  /** Waits until no op is in flight (e.g. parallel branches still running after one failed). */
   private async settle(): Promise<void> {
     while (this.active > 0 && !this.abandoned) {
-      await new Promise((r) => setImmediate(r));
+      await new Promise<void>((r) => this.idleWaiters.push(r));
     }
   }
 
@@ -369,6 +372,7 @@ export class RunExecution {
     } finally {
       this.active--;
       this.scheduleCheck();
+      if (this.active === 0 && this.idleWaiters.length) for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 
