@@ -178,3 +178,29 @@ describe.each(DIALECTS)('ipam on %s', (dialect) => {
     expect(await snapshot(t)).toEqual(before);
   });
 });
+
+describe.each(DIALECTS)('address listing on %s', (dialect) => {
+  let t: TestDb;
+  afterEach(async () => t?.cleanup());
+
+  it('pages with the last id as the cursor, across prefixes', async () => {
+    t = await openTestStore(dialect, { migrations: ipamMigrations });
+    const ipam = new Ipam({ store: t.store });
+    const a = await ipam.createPrefix({ cidr: '10.0.0.0/29', scope: 'dc1' });
+    const b = await ipam.createPrefix({ cidr: '10.0.1.0/29', scope: 'dc1' });
+    await ipam.allocateAddresses({ prefixId: a.id, holder: 'h', count: 6 });
+    await ipam.allocateAddresses({ prefixId: b.id, holder: 'h', count: 6 });
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await ipam.listAddresses({ holder: 'h', limit: 5, ...(after ? { after } : {}) });
+      seen.push(...page.map((x) => x.address));
+      if (page.length < 5) break;
+      after = page[page.length - 1]!.id;
+    }
+    expect(seen).toHaveLength(12);
+    expect(new Set(seen).size).toBe(12);
+    expect((await ipam.listAddresses({ prefixId: a.id, after: '10.0.0.3' })).map((x) => x.address)).toEqual(['10.0.0.4', '10.0.0.5', '10.0.0.6']);
+    await expect(ipam.listAddresses({ after: 'nope' })).rejects.toMatchObject({ code: 'ipam.invalid_cursor' });
+  });
+});

@@ -470,7 +470,14 @@ export class Ipam {
     if (filter.prefixId) q = q.where('ipam_addresses.prefix_id', '=', filter.prefixId);
     if (filter.holder) q = q.where('ipam_addresses.holder', '=', filter.holder);
     if (filter.reservationId) q = q.where('ipam_addresses.reservation_id', '=', filter.reservationId);
-    if (filter.after) q = q.where('ipam_addresses.address_hex', '>', toHex(parseAddress(filter.after, 'after').value));
+    if (filter.after) {
+      // `after` is a page cursor: the id of the last address of the previous page (or, within one prefix, an address)
+      let pos: { prefix_id: string; address_hex: string } | undefined = await this.store.db.selectFrom('ipam_addresses').select(['prefix_id', 'address_hex']).where('id', '=', filter.after).executeTakeFirst();
+      if (!pos && filter.prefixId) pos = { prefix_id: filter.prefixId, address_hex: toHex(parseAddress(filter.after, 'after').value) };
+      if (!pos) throw new ValidationError('ipam.invalid_cursor', `after: ${filter.after} is neither an address id nor (with prefixId) an address`, { details: { field: 'after' } });
+      const p = pos;
+      q = q.where((eb) => eb.or([eb('ipam_addresses.prefix_id', '>', p.prefix_id), eb.and([eb('ipam_addresses.prefix_id', '=', p.prefix_id), eb('ipam_addresses.address_hex', '>', p.address_hex)])]));
+    }
     const rows = await q.orderBy('ipam_addresses.prefix_id').orderBy('ipam_addresses.address_hex').limit(filter.limit ?? 10_000).execute();
     return rows.map((r) => toAddress(r, r.plen));
   }
