@@ -2,7 +2,6 @@ import { ConflictError, ExhaustedError, InfraflowError, NotFoundError, Validatio
 import type { Inventory } from '../../inventory/index.js';
 import type { Ipam } from '../../ipam/index.js';
 import { ProviderError } from '../../resources/errors.js';
-import type { Trx } from '../../store/store.js';
 import type { SimBackends } from './model.js';
 
 /**
