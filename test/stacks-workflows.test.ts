@@ -81,6 +81,32 @@ describe.each(DIALECTS)('stacks with attached workflows on %s', (dialect) => {
     expect(info).toMatchObject({ status: 'applied', resourceCount: 0 });
   });
 
+  it('a per-instance workflow can replace the default provisioning (stage instead)', async () => {
+    t = await openTestStore(dialect);
+    h = await stackHarness(t.store);
+    const doc = `apiVersion: infraflow.dev/v1
+kind: Stack
+metadata: { name: custom }
+spec:
+  resources:
+    appliance: { kind: network/SecurityGroup, count: 2, spec: { description: "appliance \${ count.index }" } }
+  workflows:
+    perInstance:
+      - resource: appliance
+        stage: instead
+        steps:
+          - { name: provision, type: shell, script: "printf 'appliance-%s' \${ instance.index }" }
+`;
+    const { stack, run } = await h.stacks.apply({ document: doc });
+    expect((await h.stacks.wait(run.id, { timeoutMs: 60_000 })).error).toBeUndefined();
+    const recorded = await h.stacks.resources(stack.id);
+    expect(recorded.map((r) => [r.address, r.resourceId, (r.outputs.provision as { stdout: string }).stdout])).toEqual([['appliance[0]', null, 'appliance-0'], ['appliance[1]', null, 'appliance-1']]);
+    expect(await h.sim.listObjects({ kind: 'network/SecurityGroup' })).toEqual([]);
+    const d = await h.stacks.destroy(stack.id);
+    expect((await h.stacks.wait(d.run.id, { timeoutMs: 60_000 })).status).toBe('succeeded');
+    expect((await h.stacks.get(stack.id)).resourceCount).toBe(0);
+  });
+
   it('approval, waitUntil and http steps; a rejected approval fails the apply', async () => {
     t = await openTestStore(dialect);
     h = await stackHarness(t.store);

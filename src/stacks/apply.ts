@@ -441,7 +441,15 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
 
       const planned = await ctx.step('plan', async (sc) => {
         const recorded = await deps.stacks.recorded(input.stackId);
-        const out = buildActions(model, recorded, input.mode, { hooks });
+        let out: PlanOutput;
+        try {
+          out = buildActions(model, recorded, input.mode, { hooks });
+        } catch (e) {
+          // e.g. an expression that fails on the recorded outputs: the stack shows the failed run
+          const err = serializeError(e);
+          await deps.stacks.setStatus(input.stackId, { status: 'failed', lastRunId: sc.runId, error: { code: err.code, message: err.message } });
+          throw e;
+        }
         await deps.stacks.setStatus(input.stackId, { status: input.mode === 'apply' ? 'applying' : 'destroying', lastRunId: sc.runId, error: null });
         void publish(input.stackId, `stack.${input.mode}.started`, { runId: sc.runId, revision: input.revision, reason: input.reason, summary: out.summary });
         return out;
