@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DIALECTS, openTestStore, type TestDb } from '../../test/support/dialects.js';
 import { allocMigrations, openWorld, seedWorld, type Seeded, type World } from '../../test/fixtures/alloc-world.js';
 import { ManualClock } from '../core/clock.js';
+import { Allocations } from './reservations.js';
 
 async function held(t: TestDb) {
   const db = t.store.db;
@@ -123,5 +124,16 @@ describe.each(DIALECTS)('reservations on %s', (dialect) => {
     expect(f.shortfalls[0]!.reason).toBe('5 server(s) of type m1 requested in dc1, 4 available');
     expect(f.shortfalls[1]!.reason).toMatch(/unknown server type "gpu"/);
     expect(await held(t)).toEqual(before);
+  });
+
+  it('publishes reservation events after commit', async () => {
+    const events: [string, string][] = [];
+    const alloc = new Allocations({ store: t.store, inventory: w.inventory, ipam: w.ipam, clock, events: (type, subject) => { events.push([type, subject]); } });
+    const r = await alloc.reserve({ holder: 'x', vlans: [{ poolId: s.vlanPool }], ttlMs: 1000 });
+    await alloc.commit(r.id);
+    const r2 = await alloc.reserve({ holder: 'y', vlans: [{ poolId: s.vlanPool }], ttlMs: 1000 });
+    clock.advance(1000);
+    await alloc.sweep();
+    expect(events).toEqual([['reservation.created', r.id], ['reservation.committed', r.id], ['reservation.created', r2.id], ['reservation.expired', r2.id]]);
   });
 });

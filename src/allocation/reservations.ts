@@ -4,6 +4,7 @@ import { newId } from '../core/ids.js';
 import type { WorkflowContext } from '../engine/types.js';
 import type { Inventory } from '../inventory/inventory.js';
 import type { Server } from '../inventory/schemas.js';
+import type { EventSink } from '../inventory/inventory.js';
 import { withTx } from '../inventory/tx.js';
 import { parseInput } from '../inventory/validate.js';
 import type { Ipam } from '../ipam/ipam.js';
@@ -20,6 +21,8 @@ export interface AllocationsOptions {
   inventory: Inventory;
   ipam: Ipam;
   clock?: Clock;
+  /** Events after commit (best effort): `reservation.created|committed|aborted|released|expired`. */
+  events?: EventSink;
 }
 
 /**
@@ -39,12 +42,26 @@ export class Allocations {
   readonly inventory: Inventory;
   readonly ipam: Ipam;
   readonly clock: Clock;
+  private readonly events: EventSink | undefined;
 
   constructor(opts: AllocationsOptions) {
     this.store = opts.store;
     this.inventory = opts.inventory;
     this.ipam = opts.ipam;
     this.clock = opts.clock ?? systemClock;
+    this.events = opts.events;
+  }
+
+  private emit(r: Reservation): void {
+    if (!this.events) return;
+    try {
+      void Promise.resolve(this.events(`reservation.${r.status === 'open' ? 'created' : r.status}`, r.id, {
+        holder: r.holder, status: r.status, expiresAt: r.expiresAt, reason: r.reason,
+        servers: r.servers.length, prefixes: r.prefixes.map((p) => p.cidr), addresses: r.addresses.length, floatingIps: r.floatingIps.length, vlans: r.vlans.map((v) => v.vlan), dnsNames: r.dnsNames.map((d) => d.fqdn),
+      })).catch(() => {});
+    } catch {
+      /* best effort */
+    }
   }
 
   /** Allocates everything requested, held for `ttlMs`, or nothing (the error names the item that could not be met). */
@@ -92,7 +109,9 @@ export class Allocations {
       }
       return id;
     });
-    return this.load(rid);
+    const r = await this.load(rid);
+    this.emit(r);
+    return r;
   }
 
   /** Makes a reservation permanent. Refused once it expired or was aborted. */
@@ -107,7 +126,9 @@ export class Allocations {
       await trx.updateTable('alloc_dns_names').set({ expires_at: null }).where('reservation_id', '=', id).execute();
       await trx.updateTable('alloc_reservations').set({ status: 'committed', updated_at: this.clock.now() }).where('id', '=', id).execute();
     });
-    return this.load(id);
+    const r = await this.load(id);
+    this.emit(r);
+    return r;
   }
 
   /** Releases everything an open reservation holds. */
@@ -130,7 +151,9 @@ export class Allocations {
       await trx.updateTable('alloc_reservations').set({ status: to, reason, updated_at: this.clock.now() }).where('id', '=', id).execute();
     });
     await this.inventory.notifyCapacityFor(freed);
-    return this.load(id);
+    const r = await this.load(id);
+    this.emit(r);
+    return r;
   }
 
   private async releaseAll(trx: Trx, id: string): Promise<Server[]> {
@@ -158,7 +181,10 @@ export class Allocations {
         return true;
       });
       await this.inventory.notifyCapacityFor(freed);
-      if (done) expired++;
+      if (done) {
+        expired++;
+        this.emit(await this.load(id));
+      }
     }
     let orphans = await this.inventory.sweepExpired(now);
     orphans += await this.ipam.sweepExpired(now);

@@ -28,7 +28,7 @@ export interface AllocationServices {
 export function createAllocationServices(opts: {
   store: Store;
   secrets: SecretBox;
-  engine?: Pick<EngineApi, 'signal' | 'register' | 'upsertSchedule'>;
+  engine?: Pick<EngineApi, 'signal' | 'register' | 'upsertSchedule' | 'publish'>;
   /** Cron of the hot-pool tick (default every minute); null: no schedule. */
   hotPoolCron?: string | null;
   clock?: Clock;
@@ -38,9 +38,11 @@ export function createAllocationServices(opts: {
   quarantineAfter?: number;
 }): AllocationServices {
   const clock = opts.clock ? { clock: opts.clock } : {};
-  const inventory = new Inventory({ store: opts.store, secrets: opts.secrets, ...clock, ...(opts.quarantineAfter ? { quarantineAfter: opts.quarantineAfter } : {}) });
+  const engine = opts.engine;
+  const events = engine ? { events: (type: string, subject: string, data: Record<string, unknown>) => engine.publish(type, subject, data) } : {};
+  const inventory = new Inventory({ store: opts.store, secrets: opts.secrets, ...clock, ...events, ...(opts.quarantineAfter ? { quarantineAfter: opts.quarantineAfter } : {}) });
   const ipam = new Ipam({ store: opts.store, ...clock });
-  const allocations = new Allocations({ store: opts.store, inventory, ipam, ...clock });
+  const allocations = new Allocations({ store: opts.store, inventory, ipam, ...clock, ...events });
   const disconnect = opts.engine ? connectCapacitySignals(inventory, opts.engine) : () => {};
   opts.engine?.register(hotPoolWorkflow(inventory, opts.discovery ?? new SimulatedDiscovery()));
   opts.engine?.register(hotPoolTickWorkflow(inventory));

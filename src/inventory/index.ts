@@ -3,7 +3,7 @@
  * lifecycle, switches and cabling, hubs, hot pools, server allocation.
  * Module API used by workflow steps, the HTTP API, the CLI and providers.
  */
-export { Inventory, matchLabels, type InventoryOptions, type CapacityListener } from './inventory.js';
+export { Inventory, matchLabels, type InventoryOptions, type CapacityListener, type EventSink } from './inventory.js';
 export * from './schemas.js';
 export { TRANSITIONS, canTransition, PENDING_READY } from './lifecycle.js';
 export { inventoryMigrations } from './migrations.js';

@@ -17,6 +17,12 @@ import { parseJson, RaceLost, withTx } from './tx.js';
 import { parseInput } from './validate.js';
 import './tables.js';
 
+/**
+ * Receives events after commit (best effort: a crash between the commit and
+ * the call loses the event, never the state). Wire it to `engine.publish`.
+ */
+export type EventSink = (type: string, subject: string, data: Record<string, unknown>) => unknown;
+
 /** Called after commit when servers of a type become available in a datacenter and runs wait for them. */
 export type CapacityListener = (ev: { type: string; datacenter: string; runIds: string[] }) => Promise<void>;
 
@@ -29,6 +35,8 @@ export interface InventoryOptions {
   quarantineAfter?: number;
   /** Group commit of concurrent server allocations of one type (default true). */
   groupCommit?: boolean;
+  /** Events: `inventory.server.transition`, `inventory.servers.allocated`. */
+  events?: EventSink;
 }
 
 /**
@@ -51,6 +59,7 @@ export class Inventory {
   private readonly groupCommit: boolean;
   private readonly serverGc: GroupCommit<AllocateServersRequest, Server[]>;
   private listeners: CapacityListener[] = [];
+  private readonly events: EventSink | undefined;
 
   constructor(opts: InventoryOptions) {
     this.store = opts.store;
@@ -59,6 +68,7 @@ export class Inventory {
     this.pg = opts.store.dialect === 'postgres';
     this.quarantineAfter = opts.quarantineAfter ?? 3;
     this.groupCommit = opts.groupCommit ?? true;
+    this.events = opts.events;
     this.serverGc = new GroupCommit((type, reqs) => withTx(this.store, (trx) => this.allocServersTx(trx, type, reqs)));
   }
 
@@ -352,10 +362,11 @@ export class Inventory {
     const result = await withTx(this.store, async (trx) => {
       const cur = await this.lockServer(trx, t.serverId);
       if (t.from && cur.state !== t.from) throw new ConflictError('inventory.state_changed', `server ${cur.serial} is ${cur.state}, not ${t.from}`, { details: { serverId: cur.id, state: cur.state } });
-      return this.transitionTx(trx, cur, t.to as ServerState, t.reason, t.actor);
+      return { from: cur.state, server: await this.transitionTx(trx, cur, t.to as ServerState, t.reason, t.actor) };
     });
-    if (result.state === 'available') await this.notifyCapacity([{ type: result.type, datacenter: result.datacenter }]);
-    return result;
+    this.emit('inventory.server.transition', result.server.id, { serial: result.server.serial, from: result.from, to: result.server.state, reason: t.reason, actor: t.actor });
+    if (result.server.state === 'available') await this.notifyCapacity([{ type: result.server.type, datacenter: result.server.datacenter }]);
+    return result.server;
   }
 
   private async transitionTx(trx: Trx, cur: InvServerTable, to: ServerState, reason: string, actor: string): Promise<Server> {
@@ -419,8 +430,18 @@ export class Inventory {
   async allocateServers(input: AllocateServersInput, trx?: Trx): Promise<Server[]> {
     const req = parseInput(AllocateServersSchema, input, 'inventory');
     if (trx) return unwrap((await this.allocServersTx(trx, req.type, [req]))[0]!);
-    if (!this.groupCommit) return withTx(this.store, async (t) => unwrap((await this.allocServersTx(t, req.type, [req]))[0]!));
-    return this.serverGc.submit(req.type, req);
+    const out = this.groupCommit ? await this.serverGc.submit(req.type, req) : await withTx(this.store, async (t) => unwrap((await this.allocServersTx(t, req.type, [req]))[0]!));
+    this.emit('inventory.servers.allocated', req.holder, { type: req.type, datacenter: req.datacenter, servers: out.map((x) => x.id), holder: req.holder });
+    return out;
+  }
+
+  private emit(type: string, subject: string, data: Record<string, unknown>): void {
+    if (!this.events) return;
+    try {
+      void Promise.resolve(this.events(type, subject, data)).catch(() => {});
+    } catch {
+      /* best effort */
+    }
   }
 
   /**
@@ -554,6 +575,7 @@ export class Inventory {
   async releaseServers(ref: { ids?: string[]; holder?: string; reason?: string; actor?: string }): Promise<Server[]> {
     if (!ref.ids && !ref.holder) throw new ValidationError('inventory.invalid_input', 'ids: give server ids or a holder to release', { details: { field: 'ids' } });
     const out = await withTx(this.store, (trx) => this.releaseWhereTx(trx, ref, ref.reason ?? 'released', ref.actor ?? 'system'));
+    for (const s of out) this.emit('inventory.server.transition', s.id, { serial: s.serial, to: s.state, reason: ref.reason ?? 'released', actor: ref.actor ?? 'system' });
     await this.notifyCapacity(out.filter((s) => s.state === 'available').map((s) => ({ type: s.type, datacenter: s.datacenter })));
     return out;
   }
