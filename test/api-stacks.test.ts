@@ -23,7 +23,6 @@ describe.each(DIALECTS)('API stacks and servers on %s', (dialect) => {
     t = await openTestStore(dialect);
     s = await stackHarness(t.store);
     h = await makeHarness(dialect, { engine: s.engine, t, areas: { resources: s.resources, stacks: s.stacks } });
-    await h.iam.createProject({ name: 'default' });
     await h.iam.createProject({ name: 'elsewhere' });
     member = (await h.userWith('stack-member', 'member', { project: 'default' })).token;
     outsider = (await h.userWith('stack-outsider', 'member', { project: 'elsewhere' })).token;

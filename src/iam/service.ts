@@ -84,6 +84,7 @@ export class Iam {
    * First start: when there are no users, creates `admin` with a system admin
    * role. The password comes from `adminPassword` (INFRAFLOW_ADMIN_PASSWORD) or
    * is generated and returned once (the caller prints it). No default password.
+   * Also creates the project `default`.
    */
   async bootstrap(opts: { adminPassword?: string | undefined; adminName?: string } = {}): Promise<{ created: boolean; name?: string; password?: string; generated?: boolean }> {
     const any = await this.db.selectFrom('iam_users').select('id').limit(1).executeTakeFirst();
@@ -94,6 +95,8 @@ export class Iam {
     try {
       const user = await this.createUser({ name, displayName: 'Administrator', password });
       await this.assign({ role: 'admin', user: user.id, system: true });
+      // the project documents name when they name none (stacks' metadata.project defaults to it)
+      if (!(await this.findProject('default'))) await this.createProject({ name: 'default', description: 'the project of documents that name none' });
     } catch (e) {
       if (e instanceof ConflictError) return { created: false };
       throw e;
