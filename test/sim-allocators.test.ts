@@ -62,4 +62,24 @@ describe.each(DIALECTS)('simulator wired to IPAM and the inventory on %s', (dial
     expect(await ipam.listVlans({ holder: `sim:${net.externalId}` })).toEqual([]);
     expect(sim.releaseErrors).toEqual([]);
   });
+
+  it('takes its hypervisors from inventory servers labelled role=hypervisor', async () => {
+    t = await openTestStore(dialect);
+    const clock = new ManualClock();
+    const inventory = new Inventory({ store: t.store, clock, secrets: SecretBox.random() });
+    await inventory.createDatacenter({ name: 'dc1', region: 'eu-1' });
+    await inventory.createServerType({ name: 'hv-type', cpu: { model: 'EPYC', cores: 8 }, ramGb: 16 });
+    await inventory.registerServer({ serial: 'HV-A', type: 'hv-type', datacenter: 'dc1', state: 'available', labels: { role: 'hypervisor', zone: 'az9' } });
+    await inventory.registerServer({ serial: 'NOT-HV', type: 'hv-type', datacenter: 'dc1', state: 'available' });
+    const sim = await new SimDatacenter({ store: t.store, clock, backends: allocatorBackends({ inventory }) }).init();
+    const hosts = await sim.hosts();
+    expect(hosts.filter((h) => h.enabled).map((h) => [h.name, h.zone, h.vcpus, h.ramMb])).toEqual([['HV-A', 'az9', 8, 16384]]);
+    const net = await sim.create('network/Network', {}, call('n'));
+    const sub = await sim.create('network/Subnet', { network: net.externalId, cidr: '10.9.0.0/24' }, call('s'));
+    await advanceUntil(sim, clock, 'network/Subnet', sub.externalId);
+    const spec = { flavor: 'SCS-8V-16', image: 'debian-12', networks: [{ subnet: sub.externalId }], bootVolume: { sizeGb: 10 } };
+    const vm = await sim.create('compute/Server', spec, call('vm'));
+    expect((await advanceUntil(sim, clock, 'compute/Server', vm.externalId)).outputs.host).toBe('HV-A');
+    await expect(sim.create('compute/Server', spec, call('vm2'))).rejects.toMatchObject({ reason: 'NoValidHost' });
+  });
 });

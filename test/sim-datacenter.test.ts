@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
-import { SimDatacenter } from '../src/providers/sim/index.js';
+import { applyDrift, DriftAction, SimDatacenter } from '../src/providers/sim/index.js';
 import { DIALECTS, openTestStore, type TestDb } from './support/dialects.js';
 import { advanceUntil, call, makeNetwork, makeSim, PROJECT } from './fixtures/sim-helpers.js';
 
@@ -190,6 +190,12 @@ describe.each(DIALECTS)('simulated datacenter on %s', (dialect) => {
     expect((await sim.hosts()).reduce((a, h) => a + h.usedVcpus, 0)).toBe(before - 1);
     // deleting what is already gone succeeds
     expect(await sim.delete('compute/Server', v.externalId, call('victim-del'))).toEqual({ done: true });
+    // the same actions through the control schema the API uses
+    await applyDrift(sim, sg.externalId, DriftAction.parse({ action: 'modify', patch: { rules: [] } }));
+    expect((await sim.read('network/SecurityGroup', sg.externalId)).observed!.rules).toEqual([]);
+    await applyDrift(sim, sg.externalId, DriftAction.parse({ action: 'delete' }));
+    expect((await sim.read('network/SecurityGroup', sg.externalId)).state).toBe('absent');
+    expect(DriftAction.safeParse({ action: 'explode' }).success).toBe(false);
   });
 
   it('the speed factor divides durations, and changing it rescales operations in flight', async () => {

@@ -29,6 +29,13 @@ export interface AllocatorBackendOptions {
   floatingPools?: Record<string, string>;
   /** Default datacenter for bare metal. */
   datacenter?: string;
+  /**
+   * Inventory servers carrying all these labels are the simulator's
+   * hypervisors (CPU cores and RAM from their server type; zone from the
+   * `zone` label, else the datacenter). Default `{ role: 'hypervisor' }`;
+   * none found → the simulator's configured hosts stay.
+   */
+  hypervisorLabels?: Record<string, string>;
 }
 
 function mapError(e: unknown, what: string): never {
@@ -106,6 +113,24 @@ export function allocatorBackends(opts: AllocatorBackendOptions): SimBackends {
     };
   }
   if (inventory) {
+    const want = opts.hypervisorLabels ?? { role: 'hypervisor' };
+    b.hypervisors = async () => {
+      const out: { name: string; zone: string; vcpus: number; ramMb: number }[] = [];
+      const types = new Map((await inventory.listServerTypes()).map((t) => [t.name, t]));
+      let after: string | undefined;
+      for (;;) {
+        const page = await inventory.listServers({ limit: 500, ...(after ? { after } : {}) });
+        for (const s of page) {
+          if (!Object.entries(want).every(([k, v]) => s.labels[k] === v)) continue;
+          if (s.state === 'quarantined' || s.state === 'failed' || s.state === 'maintenance') continue;
+          const t = types.get(s.type);
+          if (t) out.push({ name: s.serial, zone: s.labels.zone ?? s.datacenter, vcpus: t.cpu.cores, ramMb: t.ramGb * 1024 });
+        }
+        if (page.length < 500) break;
+        after = page[page.length - 1]!.id;
+      }
+      return out;
+    };
     b.allocateMetalServer = async (req, trx) => {
       let type;
       try {

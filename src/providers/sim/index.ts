@@ -19,3 +19,4 @@ export { FaultRule, FaultConfig, decideFault, type FaultDecision, type FaultRule
 export { simMigrations } from './migrations.js';
 export type { SimObject, SimBackends } from './model.js';
 export { allocatorBackends, type AllocatorBackendOptions } from './backends.js';
+export { SpeedBody, SeedBody, FaultsBody, DriftAction, applyDrift } from './controls.js';

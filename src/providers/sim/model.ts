@@ -53,6 +53,8 @@ export function rowToObject(r: SimObjectTable): SimObject {
 export interface SimBackends {
   /** Called once by SimDatacenter.init(), outside any transaction (resolve names to ids). */
   prepare?(): Promise<void>;
+  /** Hypervisors (name, zone, vCPUs, RAM) from the inventory; synced into the simulator's hosts by init()/syncHosts(). */
+  hypervisors?(): Promise<{ name: string; zone: string; vcpus: number; ramMb: number }[]>;
   allocatePrefix?(req: { pool?: string; length: number; family: 4 | 6; key: string; holder: string }, trx: Trx): Promise<{ cidr: string; ref: string } | undefined>;
   releasePrefix?(req: { ref: string; holder: string }): Promise<void>;
   allocateVlan?(req: { pool?: string; key: string; holder: string }, trx: Trx): Promise<{ vlan: number; ref: string } | undefined>;

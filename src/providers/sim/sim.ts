@@ -118,6 +118,7 @@ export class SimDatacenter {
     if (!(await db.selectFrom('sim_settings').select(['value']).where('key', '=', 'faults').executeTakeFirst())) await this.putSetting('faults', { rules: [] });
     await this.setSpeed(this.config.speed);
     await this.backends.prepare?.();
+    await this.syncHosts();
     this.initialized = true;
     return this;
   }
@@ -614,6 +615,26 @@ export class SimDatacenter {
     await this.settle();
     const rows = await this.store.db.selectFrom('sim_hosts').selectAll().orderBy('name').execute();
     return rows.map((h) => ({ name: h.name, zone: h.zone, vcpus: Number(h.vcpus), vcpuCapacity: Math.floor(Number(h.vcpus) * Number(h.cpu_ratio)), usedVcpus: Number(h.used_vcpus), ramMb: Number(h.ram_mb), usedRamMb: Number(h.used_ram_mb), enabled: Number(h.enabled) === 1 }));
+  }
+
+  /**
+   * Takes hypervisors from the inventory (when wired): new ones are added,
+   * known ones get their capacity updated (their use is kept), ones that are
+   * gone are disabled. Returns how many the inventory listed.
+   */
+  async syncHosts(): Promise<number> {
+    if (!this.backends.hypervisors) return 0;
+    const list = await this.backends.hypervisors();
+    const known = new Map((await this.store.db.selectFrom('sim_hosts').selectAll().execute()).map((h) => [h.name, h]));
+    for (const h of list) {
+      if (known.has(h.name)) await this.store.db.updateTable('sim_hosts').set({ zone: h.zone, vcpus: h.vcpus, ram_mb: h.ramMb, enabled: 1 }).where('name', '=', h.name).execute();
+      else await this.store.db.insertInto('sim_hosts').values({ id: h.name, name: h.name, zone: h.zone, vcpus: h.vcpus, ram_mb: h.ramMb, used_vcpus: 0, used_ram_mb: 0, cpu_ratio: 4, enabled: 1 }).onConflict((oc) => oc.doNothing()).execute();
+    }
+    if (list.length) {
+      const names = new Set(list.map((h) => h.name));
+      for (const name of known.keys()) if (!names.has(name)) await this.setHostEnabled(name, false);
+    }
+    return list.length;
   }
 
   /** Enables or disables a hypervisor for new placements (maintenance). */
