@@ -154,6 +154,7 @@ export class Engine implements EngineApi {
   private stopAc = new AbortController();
   private heartbeatOn = false;
   private nextHousekeeping = 0;
+  private nextDueCheck = 0;
   private triggersDirty = true;
   private earliestDue = FOREVER;
 
@@ -998,6 +999,9 @@ export class Engine implements EngineApi {
     let claimed = 0;
     if (capacity > 0 && !this.draining && this.defs.size) claimed = await this.claim(capacity, now);
     // One cheap query: the next due run, the next schedule fire, and whether a buffered fire waits.
+    // A busy worker (kicked again while claiming) checks it at most every pollMs.
+    if (this.kicked && Date.now() < this.nextDueCheck) return now;
+    this.nextDueCheck = Date.now() + this.pollMs;
     const due = await this.dueInfo();
     if (due.schedule <= now || due.buffered) await this.runSchedules(now);
     if (this.triggers.size && (this.triggersDirty || Date.now() >= this.nextHousekeeping)) {
