@@ -31,7 +31,8 @@ const quick = args.has('--quick');
 const json = args.has('--json');
 const STEPS = 10;
 const CONCURRENCY = [1, 64] as const;
-const rawMs = quick ? 1000 : 3000;
+const rawMs = quick ? 1000 : 2000;
+const SQLITE_ROUNDS = 3;
 
 function spec(concurrency: number): { spec: WorkloadSpec; warmupRuns: number } {
   if (concurrency === 1) return { spec: { runs: quick ? 20 : 60, steps: STEPS, concurrency }, warmupRuns: 3 };
@@ -63,6 +64,25 @@ async function measure(
   return { ...r, concurrency, p50: lat.p50, p99: lat.p99, ...(xact ? { xactPerStep: (x1 - x0) / r.totalSteps } : {}) };
 }
 
+/** One row for a workload measured in several rounds: steps and time add up, latencies are pooled. */
+function mergeRounds(rounds: Measured[]): Measured {
+  const steps = rounds.reduce((a, r) => a + r.steps, 0);
+  const elapsedMs = rounds.reduce((a, r) => a + r.elapsedMs, 0);
+  const latencies = rounds.flatMap((r) => r.latencies);
+  const lat = summarize(latencies);
+  return {
+    ...rounds[0]!,
+    runs: rounds.reduce((a, r) => a + r.runs, 0),
+    steps,
+    elapsedMs,
+    stepsPerS: (steps * 1000) / elapsedMs,
+    latencies,
+    totalSteps: rounds.reduce((a, r) => a + r.totalSteps, 0),
+    p50: lat.p50,
+    p99: lat.p99,
+  };
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const loadBefore = loadavg()[0]!;
@@ -88,11 +108,25 @@ async function main(): Promise<void> {
     };
 
     const results: Measured[] = [];
+    // SQLite's limit is the shared disk's fsync rate, which other processes
+    // move a lot: the 64-in-flight workload runs in rounds, each between two
+    // raw samples, and its ratio is the median of the rounds' ratios (each
+    // against the better of its two neighbouring samples).
     await sampleSqliteRaw();
-    for (const c of CONCURRENCY) {
-      results.push(await measure('engine/sqlite', c, async (s) => ({ req: { kind: 'engine', dialect: 'sqlite', url: '', ...s } })));
+    results.push(await measure('engine/sqlite', 1, async (s) => ({ req: { kind: 'engine', dialect: 'sqlite', url: '', ...s } })));
+    await sampleSqliteRaw();
+    const sqliteRounds: { result: Measured; raw: number }[] = [];
+    for (let round = 0; round < SQLITE_ROUNDS; round++) {
+      const r = await measure(`engine/sqlite round ${round + 1}/${SQLITE_ROUNDS}`, 64, async (s) => ({
+        req: { kind: 'engine', dialect: 'sqlite', url: '', ...s, spec: { ...s.spec, runs: Math.ceil(s.spec.runs / SQLITE_ROUNDS) } },
+      }));
+      const before = sqliteRawSamples[sqliteRawSamples.length - 1]!.commitsPerS;
+      await sampleSqliteRaw();
+      sqliteRounds.push({ result: r, raw: Math.max(before, sqliteRawSamples[sqliteRawSamples.length - 1]!.commitsPerS) });
     }
-    await sampleSqliteRaw();
+    results.push(mergeRounds(sqliteRounds.map((x) => x.result)));
+    const sqliteRoundRatios = sqliteRounds.map((x) => x.result.stepsPerS / x.raw).sort((a, b) => a - b);
+    const sqliteRatio64 = sqliteRoundRatios[Math.floor(sqliteRoundRatios.length / 2)]!;
     const pgPhase = (kind: 'engine' | 'dbos' | 'pgboss', label: string) =>
       async (c: number) => measure(label, c, async (s) => {
         const db = await createDatabase(pgServer.serverUrl, `bench_${kind}`);
@@ -123,7 +157,7 @@ async function main(): Promise<void> {
     out.push(`machine: ${cpus().length} cores, load average ${loadBefore.toFixed(1)} at start, ${loadAfter.toFixed(1)} at end (other processes skew every number; ratios are measured side by side to limit that)`);
     out.push('');
     out.push('Physical limit (single-row INSERT, one commit each)');
-    out.push(table(['database', 'commits/s (best)', 'samples (before / after its workloads)'], [
+    out.push(table(['database', 'commits/s (best)', 'samples (in order, around its workloads)'], [
       ['SQLite WAL synchronous=FULL', fmt(sqliteRaw.commitsPerS), samples(sqliteRawSamples)],
       ['PostgreSQL, 1 connection', fmt(pgRaw1.commitsPerS), samples(pgRaw1Samples)],
       ['PostgreSQL, 8 connections', fmt(pgRaw8.commitsPerS), samples(pgRaw8Samples)],
@@ -136,7 +170,9 @@ async function main(): Promise<void> {
     out.push('');
     const ratios: { name: string; value: number; target?: number }[] = [];
     for (const c of CONCURRENCY) {
-      ratios.push({ name: `engine sqlite / raw sqlite commits (${c} in flight)`, value: get('engine-sqlite', c).stepsPerS / sqliteRaw.commitsPerS, ...(c === 64 ? { target: 0.5 } : {}) });
+      ratios.push(c === 64
+        ? { name: `engine sqlite / raw sqlite commits (64 in flight, median of ${SQLITE_ROUNDS} rounds: ${sqliteRoundRatios.map((x) => fmt(x, 2)).join(', ')})`, value: sqliteRatio64, target: 0.5 }
+        : { name: `engine sqlite / raw sqlite commits (${c} in flight)`, value: get('engine-sqlite', c).stepsPerS / sqliteRaw.commitsPerS });
     }
     for (const c of CONCURRENCY) {
       ratios.push({ name: `engine pg / raw pg commits 8 conn (${c} in flight)`, value: get('engine-postgres', c).stepsPerS / pgRaw8.commitsPerS });
@@ -174,7 +210,8 @@ async function main(): Promise<void> {
         pg_transactions_per_step_1: Number(get('engine-postgres', 1).xactPerStep!.toFixed(3)),
         latency_ms: Object.fromEntries(results.map((r) => [`${r.system}_${r.concurrency}`, { p50: Number(r.p50.toFixed(2)), p99: Number(r.p99.toFixed(2)) }])),
         ratios: Object.fromEntries(ratios.map((r) => [r.name, Number(r.value.toFixed(3))])),
-        ratio_sqlite_engine_over_raw: Number((get('engine-sqlite', 64).stepsPerS / sqliteRaw.commitsPerS).toFixed(3)),
+        ratio_sqlite_engine_over_raw: Number(sqliteRatio64.toFixed(3)),
+        ratio_sqlite_engine_over_raw_rounds: sqliteRoundRatios.map((x) => Number(x.toFixed(3))),
         ratio_pg_engine_over_dbos: Number((e64.stepsPerS / get('dbos', 64).stepsPerS).toFixed(3)),
         ratio_pg_engine_over_pgboss: Number((e64.stepsPerS / get('pg-boss', 64).stepsPerS).toFixed(3)),
       };
