@@ -194,7 +194,6 @@ export const engineMigrations: AreaMigration[] = [
       await sql.raw(`create table engine_events (seq ${serialPk(dialect)}, type text not null, subject text not null, run_id text, data text not null, at bigint not null)`).execute(db);
       await db.schema.createIndex('engine_events_subject').on('engine_events').columns(['subject', 'seq']).execute();
       await db.schema.createIndex('engine_events_type').on('engine_events').columns(['type', 'seq']).execute();
-      await db.schema.createIndex('engine_events_at').on('engine_events').columns(['at']).execute();
 
       await sql.raw(`create table engine_history (id ${serialPk(dialect)}, run_id text not null, actor text not null, action text not null, data text, at bigint not null)`).execute(db);
       await db.schema.createIndex('engine_history_run').on('engine_history').columns(['run_id', 'id']).execute();
