@@ -109,18 +109,36 @@ function loadOrCreateKeyFile(path: string): Buffer {
   return key;
 }
 
-/** Keys whose values are secrets wherever they appear in a document. */
-const SECRET_KEY_RE = /^(password|passwd|secret|token|apikey|api_key|credentials?|kubeconfig|privatekey|private_key|bmcpassword|adminpassword)$/i;
+/** Keys (case-insensitive) whose values are secrets wherever they appear in a document. */
+const SECRET_KEYS = new Set(['password', 'passwd', 'secret', 'token', 'apikey', 'api_key', 'credential', 'credentials', 'kubeconfig', 'privatekey', 'private_key', 'bmcpassword', 'adminpassword']);
 
-/** Deep copy of `value` with every secret-named key's value replaced by `[redacted]`. */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEYS.has(key.toLowerCase());
+}
+
+/**
+ * `value` with every secret-named key's value replaced by `[redacted]`.
+ * Copy on write: objects without secrets come back as they are (no copy),
+ * so redacting large pages costs a walk, not an allocation per node.
+ */
 export function redact<T>(value: T): T {
-  if (Array.isArray(value)) return value.map((v) => redact(v)) as T;
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      out[k] = SECRET_KEY_RE.test(k) && v !== null && v !== undefined ? REDACTED : redact(v);
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v = value[i];
+      const r = redact(v);
+      if (r !== v) (out ??= value.slice())[i] = r;
     }
-    return out as T;
+    return (out ?? value) as T;
   }
-  return value;
+  let out: Record<string, unknown> | undefined;
+  const obj = value as Record<string, unknown>;
+  for (const k in obj) {
+    if (!Object.prototype.hasOwnProperty.call(obj, k)) continue;
+    const v = obj[k];
+    const r = v !== null && v !== undefined && isSecretKey(k) ? REDACTED : redact(v);
+    if (r !== v) (out ??= { ...obj })[k] = r;
+  }
+  return (out ?? value) as T;
 }
