@@ -176,6 +176,8 @@ describe.each(DIALECTS)('ipam on %s', (dialect) => {
       expect((err as Error).message).toMatch(msg);
     }
     expect(await snapshot(t)).toEqual(before);
+    // the same CIDR in another scope (routing domain) is not an overlap
+    expect((await ipam.createPrefix({ cidr: '10.0.0.0/24', scope: 'vrf-blue' })).scope).toBe('vrf-blue');
   });
 });
 
