@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyRateLimit from '@fastify/rate-limit';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { InfraflowError, NotFoundError, UnauthorizedError, ValidationError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Logger } from '../core/log.js';
@@ -145,6 +145,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a session token from POST /api/v1/auth/login or an API token' } } },
     },
     transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
   });
   if (opts.docs !== false) await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
