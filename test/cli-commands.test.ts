@@ -94,6 +94,10 @@ describe.each(DIALECTS)('infraflow commands on %s', (dialect) => {
     expect(w.code, w.err).toBe(0);
     expect(w.out).toMatch(/step\.succeeded\s+prepare/);
     expect(w.out).toContain(`run ${ok.id} succeeded`);
+    // on a terminal the same watch draws a listr2 tree (here its fallback renderer, as stdout is not a TTY)
+    const tty = await run(['watch', ok.id], { tty: true });
+    expect(tty.code, tty.err).toBe(0);
+    expect(tty.out).toContain(`run ${ok.id} succeeded`);
     const list = await run(['runs', 'list', '-o', 'json']);
     expect(JSON.parse(list.out).items.map((r: any) => r.id)).toContain(ok.id);
     const table = await run(['get', 'runs']);
