@@ -482,16 +482,19 @@ export class Inventory {
     const outcomes: Outcome<Server[]>[] = [];
     const now = this.clock.now();
     // candidates per datacenter, read once per batch in id order and shared by the batch's requests
-    const cands = new Map<string, { rows: { id: string; labels: Record<string, string> }[]; after: string; done: boolean }>();
+    const cands = new Map<string, { rows: { id: string; labels: Record<string, string> }[]; after: string; done: boolean; chunks: number }>();
     const takenInBatch = new Set<string>();
     const granted: { index: number; picks: string[] }[] = [];
     const events: { id: string; server_id: string; from_state: string; to_state: string; reason: string; actor: string; at: number }[] = [];
+    // read candidates in chunks sized to the batch's demand (a lone request for one server reads a few rows)
+    const wanted = reqs.reduce((n, r) => n + r.count, 0);
     const more = async (dc: string) => {
       const c = cands.get(dc)!;
+      const limit = Math.min(512, Math.max(16, wanted * 2) << Math.min(5, c.chunks++));
       const rows = await trx.selectFrom('inv_servers').select(['id', 'labels']).where('type_id', '=', typeId).where('datacenter_id', '=', dc)
-        .where('state', '=', 'available').where('id', '>', c.after).orderBy('id').limit(512).execute();
+        .where('state', '=', 'available').where('id', '>', c.after).orderBy('id').limit(limit).execute();
       for (const r of rows) c.rows.push({ id: r.id, labels: parseJson(r.labels, {}) });
-      if (rows.length < 512) c.done = true;
+      if (rows.length < limit) c.done = true;
       else c.after = rows[rows.length - 1]!.id;
     };
     for (const req of reqs) {
@@ -514,7 +517,7 @@ export class Inventory {
           const ok = new Set(rows.filter((r) => !takenInBatch.has(r.id) && matchLabels(parseJson(r.labels, {}), req.labels)).map((r) => r.id));
           for (const id of req.preferred) if (ok.has(id) && !picks.includes(id) && picks.length < req.count) picks.push(id);
         }
-        if (!cands.has(req.datacenter)) cands.set(req.datacenter, { rows: [], after: '', done: false });
+        if (!cands.has(req.datacenter)) cands.set(req.datacenter, { rows: [], after: '', done: false, chunks: 0 });
         const c = cands.get(req.datacenter)!;
         for (let i = 0; picks.length < req.count; i++) {
           if (i >= c.rows.length) {
