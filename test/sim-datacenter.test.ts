@@ -256,4 +256,26 @@ describe.each(DIALECTS)('simulated datacenter on %s', (dialect) => {
     expect(await sim.delete('network/Subnet', s1.externalId, call('del-s1'))).toEqual({ done: false });
     expect(PROJECT).toBe('proj-a');
   });
+  it('volumes attach and detach in place, refuse deletion while attached, and can be booted from', async () => {
+    t = await openTestStore(dialect);
+    const { sim, clock } = await makeSim(t.store);
+    const { subnet } = await makeNetwork(sim, clock);
+    const vm = await sim.create('compute/Server', { flavor: 'SCS-1V-2-10', image: 'debian-12', networks: [{ subnet }] }, call('vm'));
+    await advanceUntil(sim, clock, 'compute/Server', vm.externalId);
+    const vol = await sim.create('storage/Volume', { sizeGb: 50, attachTo: vm.externalId }, call('data'));
+    expect((await advanceUntil(sim, clock, 'storage/Volume', vol.externalId)).outputs).toMatchObject({ status: 'in-use', attachedTo: vm.externalId, device: '/dev/vdb' });
+    await expect(sim.delete('storage/Volume', vol.externalId, call('data-del'))).rejects.toMatchObject({ reason: 'Conflict', retryable: true });
+    await expect(sim.update('storage/Volume', vol.externalId, { sizeGb: 10, attachTo: vm.externalId }, call('shrink'))).rejects.toMatchObject({ reason: 'InvalidSpec', message: expect.stringContaining('only grow') });
+    await sim.update('storage/Volume', vol.externalId, { sizeGb: 80 }, call('detach-grow'));
+    expect((await advanceUntil(sim, clock, 'storage/Volume', vol.externalId)).outputs).toMatchObject({ status: 'available', attachedTo: null, sizeGb: 80 });
+    // boot from it
+    const boot = await sim.create('compute/Server', { flavor: 'SCS-2V-4', bootVolume: { volume: vol.externalId }, networks: [{ subnet }] }, call('from-volume'));
+    await advanceUntil(sim, clock, 'compute/Server', boot.externalId);
+    expect((await sim.read('storage/Volume', vol.externalId)).outputs).toMatchObject({ status: 'in-use', attachedTo: boot.externalId, device: '/dev/vda' });
+    // deleting the server frees the volume
+    await sim.delete('compute/Server', boot.externalId, call('from-volume-del'));
+    await advanceUntil(sim, clock, 'compute/Server', boot.externalId, 'absent');
+    expect((await sim.read('storage/Volume', vol.externalId)).outputs).toMatchObject({ status: 'available', attachedTo: null });
+    expect(await sim.delete('storage/Volume', vol.externalId, call('data-del-2'))).toEqual({ done: false });
+  });
 });

@@ -107,5 +107,8 @@ describe.each(DIALECTS)('simulator restart on %s', (dialect) => {
     expect(objs.length).toBe(3);
     expect(objs.every((o) => o.phase === 'ready')).toBe(true);
     expect(after[2]!.status.outputs.readyNodes).toBe(4);
+    const secrets = await resources.getSecrets(ids[2]!);
+    expect(secrets.kubeconfig).toContain(String(after[2]!.status.outputs.apiEndpoint));
+    expect(JSON.stringify(after[2]!.status)).not.toContain(secrets.adminPassword!);
   });
 });
