@@ -1186,11 +1186,15 @@ export class Engine implements EngineApi {
         const seen = new Map<string, any>();
         for (let k = 0; k < execs.length; k += 500) {
           const ids = execs.slice(k, k + 500).map((e) => e.id);
+          // Rows are locked in id order (as the writer's fence does) so the two never deadlock.
           const rows = await this.db
             .updateTable('engine_runs')
             .set({ lease_expires_at: now + this.leaseMs })
-            .where('lease_owner', '=', this.workerId)
-            .where('id', 'in', ids)
+            .where('id', 'in', (eb: any) => {
+              let sub = eb.selectFrom('engine_runs').select('id').where('lease_owner', '=', this.workerId).where('id', 'in', ids).orderBy('id');
+              if (this.store.dialect === 'postgres') sub = sub.forUpdate();
+              return sub;
+            })
             .returning(['id', 'lease_epoch', 'cancel_requested', 'cancel_reason'])
             .execute();
           for (const r of rows) seen.set(r.id, r);

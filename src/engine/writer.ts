@@ -191,7 +191,7 @@ export class GroupWriter {
             if (r) byId.set(id, r);
           }
         } else {
-          const r = await trx.executeQuery<any>(CompiledQuery.raw('select id, lease_owner, lease_epoch from engine_runs where id = any($1) for update', [ids]));
+          const r = await trx.executeQuery<any>(CompiledQuery.raw('select id, lease_owner, lease_epoch from engine_runs where id = any($1) order by id for update', [ids]));
           for (const row of r.rows) byId.set(row.id, row);
         }
         batch.forEach((p, i) => {
@@ -294,7 +294,7 @@ export class GroupWriter {
     ];
     const text = `with f as (
         select r.id from engine_runs r join unnest($1::text[], $2::int[]) as fx(id, epoch) on r.id = fx.id and r.lease_epoch = fx.epoch
-        where r.lease_owner = $3 for update of r
+        where r.lease_owner = $3 order by r.id for update of r
       ),
       s as (
         insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at)
