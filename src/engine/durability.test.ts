@@ -263,4 +263,48 @@ describe.each(DIALECTS)('engine durability on %s', (dialect) => {
     expect(done.status).toBe('succeeded');
     expect(done.output as number).toBeGreaterThanOrEqual(60_000 + 5_000 + 10_000);
   });
+
+  it('heartbeats keep the lease and carry a cancel from another process to the running step', async () => {
+    h = await engineHarness(dialect);
+    let aborted = false;
+    const wf = defineWorkflow({
+      name: 'long-step',
+      version: 1,
+      async run(ctx) {
+        await ctx.step(
+          'long',
+          (sc) =>
+            new Promise((_, reject) =>
+              sc.signal.addEventListener('abort', () => {
+                aborted = true;
+                reject(sc.signal.reason);
+              }),
+            ),
+          { retry: { maxAttempts: 1 } },
+        );
+      },
+    });
+    const A = h.another({ workerId: 'A', leaseMs: 5_000, heartbeatMs: 1_000 });
+    const B = h.another({ workerId: 'B', leaseMs: 5_000, heartbeatMs: 1_000 });
+    A.register(wf);
+    B.register(wf);
+    A.startWorker();
+    const run = await A.start('long-step', {});
+    await until(() => A.activeRuns === 1, 'A to run');
+    B.startWorker();
+    // 20 s of clock time in heartbeat-sized steps: A keeps its lease, B never takes over.
+    for (let i = 0; i < 20; i++) {
+      const before = (await h.t.store.db.selectFrom('engine_runs').select('lease_expires_at').where('id', '=', run.id).executeTakeFirstOrThrow()).lease_expires_at;
+      h.clock.advance(1_000);
+      await until(async () => (await h.t.store.db.selectFrom('engine_runs').select('lease_expires_at').where('id', '=', run.id).executeTakeFirstOrThrow()).lease_expires_at! > before!, 'heartbeat');
+    }
+    expect(B.activeRuns).toBe(0);
+    await B.cancel(run.id, 'from B');
+    h.clock.advance(1_000);
+    const done = await B.result(run.id);
+    expect(done.status).toBe('cancelled');
+    expect(aborted).toBe(true);
+    const started = await B.events({ subject: run.id, types: ['run.started'] });
+    expect(started.map((e) => e.data.worker)).toEqual(['A']);
+  });
 });
