@@ -278,4 +278,24 @@ describe.each(DIALECTS)('simulated datacenter on %s', (dialect) => {
     expect((await sim.read('storage/Volume', vol.externalId)).outputs).toMatchObject({ status: 'available', attachedTo: null });
     expect(await sim.delete('storage/Volume', vol.externalId, call('data-del-2'))).toEqual({ done: false });
   });
+  it('enforces per-project quotas with QuotaExceeded, as a cloud does', async () => {
+    t = await openTestStore(dialect);
+    const { sim, clock } = await makeSim(t.store, { quota: { instances: 2 } });
+    const { subnet } = await makeNetwork(sim, clock);
+    const spec = { flavor: 'SCS-2V-4-20s', image: 'debian-12', networks: [{ subnet }] };
+    await sim.create('compute/Server', spec, call('q1'));
+    const q2 = await sim.create('compute/Server', spec, call('q2'));
+    await expect(sim.create('compute/Server', spec, call('q3'))).rejects.toMatchObject({ reason: 'QuotaExceeded', retryable: false, message: expect.stringContaining('instances') });
+    expect(await sim.setQuota(PROJECT, { instances: 10, cores: 5 })).toMatchObject({ instances: 10, cores: 5 });
+    await expect(sim.create('compute/Server', spec, call('q3'))).rejects.toMatchObject({ reason: 'QuotaExceeded', message: expect.stringContaining('cores: requested 2, but already used 4 of 5') });
+    await advanceUntil(sim, clock, 'compute/Server', q2.externalId);
+    await sim.delete('compute/Server', q2.externalId, call('q2-del'));
+    await advanceUntil(sim, clock, 'compute/Server', q2.externalId, 'absent');
+    expect((await sim.create('compute/Server', { ...spec, flavor: 'SCS-1V-2-10' }, call('q3'))).externalId).toBeTruthy();
+    await sim.setQuota(PROJECT, { floatingIps: 1, volumeGb: 100 });
+    await sim.create('network/FloatingIP', {}, call('fip-1'));
+    await expect(sim.create('network/FloatingIP', {}, call('fip-2'))).rejects.toMatchObject({ reason: 'QuotaExceeded' });
+    await expect(sim.create('storage/Volume', { sizeGb: 200 }, call('big-vol'))).rejects.toMatchObject({ reason: 'QuotaExceeded' });
+    expect((await sim.getQuota('other-project')).instances).toBe(2);
+  });
 });

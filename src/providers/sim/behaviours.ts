@@ -134,6 +134,7 @@ const Server: Behaviour = {
       if (image.outputs.minRamMb > flavor.outputs.ramMb) throw invalid(`image ${image.name} needs ${image.outputs.minRamMb} MB RAM but flavor ${flavor.name} has ${flavor.outputs.ramMb} MB`);
     }
     if (!flavor.outputs.diskGb && !s.bootVolume) throw invalid(`flavor ${flavor.name} has no root disk: give bootVolume.sizeGb (boot from volume)`);
+    await checkComputeQuota(tx, o.project, o.id, flavor.outputs.vcpus, flavor.outputs.ramMb, 1);
     for (const [i, sg] of (s.securityGroups as string[]).entries()) await tx.must('network/SecurityGroup', sg, o.project, `securityGroups[${i}]`);
     if (s.keypair) await tx.must('compute/Keypair', s.keypair, o.project, 'keypair');
     let bootVolume: string | undefined;
@@ -158,6 +159,7 @@ const Server: Behaviour = {
     const state = { ...o.state };
     if (next.flavor !== prev.flavor) {
       const flavor = await flavorOf(tx, next.flavor, o.project, 'flavor');
+      await checkComputeQuota(tx, o.project, o.id, flavor.outputs.vcpus, flavor.outputs.ramMb, 0);
       const host = await reserveResize(tx, o, flavor.outputs.vcpus, flavor.outputs.ramMb);
       out.host = host;
       out.flavor = flavor.name;
@@ -193,6 +195,18 @@ const Server: Behaviour = {
   },
 };
 
+/** OpenStack-style quota check: instances, cores and RAM of the project's live servers (excluding `self`). */
+async function checkComputeQuota(tx: SimTx, project: string, self: string, vcpus: number, ramMb: number, instances: number): Promise<void> {
+  const q = await tx.quota(project);
+  const live = (await tx.listLive('compute/Server')).filter((s) => s.project === project && s.id !== self);
+  const used = { instances: live.length, cores: live.reduce((a, s) => a + Number(s.state.vcpus ?? 0), 0), ramMb: live.reduce((a, s) => a + Number(s.state.ramMb ?? 0), 0) };
+  const over = ([['instances', instances, q.instances], ['cores', vcpus, q.cores], ['ramMb', ramMb, q.ramMb]] as const).find(([k, want, limit]) => used[k] + want > limit);
+  if (over) {
+    const [k, want, limit] = over;
+    throw new ProviderError('QuotaExceeded', `Quota exceeded for ${k}: requested ${want}, but already used ${used[k]} of ${limit} ${k} in project ${project}; delete resources or raise the quota`, { details: { resource: k, requested: want, used: used[k], limit } });
+  }
+}
+
 async function reserveResize(tx: SimTx, o: SimObject, vcpus: number, ramMb: number): Promise<string> {
   // Resize: give back the old reservation, take a new one (possibly on another host).
   const old = await tx.trx.selectFrom('sim_placements').selectAll().where('owner', '=', o.id).execute();
@@ -203,11 +217,18 @@ async function reserveResize(tx: SimTx, o: SimObject, vcpus: number, ramMb: numb
   return tx.place(o.id, vcpus, ramMb, o.spec.availabilityZone);
 }
 
+async function checkVolumeQuota(tx: SimTx, o: SimObject, sizeGb: number): Promise<void> {
+  const q = await tx.quota(o.project);
+  const used = (await tx.listLive('storage/Volume')).filter((v) => v.project === o.project && v.id !== o.id).reduce((a, v) => a + Number(v.spec.sizeGb), 0);
+  if (used + sizeGb > q.volumeGb) throw new ProviderError('QuotaExceeded', `Quota exceeded for volumeGb: requested ${sizeGb} GB, but already used ${used} of ${q.volumeGb} GB in project ${o.project}`, { details: { resource: 'volumeGb', requested: sizeGb, used, limit: q.volumeGb } });
+}
+
 const Volume: Behaviour = {
   prefix: 'vol',
   stages: ['Creating', 'Downloading'],
   async create(tx, o) {
     if (o.spec.image && !(await tx.find('compute/Image', o.spec.image, o.project))) throw invalid(`image "${o.spec.image}" does not exist`);
+    await checkVolumeQuota(tx, o, o.spec.sizeGb);
     const out: Record<string, unknown> = { id: o.id, sizeGb: o.spec.sizeGb, type: o.spec.type, status: 'creating', attachedTo: null, device: null, bootable: Boolean(o.spec.image) || o.spec.bootable };
     const state: Record<string, unknown> = { attachedTo: null };
     if (o.spec.attachTo) {
@@ -219,6 +240,7 @@ const Volume: Behaviour = {
   },
   async update(tx, o, next, prev) {
     if (next.sizeGb < prev.sizeGb) throw invalid(`volume ${o.name} cannot shrink from ${prev.sizeGb} GB to ${next.sizeGb} GB: volumes only grow in place (replace it to shrink)`);
+    await checkVolumeQuota(tx, o, next.sizeGb);
     const out = { ...o.outputs, sizeGb: next.sizeGb, status: 'extending' };
     const state = { ...o.state };
     if ((next.attachTo ?? null) !== (prev.attachTo ?? null)) {
@@ -425,6 +447,9 @@ async function fipTarget(tx: SimTx, o: SimObject, spec: Record<string, any>): Pr
 const FloatingIP: Behaviour = {
   prefix: 'fip',
   async create(tx, o) {
+    const q = await tx.quota(o.project);
+    const used = (await tx.listLive('network/FloatingIP')).filter((f) => f.project === o.project && f.id !== o.id).length;
+    if (used + 1 > q.floatingIps) throw new ProviderError('QuotaExceeded', `Quota exceeded for floatingIps: already used ${used} of ${q.floatingIps} in project ${o.project}`, { details: { resource: 'floatingIps', used, limit: q.floatingIps } });
     const address = await floatingIp(tx, o.spec.pool, o.id);
     return { outputs: { id: o.id, address, pool: o.spec.pool, ...(await fipTarget(tx, o, o.spec)), status: 'ACTIVE' } };
   },

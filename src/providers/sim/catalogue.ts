@@ -73,6 +73,15 @@ export const DEFAULT_LATENCY: Record<string, Partial<Record<'create' | 'update' 
   'automation/Job': { create: { meanMs: 90 * s, stddevMs: 30 * s, minMs: 20 * s }, update: { meanMs: 1 * s, stddevMs: 0, minMs: 0 }, delete: { meanMs: 500, stddevMs: 0, minMs: 0 } },
 };
 
+export const QuotaSchema = z.object({
+  instances: z.number().int().min(0).default(1000),
+  cores: z.number().int().min(0).default(4000),
+  ramMb: z.number().int().min(0).default(16 * 1024 * 1024),
+  floatingIps: z.number().int().min(0).default(200),
+  volumeGb: z.number().int().min(0).default(100_000),
+});
+export type Quota = z.infer<typeof QuotaSchema>;
+
 export const SimConfigSchema = z.object({
   /** Simulated time runs this many times faster (durations are divided by it). */
   speed: z.number().positive().default(1),
@@ -94,6 +103,8 @@ export const SimConfigSchema = z.object({
   subnetPool: z.string().default('10.128.0.0/9'),
   vlanRange: z.tuple([z.number().int(), z.number().int()]).default([100, 3999]),
   latency: z.record(z.string(), z.record(z.string(), LatencySpec)).default({}),
+  /** Default per-project quota (setQuota overrides per project). */
+  quota: QuotaSchema.prefault({}),
 });
 export type SimConfig = z.infer<typeof SimConfigSchema>;
 export type SimConfigInput = z.input<typeof SimConfigSchema>;

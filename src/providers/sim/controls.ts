@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { QuotaSchema } from './catalogue.js';
 import { FaultConfig } from './faults.js';
 import type { SimDatacenter } from './sim.js';
 
@@ -10,6 +11,7 @@ import type { SimDatacenter } from './sim.js';
 export const SpeedBody = z.object({ speed: z.number().positive().max(1_000_000).describe('simulated time runs this many times faster than real time') });
 export const SeedBody = z.object({ seed: z.number().int() });
 export const FaultsBody = FaultConfig;
+export const QuotaBody = QuotaSchema.partial();
 
 export const DriftAction = z.discriminatedUnion('action', [
   z.object({ action: z.literal('delete').describe('the object vanishes from the backend') }),

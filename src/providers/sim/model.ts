@@ -1,7 +1,7 @@
 import type { Rng } from '../../core/rng.js';
 import type { Trx } from '../../store/store.js';
 import type { Condition, ProviderErrorReason } from '../../resources/types.js';
-import type { SimConfig } from './catalogue.js';
+import type { Quota, SimConfig } from './catalogue.js';
 import type { SimObjectTable } from './migrations.js';
 
 export type SimPhase = 'creating' | 'ready' | 'updating' | 'deleting' | 'failed' | 'deleted';
@@ -89,6 +89,8 @@ export interface SimTx {
   /** Reserves CPU/RAM on a hypervisor; NoValidHost when none fits. Returns the host name. */
   place(owner: string, vcpus: number, ramMb: number, zone?: string): Promise<string>;
   save(obj: SimObject): Promise<void>;
+  /** The project's quota (setQuota, else the configured default). */
+  quota(project: string): Promise<Quota>;
   /** Runs `fn` after the transaction commits (releases in other areas). */
   afterCommit(fn: () => Promise<void>): void;
 }

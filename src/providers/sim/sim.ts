@@ -8,7 +8,7 @@ import { ProviderError } from '../../resources/errors.js';
 import { cpuMillis, KINDS, memoryMiB, parseSpec } from '../../resources/kinds.js';
 import type { Condition, CreateResult, ProviderCallContext, ProviderOp, ReadResult } from '../../resources/types.js';
 import { BEHAVIOURS, recordFqdn, schedulePods } from './behaviours.js';
-import { DEFAULT_FLAVORS, DEFAULT_IMAGES, DEFAULT_LATENCY, DEFAULT_OS_TEMPLATES, SimConfigSchema, type LatencySpec, type SimConfig, type SimConfigInput } from './catalogue.js';
+import { DEFAULT_FLAVORS, DEFAULT_IMAGES, DEFAULT_LATENCY, DEFAULT_OS_TEMPLATES, QuotaSchema, type Quota, SimConfigSchema, type LatencySpec, type SimConfig, type SimConfigInput } from './catalogue.js';
 import { decideFault, FaultConfig, NO_FAULT, type FaultDecision } from './faults.js';
 import type { SimObjectTable } from './migrations.js';
 import { rowToObject, type Behaviour, type SimBackends, type SimObject, type SimOp, type SimTx, type View, type ViewContext } from './model.js';
@@ -182,6 +182,20 @@ export class SimDatacenter {
     return r.data;
   }
 
+  /** A project's quota (its own, else the configured default). */
+  async getQuota(project: string): Promise<Quota> {
+    return QuotaSchema.parse({ ...this.config.quota, ...(await this.getSetting<object>(`quota:${project}`, {})) });
+  }
+
+  /** Sets (part of) a project's quota; running out gives QuotaExceeded, as a cloud would. */
+  async setQuota(project: string, quota: Partial<Quota>): Promise<Quota> {
+    const r = QuotaSchema.partial().safeParse(quota);
+    if (!r.success) throw new ValidationError('sim.invalid_quota', `quota ${r.error.issues[0]!.path.join('.')}: ${r.error.issues[0]!.message}`);
+    const merged = { ...(await this.getSetting<object>(`quota:${project}`, {})), ...r.data };
+    await this.putSetting(`quota:${project}`, merged);
+    return this.getQuota(project);
+  }
+
   async getSeed(): Promise<number> {
     return this.getSetting('seed', this.config.seed);
   }
@@ -308,6 +322,10 @@ export class SimDatacenter {
       },
       afterCommit(fn) {
         after.push(fn);
+      },
+      async quota(project) {
+        const row = await trx.selectFrom('sim_settings').select(['value']).where('key', '=', `quota:${project}`).executeTakeFirst();
+        return QuotaSchema.parse({ ...self.config.quota, ...(row ? (JSON.parse(row.value) as object) : {}) });
       },
       async releaseOwner(owner) {
         const releaseFip = self.backends.releaseFloatingIp;
