@@ -173,8 +173,10 @@ export function diffStack(model: StackModel, recorded: readonly RecordedResource
     for (const inst of node.instances) {
       desired.add(inst.address);
       const { spec, unknown } = resolver.resolveSpec(node, inst);
-      if (info?.validate && !unknown) info.validate(spec);
       const rec = byAddress.get(inst.address);
+      const hash = unknown ? '' : specHash(spec);
+      // an unchanged spec was valid when it was applied: validate only new and changed ones
+      if (info?.validate && !unknown && hash !== rec?.specHash) info.validate(spec);
       const base = { address: inst.address, resource: name, kind: node.kind, phase: node.phaseName };
       if (!rec) {
         changes.push({ ...base, action: 'create', after: spec });
@@ -194,7 +196,7 @@ export function diffStack(model: StackModel, recorded: readonly RecordedResource
         pending.add(inst.address);
         continue;
       }
-      const same = !unknown && specHash(spec) === rec.specHash;
+      const same = !unknown && hash === rec.specHash;
       let fieldChanges: FieldChange[] = same ? [] : diffSpecs(rec.spec, spec).filter((c) => !ignored(c.path, ignore));
       let reason: string | undefined;
       if (fieldChanges.length === 0 && rec.drift && rec.drift.length > 0) {
