@@ -126,4 +126,13 @@ describe.each(DIALECTS)('resources driven by the engine against the simulator on
     expect(r.status.phase).toBe('failed');
     expect(r.status.conditions.find((c) => c.type === 'Ready')?.reason).toBe('Timeout');
   });
+  it('reads that fail transiently are retried by the wait', async () => {
+    await setup();
+    const subnet = await provisionNetwork(s);
+    await s.sim.setFaults({ rules: [{ kind: 'compute/Server', op: 'read', transientRate: 1, attempts: 2 }] });
+    const vm = await s.resources.create({ kind: 'compute/Server', name: 'flaky-reads', project: 'p1', spec: VM(subnet) });
+    await expect(s.sim.read('compute/Server', 'vm_unknown')).rejects.toMatchObject({ reason: 'BackendUnavailable' });
+    await runOk(s, PROVISION, { ids: [vm.id] });
+    expect((await s.resources.get(vm.id)).status.phase).toBe('ready');
+  });
 });

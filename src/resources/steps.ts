@@ -172,7 +172,7 @@ export async function awaitResource(ctx: WorkflowContext, deps: ResourceDeps, st
   ctx.progress({ stage: 'provisioning', waitingFor: `${id} to become ready` });
   try {
     await ctx.poll(`ready:${id}${sfx}`, (sc) => waitState(deps, id, created.externalId, created.generation, 'create', sc), {
-      intervalMs: opts.pollIntervalMs ?? 1000, timeoutMs: opts.timeoutMs ?? 30 * 60_000,
+      intervalMs: opts.pollIntervalMs ?? 1000, timeoutMs: opts.timeoutMs ?? 30 * 60_000, retry: opts.retry ?? DEFAULT_RETRY,
     });
   } catch (e) {
     return failAfterWait(ctx, deps, id, e, `failed:${id}${sfx}`);
@@ -248,7 +248,7 @@ export async function updateResource(ctx: WorkflowContext, deps: ResourceDeps, r
   }, { retry: opts.retry ?? DEFAULT_RETRY, timeoutMs: opts.callTimeoutMs ?? 60_000 });
   try {
     await ctx.poll(`updated:${resourceId}:${sfx}`, (sc) => waitState(deps, resourceId, plan.externalId!, plan.generation, 'update', sc), {
-      intervalMs: opts.pollIntervalMs ?? 1000, timeoutMs: opts.timeoutMs ?? 30 * 60_000,
+      intervalMs: opts.pollIntervalMs ?? 1000, timeoutMs: opts.timeoutMs ?? 30 * 60_000, retry: opts.retry ?? DEFAULT_RETRY,
     });
   } catch (e) {
     return failAfterWait(ctx, deps, resourceId, e, `update-failed:${resourceId}:${sfx}`);
@@ -288,7 +288,7 @@ async function deleteBackend(ctx: WorkflowContext, deps: ResourceDeps, id: strin
       }
       if (read.state === 'failed') throw new ProviderError(read.failureReason ?? 'Internal', read.message ?? `deleting ${r.kind} ${target.externalId} failed`, { retryable: false });
       return { done: false, status: read.state };
-    }, { intervalMs: opts.pollIntervalMs ?? 1000, timeoutMs: opts.timeoutMs ?? 30 * 60_000 });
+    }, { intervalMs: opts.pollIntervalMs ?? 1000, timeoutMs: opts.timeoutMs ?? 30 * 60_000, retry: opts.retry ?? DEFAULT_RETRY });
   } catch (e) {
     return failAfterWait(ctx, deps, id, e, `delete-failed:${id}${sfx}`);
   }

@@ -14,12 +14,15 @@ import type { ProviderErrorReason } from '../../resources/types.js';
  * - degradedRate:  (clusters) the cluster comes up with a node NotReady and an operator Degraded.
  * - attempts:      the rule applies only to the first N attempts of a call (deterministic scripts).
  *
+ * `op: 'read'` rules make reads fail (transientRate) or hang (hangRate); a
+ * read's "attempt" is the object's read count in this process.
+ *
  * Decisions are deterministic: they come from seededRng(seedFrom(op|key|attempt, seed)),
  * so the same seed and the same idempotency keys replay the same failures.
  */
 export const FaultRule = z.strictObject({
   kind: z.string().default('*'),
-  op: z.enum(['create', 'update', 'delete', '*']).default('*'),
+  op: z.enum(['create', 'update', 'delete', 'read', '*']).default('*'),
   transientRate: z.number().min(0).max(1).default(0),
   permanentRate: z.number().min(0).max(1).default(0),
   permanentReason: z.enum(['NoValidHost', 'QuotaExceeded', 'CapacityExhausted', 'Timeout', 'BackendUnavailable', 'InvalidSpec', 'NotFound', 'Conflict', 'Internal']).default('Internal'),
@@ -54,7 +57,7 @@ function matches(pattern: string, kind: string): boolean {
 }
 
 /** The first matching rule decides (most specific first is the caller's job: list specific rules first). */
-export function decideFault(rules: readonly FaultRule[], kind: string, op: 'create' | 'update' | 'delete', key: string, attempt: number, seed: number): FaultDecision {
+export function decideFault(rules: readonly FaultRule[], kind: string, op: 'create' | 'update' | 'delete' | 'read', key: string, attempt: number, seed: number): FaultDecision {
   const rule = rules.find((r) => matches(r.kind, kind) && (r.op === '*' || r.op === op) && (r.attempts === undefined || attempt <= r.attempts));
   if (!rule) return NO_FAULT;
   const rng = seededRng(seedFrom(`${op}|${key}|${attempt}`, seed));

@@ -82,6 +82,7 @@ export class SimDatacenter {
   readonly config: SimConfig;
   readonly backends: SimBackends;
   private rr = new Map<string, number>();
+  private readCounts = new Map<string, number>();
   /** Releases in other areas that failed after commit (most recent last). */
   readonly releaseErrors: string[] = [];
   private initialized = false;
@@ -402,7 +403,7 @@ export class SimDatacenter {
     return { fault: decideFault(faults.rules, kind, op, key, attempt, seed), seed, speed };
   }
 
-  private async injectCallFaults(fault: FaultDecision, kind: string, op: ProviderOp, signal?: AbortSignal): Promise<void> {
+  private async injectCallFaults(fault: FaultDecision, kind: string, op: ProviderOp | 'read', signal?: AbortSignal): Promise<void> {
     if (fault.hang) {
       await new Promise<never>((_, reject) => {
         const fail = () => reject(new ProviderError('Timeout', `${kind} ${op}: the backend did not answer (injected hang); the call was cut`, { retryable: true }));
@@ -468,8 +469,14 @@ export class SimDatacenter {
     return { externalId: o.id, ready: o.phase === 'ready', outputs: o.outputs };
   }
 
-  async read(kind: string, id: string, _ctx?: Omit<ProviderCallContext, 'idempotencyKey'>): Promise<ReadResult> {
+  async read(kind: string, id: string, ctx?: Omit<ProviderCallContext, 'idempotencyKey'>): Promise<ReadResult> {
     await this.ensureInit();
+    const faults = await this.getFaults();
+    if (faults.rules.some((r) => r.op === 'read')) {
+      const n = (this.readCounts.get(id) ?? 0) + 1;
+      this.readCounts.set(id, n);
+      await this.injectCallFaults(decideFault(faults.rules.filter((r) => r.op === 'read'), kind, 'read', id, n, await this.getSeed()), kind, 'read', ctx?.signal);
+    }
     await this.settle();
     const o = await this.getObject(id);
     if (!o || o.kind !== kind || o.phase === 'deleted') return { state: 'absent', outputs: {} };
