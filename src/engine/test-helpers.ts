@@ -1,3 +1,5 @@
+import { afterAll } from 'vitest';
+import { sql } from 'kysely';
 import { ManualClock, type Clock } from '../core/clock.js';
 import { seededRng } from '../core/rng.js';
 import type { DialectName } from '../store/store.js';
@@ -16,9 +18,32 @@ export interface EngineHarness {
   close(): Promise<void>;
 }
 
+/**
+ * PostgreSQL: one database per test file, emptied between tests (creating and
+ * dropping a database per test dominated the suite's time). SQLite: a fresh
+ * file per test. Only the engine's tables are migrated.
+ */
+let pgShared: TestDb | undefined;
+afterAll(async () => {
+  await pgShared?.cleanup();
+  pgShared = undefined;
+});
+
+async function testStore(dialect: DialectName): Promise<TestDb> {
+  if (dialect === 'sqlite') return openTestStore(dialect, { migrations: engineMigrations });
+  pgShared ??= await openTestStore('postgres', { migrations: engineMigrations });
+  const shared = pgShared;
+  return {
+    store: shared.store,
+    url: shared.url,
+    cleanup: async () => {
+      await sql`truncate table engine_runs, engine_steps, engine_signals, engine_events, engine_history, engine_schedules, engine_trigger_cursors, engine_run_labels restart identity`.execute(shared.store.db);
+    },
+  };
+}
+
 export async function engineHarness(dialect: DialectName, opts: Partial<EngineOptions> = {}): Promise<EngineHarness> {
-  // Only the engine's tables: faster than migrating every area for each test.
-  const t = await openTestStore(dialect, { migrations: engineMigrations });
+  const t = await testStore(dialect);
   const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock();
   const engines: Engine[] = [];
   const make = (o: Partial<EngineOptions> = {}) => {
