@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DIALECTS, openTestStore, type TestDb } from './support/dialects.js';
+import { observeNow } from '../src/resources/index.js';
 import { PROVISION, DESTROY, UPDATE, provisionNetwork, runOk, simStack, type SimStack } from './fixtures/sim-engine-setup.js';
 
 const VM = (subnet: string) => ({ flavor: 'SCS-1V-2-10', image: 'debian-12', networks: [{ subnet }] });
@@ -134,5 +135,18 @@ describe.each(DIALECTS)('resources driven by the engine against the simulator on
     await expect(s.sim.read('compute/Server', 'vm_unknown')).rejects.toMatchObject({ reason: 'BackendUnavailable' });
     await runOk(s, PROVISION, { ids: [vm.id] });
     expect((await s.resources.get(vm.id)).status.phase).toBe('ready');
+  });
+  it('observe reports drift made behind Infraflow\'s back on the resource', async () => {
+    await setup();
+    const sg = await s.resources.create({ kind: 'network/SecurityGroup', name: 'web', project: 'p1', spec: { rules: [{ protocol: 'tcp', portMin: 443, portMax: 443 }] } });
+    await runOk(s, PROVISION, { ids: [sg.id] });
+    expect(await observeNow(s.deps, sg.id)).toMatchObject({ drifted: false, driftedFields: [] });
+    const ext = (await s.resources.get(sg.id)).status.externalId!;
+    await s.sim.driftModify(ext, { rules: [] });
+    expect(await observeNow(s.deps, sg.id)).toMatchObject({ drifted: true, driftedFields: ['rules'], state: 'ready' });
+    expect((await s.resources.get(sg.id)).status.conditions.find((c) => c.type === 'InSync')).toMatchObject({ status: 'False', reason: 'Drifted' });
+    await s.sim.driftDelete(ext);
+    expect(await observeNow(s.deps, sg.id)).toMatchObject({ drifted: true, state: 'absent' });
+    expect((await s.resources.get(sg.id)).status.conditions.find((c) => c.type === 'InSync')).toMatchObject({ status: 'False', reason: 'DeletedOutside' });
   });
 });
