@@ -130,5 +130,5 @@ describe.each(DIALECTS)('API fuzzing on %s', (dialect) => {
     expect(statuses[200] ?? 0).toBeGreaterThan(0);
     expect(statuses[400] ?? 0).toBeGreaterThan(0);
     expect(requests).toBeGreaterThan(table.length * RUNS * 0.9);
-  });
+  }, 600_000);
 });

@@ -213,7 +213,10 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
     authDenials.inc({ reason: d.reason });
     if (d.reason === 'unauthenticated') throw new UnauthorizedError();
     if (d.reason === 'hidden') throw hidden();
-    throw new InfraflowError('auth.forbidden', `you may not do this: it needs the permission ${'permission' in (req.routeOptions.config.routeSpec?.policy ?? {}) ? (req.routeOptions.config.routeSpec!.policy as { permission: string }).permission : '?'}${typeof req.authzProject === 'string' ? ` on project ${req.authzProject}` : ' on the system'}; ask an administrator for a role that grants it`, 403);
+    const policy = req.routeOptions.config.routeSpec?.policy;
+    const perm = policy && 'permission' in policy ? policy.permission : 'a permission';
+    const where = typeof req.authzProject === 'string' ? ` on project ${req.authzProject}` : policy?.scope === 'system' ? ' on the system' : '';
+    throw new InfraflowError('auth.forbidden', `you may not do this: it needs ${perm}${where}; ask an administrator for a role that grants it`, 403);
   };
 
   for (const spec of table) {

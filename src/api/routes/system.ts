@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { sql } from 'kysely';
 import { TransientError } from '../../core/errors.js';
-import { TERMINAL_STATUSES, type RunStatus } from '../../engine/types.js';
+import type { RunStatus } from '../../engine/types.js';
 import { defineRoute, type AnyRoute, type ApiDeps } from '../route.js';
 import { registry, runsByStatus } from '../metrics.js';
 
@@ -55,7 +55,6 @@ export function systemRoutes(deps: ApiDeps): AnyRoute[] {
               /* the engine may be stopping */
             }
           }
-          void TERMINAL_STATUSES;
         }
         reply.header('content-type', registry.contentType);
         return reply.send(await registry.metrics());
