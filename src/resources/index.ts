@@ -28,6 +28,9 @@
  *   Failures throw ProviderError (code provider.<reason>, details.reason e.g. 'NoValidHost'); the resource ends `failed`
  *   with a condition Ready=False reason=<reason>.
  *
+ * Contract suite (for provider tests): runProviderContract(name, makeHarness, { describe, it, beforeAll, afterAll }, { kinds? })
+ *   — see src/resources/contract.ts and docs/providers.md.
+ *
  * Non-workflow helpers: planChange(handler, previous, next) → { changed, replaceFields }, observeNow(deps, id),
  * parseSpec(kind, spec), KINDS (schemas + replaceOnChange per kind), diffSpecs, ProviderError, reasonOf.
  */
@@ -38,3 +41,4 @@ export * from './store.js';
 export * from './registry.js';
 export * from './steps.js';
 export { resourceMigrations } from './migrations.js';
+export { runProviderContract, assertClassified, ContractViolation, type ContractHarness, type KindSample, type TestApi } from './contract.js';
