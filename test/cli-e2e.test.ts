@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { mkdtempSync, rmSync, readFileSync, statSync } from 'node:fs';
@@ -12,6 +12,9 @@ import { DIALECTS, createPgDatabase } from './support/dialects.js';
  * configure, administer, read in every output format, exit codes; apply an
  * example stack, watch it to completion and destroy it; shut down gracefully.
  */
+// every CLI call is a new Node.js process: generous time on a loaded machine
+vi.setConfig({ testTimeout: 240_000 });
+
 const ROOT = process.cwd();
 const ADMIN_PASSWORD = 'e2e-admin-password-123';
 
