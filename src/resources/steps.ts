@@ -141,6 +141,7 @@ export async function startResource(ctx: WorkflowContext, deps: ResourceDeps, re
       const existing = await handler.read(r.status.externalId, readCtx(r, sc));
       if (existing.state !== 'absent' && existing.state !== 'failed' && existing.state !== 'deleting') {
         sc.log(`adopting existing ${r.kind} ${r.status.externalId} (${existing.state})`);
+        if (!r.status.appliedSpec) await deps.resources.updateStatus(id, { appliedSpec: r.spec });
         return { externalId: r.status.externalId, generation: r.generation };
       }
       if (existing.state === 'failed') {
@@ -151,7 +152,7 @@ export async function startResource(ctx: WorkflowContext, deps: ResourceDeps, re
     try {
       const res = await handler.create(r.spec, callCtx(r, sc));
       await deps.resources.updateStatus(id, {
-        phase: res.ready ? 'ready' : 'creating', externalId: res.externalId,
+        phase: res.ready ? 'ready' : 'creating', externalId: res.externalId, appliedSpec: r.spec,
         ...(res.outputs ? { outputs: res.outputs } : {}),
         conditions: [condition('Provisioned', res.ready, res.ready ? 'Created' : 'Creating', res.ready ? `${r.kind} ${res.externalId} created` : `${r.kind} ${res.externalId} is being created`)],
       });
@@ -189,7 +190,7 @@ async function waitState(deps: ResourceDeps, id: string, externalId: string, gen
   const conds = read.conditions ?? [];
   if (m.done) {
     await deps.resources.updateStatus(id, {
-      phase: 'ready', outputs: read.outputs, observedGeneration: generation, appliedSpec: r.spec,
+      phase: 'ready', outputs: read.outputs, observedGeneration: generation,
       conditions: [...conds, condition('Provisioned', true, op === 'create' ? 'Created' : 'Updated', `${r.kind} ${externalId} is ready`), condition('Ready', true, 'Ready', 'ready')],
       ...(read.secrets ? { secrets: read.secrets } : {}), message: `${r.kind} ${externalId} is ready`,
     });
@@ -239,7 +240,7 @@ export async function updateResource(ctx: WorkflowContext, deps: ResourceDeps, r
     try {
       const res = await handler.update!(plan.externalId!, r.spec, (r.status.appliedSpec ?? r.spec), callCtx(r, sc));
       await deps.resources.updateStatus(resourceId, {
-        phase: res.ready ? 'ready' : 'updating', ...(res.outputs ? { outputs: { ...r.status.outputs, ...res.outputs } } : {}),
+        phase: res.ready ? 'ready' : 'updating', appliedSpec: r.spec, ...(res.outputs ? { outputs: { ...r.status.outputs, ...res.outputs } } : {}),
         conditions: [condition('Provisioned', res.ready, res.ready ? 'Updated' : 'Updating', `updating ${plan.changed.join(', ')}`)],
       });
     } catch (e) {
