@@ -34,6 +34,13 @@ export const ConfigSchema = z.object({
     speed: z.coerce.number().positive().default(1),
     seed: z.coerce.number().int().default(42),
   }).prefault({}),
+  /**
+   * Which provider implements which kinds: `<kind or domain/*>` → provider name.
+   * The most specific match wins; default: everything on the simulator.
+   */
+  providers: z.record(z.string(), z.string()).default({ '*': 'sim' }),
+  /** Default datacenter for bare-metal allocation from the inventory. */
+  datacenter: z.string().default('dc1'),
   /** Base64 AES-256 key for secrets at rest; else a key file in dataDir is created on first start. */
   secretKey: z.string().optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
