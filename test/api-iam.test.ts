@@ -110,6 +110,8 @@ describe.each(DIALECTS)('API identity and access on %s', (dialect) => {
       expect(c.json()).not.toHaveProperty('password');
       const g = await h.req('GET', `/api/v1/users/alice`, { token: h.adminToken });
       expect(g.json().id).toBe(id);
+      const same = await h.req('GET', `/api/v1/users/alice`, { token: h.adminToken, headers: { 'if-none-match': g.headers.etag as string } });
+      expect(same.statusCode).toBe(304);
       const stale = await h.req('PATCH', `/api/v1/users/${id}`, { token: h.adminToken, body: { displayName: 'A' }, headers: { 'if-match': '"7"' } });
       expect(stale.statusCode).toBe(412);
       expect(stale.json().code).toBe('api.precondition_failed');

@@ -299,6 +299,9 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
         };
         const out = await spec.handler(ctx);
         if (spec.sse || reply.sent) return reply;
+        // conditional GET: the caller's copy is current
+        const etag = reply.getHeader('etag');
+        if (req.method === 'GET' && etag !== undefined && req.headers['if-none-match'] === etag) return reply.code(304).send();
         if (out === undefined) return reply.code(reply.statusCode === 200 ? 204 : reply.statusCode).send();
         return out;
       },
