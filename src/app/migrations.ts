@@ -3,6 +3,7 @@ import { allocationMigrations } from '../allocation/migrations.js';
 import { inventoryMigrations } from '../inventory/migrations.js';
 import { engineMigrations } from '../engine/schema.js';
 import { ipamMigrations } from '../ipam/migrations.js';
+import { iamMigrations } from '../iam/migrations.js';
 import { resourceMigrations } from '../resources/migrations.js';
 import { simMigrations } from '../providers/sim/migrations.js';
 import { stackMigrations } from '../stacks/migrations.js';
@@ -19,5 +20,6 @@ export const allMigrations: AreaMigration[] = [
   ...ipamMigrations,
   ...resourceMigrations,
   ...simMigrations,
+  ...iamMigrations,
   ...stackMigrations,
 ];
