@@ -274,13 +274,22 @@ export function buildProgram(io: CliIo): Command {
     .argument('<name>')
     .requiredOption('--flavor <flavor>').requiredOption('--image <image>')
     .option('--network <network>', 'network (repeatable)', collect).option('--security-group <group>', 'security group (repeatable)', collect)
-    .option('--key-name <key>').option('--boot-volume-size <GiB>', 'boot volume size in GiB')
+    .option('--key-name <key>').option('--public-key <file>', 'public key file: creates the keypair named by --key-name if it does not exist')
+    .option('--boot-volume-size <GiB>', 'boot volume size in GiB')
     .option('--wait', 'wait until the server is ready').addOption(outputOption())
     .action(async (name, o) => {
       const project = cfg().project;
+      let publicKey: string | undefined;
+      if (o.publicKey) {
+        try {
+          publicKey = readFileSync(o.publicKey, 'utf8').trim();
+        } catch {
+          throw new CliError(`--public-key: cannot read ${o.publicKey}; give the path of a public key file (e.g. ~/.ssh/id_ed25519.pub)`, EXIT.usage);
+        }
+      }
       const body = {
         name, flavor: o.flavor, image: o.image, networks: o.network ?? [], securityGroups: o.securityGroup ?? [],
-        ...(project ? { project } : {}), ...(o.keyName ? { keyName: o.keyName } : {}),
+        ...(project ? { project } : {}), ...(o.keyName ? { keyName: o.keyName } : {}), ...(publicKey ? { publicKey } : {}),
         ...(o.bootVolumeSize ? { bootVolumeSize: Number(o.bootVolumeSize) } : {}),
       };
       if (o.bootVolumeSize && !(Number(o.bootVolumeSize) > 0)) throw new CliError('--boot-volume-size: a positive number of GiB', EXIT.usage);
