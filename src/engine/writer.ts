@@ -3,20 +3,10 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { Store } from '../store/store.js';
 import type { EngineEvent } from './types.js';
 import { LeaseLostError } from './errors.js';
+import type { EngineStepTable } from './schema.js';
 
-export interface StepRow {
-  run_id: string;
-  seq: number;
-  name: string;
-  kind: string;
-  status: string;
-  attempts: number;
-  output: string | null;
-  error: string | null;
-  logs: string | null;
-  started_at: number;
-  finished_at: number | null;
-}
+/** A journal row as written by the group-commit writer (the engine_steps table). */
+export type StepRow = EngineStepTable;
 
 export interface EventInput {
   type: string;
