@@ -189,6 +189,7 @@ export class RunExecution {
 
   /** Graceful shutdown: finish in-flight steps, then hand the run back. */
   drain(): void {
+    if (this.drainAc.signal.aborted) return;
     this.drainAc.abort(new Error('draining'));
     if (this.active === 0 && !this.bodySettled) {
       this.suspends.push({ due: 0, names: [], waitingFor: 'worker shutdown', release: true });

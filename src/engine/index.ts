@@ -913,6 +913,8 @@ export class Engine implements EngineApi {
     if (!this.running && !this.active.size) return;
     this.draining = true;
     this.running = false;
+    // Runs already executing start no new step from now on.
+    if (graceful) for (const e of this.active.values()) e.drain();
     this.kick();
     // 1. Stop claiming (a claim in progress completes; its runs are drained below).
     await this.loopDone;
