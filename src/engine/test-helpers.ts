@@ -37,7 +37,10 @@ async function testStore(dialect: DialectName): Promise<TestDb> {
     store: shared.store,
     url: shared.url,
     cleanup: async () => {
-      await sql`truncate table engine_runs, engine_steps, engine_signals, engine_events, engine_history, engine_schedules, engine_trigger_cursors, engine_run_labels restart identity`.execute(shared.store.db);
+      // Every table, not only the engine's: other areas' tests migrate their tables into this database too.
+      const tables = await sql<{ tablename: string }>`select tablename from pg_tables where schemaname = current_schema() and tablename not like 'schema_migrations%'`.execute(shared.store.db);
+      const names = tables.rows.map((r) => `"${r.tablename}"`).join(', ');
+      if (names) await sql.raw(`truncate table ${names} restart identity cascade`).execute(shared.store.db);
     },
   };
 }
