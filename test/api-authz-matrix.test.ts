@@ -17,7 +17,7 @@ import type { RoutePolicy } from '../src/iam/policy.js';
  */
 
 // The role specification (Keystone-like admin ⊃ member ⊃ reader), written independently of src/iam/permissions.ts.
-const READER = ['projects:read', 'runs:read', 'events:read', 'resources:read', 'stacks:read', 'inventory:read', 'ipam:read', 'secrets:list'];
+const READER = ['projects:read', 'runs:read', 'events:read', 'resources:read', 'stacks:read', 'inventory:read', 'ipam:read', 'allocations:read', 'sim:read', 'secrets:list'];
 const MEMBER = [...READER, 'runs:operate', 'resources:write', 'stacks:write', 'stacks:apply', 'secrets:write'];
 const ADMIN = Object.keys(PERMISSIONS);
 const ROLE_PERMS: Record<string, string[]> = { reader: READER, member: MEMBER, admin: ADMIN };

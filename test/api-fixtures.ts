@@ -11,6 +11,8 @@ import type { ServerOptions } from '../src/api/server.js';
 import type { Logger } from '../src/core/log.js';
 import { NotFoundError, ValidationError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secrets.js';
+import { Allocations } from '../src/allocation/reservations.js';
+import { SimDatacenter } from '../src/providers/sim/sim.js';
 
 /**
  * A stand-in for the stacks module with just enough behaviour for the
@@ -70,6 +72,8 @@ export interface FullHarness extends Harness {
   resources: ResourceStore;
   inventory: Inventory;
   ipam: Ipam;
+  allocations: Allocations;
+  sim: SimDatacenter;
   stacks: ReturnType<typeof fakeStacks>;
   cleanupAll(): Promise<void>;
 }
@@ -82,10 +86,12 @@ export async function makeFullHarness(dialect: DialectName, opts: { server?: Ser
   const resources = new ResourceStore(t.store, { engine, secretKey: Buffer.alloc(32, 3).toString('base64'), allowUnknownKinds: true });
   const inventory = new Inventory({ store: t.store, secrets: SecretBox.random() });
   const ipam = new Ipam({ store: t.store });
+  const allocations = new Allocations({ store: t.store, inventory, ipam });
+  const sim = await new SimDatacenter({ store: t.store, config: { speed: 1000 } }).init();
   const stacks = fakeStacks();
-  const h = await makeHarness(dialect, { engine, t, areas: { resources, inventory, ipam, stacks }, ...(opts.server ? { server: opts.server } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
+  const h = await makeHarness(dialect, { engine, t, areas: { resources, inventory, ipam, allocations, sim, stacks }, ...(opts.server ? { server: opts.server } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
   return {
-    ...h, engine, resources, inventory, ipam, stacks,
+    ...h, engine, resources, inventory, ipam, allocations, sim, stacks,
     async cleanupAll() {
       await h.close();
       await engine.stop();

@@ -5,6 +5,10 @@ import { loadCliConfig, saveCliConfig, configPath, SETTABLE_KEYS, type CliConfig
 import { CliError, EXIT } from './errors.js';
 import { printList, printObject, type Column, type OutputFormat } from './output.js';
 import { describeEvent, watchRun } from './watch.js';
+import type { CliContext, CommandModule } from './commands/context.js';
+
+/** Command modules of the areas (src/cli/commands). */
+const COMMAND_MODULES: CommandModule[] = [];
 
 /**
  * The `infraflow` command. Every read takes `-o table|json|yaml`; errors are
@@ -444,6 +448,9 @@ export function buildProgram(io: CliIo): Command {
     await client().request('DELETE', `/secrets/${encodeURIComponent(id)}`);
     io.out.write(`secret ${id} deleted\n`);
   });
+
+  const ctx: CliContext = { io, client, cfg, fmt, outputOption, readDoc };
+  for (const register of COMMAND_MODULES) register(program as unknown as Command, ctx);
 
   program.command('audit').description('the audit log (admin)').addOption(outputOption()).option('--actor <user>').option('--outcome <outcome>').option('--limit <n>', 'entries', '50')
     .action(async (o) => printList(io.out, fmt(o.output), (await client().get('/audit', { actor: o.actor, outcome: o.outcome, limit: o.limit })).items, KINDS.audit!.columns));

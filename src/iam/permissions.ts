@@ -22,6 +22,10 @@ export const PERMISSIONS = {
   'ipam:read': 'list prefixes, addresses, VLANs, utilization',
   'ipam:write': 'import and change prefixes and pools (system)',
   'ipam:allocate': 'allocate and release addresses and VLANs by hand (system)',
+  'allocations:read': 'list reservations and check whether a request could be met (feasibility)',
+  'allocations:write': 'reserve, commit, abort and release allocations across servers, prefixes, addresses, VLANs and DNS names (system)',
+  'sim:read': 'see the simulated datacenter: speed, seed, fault rules, quotas, hosts, objects',
+  'sim:control': 'change the simulator\'s speed, seed, fault rules and quotas; inject drift (system)',
   'secrets:list': 'see which secrets exist (never their values)',
   'secrets:write': 'create, replace and delete secrets',
   'secrets:read': 'read secret values (audited)',
@@ -35,7 +39,7 @@ export function isPermission(p: string): p is Permission {
 }
 
 const READER: Permission[] = [
-  'projects:read', 'runs:read', 'events:read', 'resources:read', 'stacks:read', 'inventory:read', 'ipam:read', 'secrets:list',
+  'projects:read', 'runs:read', 'events:read', 'resources:read', 'stacks:read', 'inventory:read', 'ipam:read', 'allocations:read', 'sim:read', 'secrets:list',
 ];
 const MEMBER: Permission[] = [...READER, 'runs:operate', 'resources:write', 'stacks:write', 'stacks:apply', 'secrets:write'];
 const ADMIN: Permission[] = [...ALL_PERMISSIONS];

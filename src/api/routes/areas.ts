@@ -6,11 +6,13 @@ import { serverRoutes } from './servers.js';
 import { inventoryRoutes, isInventoryApi } from './inventory.js';
 import { ipamRoutes, isIpamApi } from './ipam.js';
 import { renderPlan } from '../../stacks/plan.js';
+import { allocationRoutes, isAllocationsApi } from './allocations.js';
+import { isSimApi, simRoutes } from './sim.js';
 
 /**
  * Route modules of the other areas, plugged in when the composition root
  * hands their module in `deps.areas` (keys: resources, stacks, inventory,
- * ipam; `renderPlan` optionally). An area that is absent has no routes.
+ * ipam, allocations, sim; `renderPlan` optionally). An area that is absent has no routes.
  */
 export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   const areas = deps.areas ?? {};
@@ -23,5 +25,7 @@ export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   }
   if (isInventoryApi(areas.inventory)) out.push(...inventoryRoutes(deps, areas.inventory));
   if (isIpamApi(areas.ipam)) out.push(...ipamRoutes(deps, areas.ipam));
+  if (isAllocationsApi(areas.allocations)) out.push(...allocationRoutes(deps, areas.allocations));
+  if (isSimApi(areas.sim)) out.push(...simRoutes(deps, areas.sim));
   return out;
 }
