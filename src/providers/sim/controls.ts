@@ -1,6 +1,9 @@
 import { z } from 'zod';
+import { ValidationError } from '../../core/errors.js';
+import { ProviderError } from '../../resources/errors.js';
+import { BEHAVIOURS } from './behaviours.js';
 import { QuotaSchema } from './catalogue.js';
-import { FaultConfig } from './faults.js';
+import { FaultRule } from './faults.js';
 import type { SimDatacenter } from './sim.js';
 
 /**
@@ -8,22 +11,58 @@ import type { SimDatacenter } from './sim.js';
  * schema: validation, types, OpenAPI), and one function that applies a drift
  * action. The API layer only validates and calls these.
  */
-export const SpeedBody = z.object({ speed: z.number().positive().max(1_000_000).describe('simulated time runs this many times faster than real time') });
-export const SeedBody = z.object({ seed: z.number().int() });
-export const FaultsBody = FaultConfig;
-export const QuotaBody = QuotaSchema.partial();
+export const SpeedBody = z.strictObject({ speed: z.number().positive().max(1_000_000).describe('simulated time runs this many times faster than real time') });
+export const SeedBody = z.strictObject({ seed: z.number().int().describe('seed of every random choice: latency draws, fault decisions, generated credentials') });
+
+/** Whether a fault rule's kind pattern (`*`, `compute/*`, `compute/Server`) can match a kind the simulator implements. */
+export function kindPatternMatches(pattern: string): boolean {
+  if (pattern === '*') return true;
+  const kinds = Object.keys(BEHAVIOURS);
+  if (pattern.endsWith('/*')) return kinds.some((k) => k.startsWith(pattern.slice(0, -1)));
+  return kinds.includes(pattern);
+}
+
+/**
+ * The whole fault configuration (PUT replaces it). A rule whose `kind`
+ * matches nothing the simulator implements is refused (a typo would
+ * otherwise turn the rule silently off).
+ */
+export const FaultsBody = z.strictObject({ rules: z.array(FaultRule).max(200).describe('tried in order; the first rule matching kind and op decides') }).superRefine((v, ctx) => {
+  v.rules.forEach((r, i) => {
+    if (!kindPatternMatches(r.kind)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'kind'], message: `"${r.kind}" matches no kind the simulator implements; use *, <area>/* or one of ${Object.keys(BEHAVIOURS).join(', ')}` });
+  });
+});
+export type FaultsBody = z.infer<typeof FaultsBody>;
+
+/**
+ * A partial quota: only the fields given change (no defaults here, so that
+ * `{ cores: 8 }` leaves the project's other limits as they are).
+ */
+const q = QuotaSchema.shape;
+export const QuotaBody = z.strictObject({
+  instances: q.instances.unwrap().optional(),
+  cores: q.cores.unwrap().optional(),
+  ramMb: q.ramMb.unwrap().optional(),
+  floatingIps: q.floatingIps.unwrap().optional(),
+  volumeGb: q.volumeGb.unwrap().optional(),
+});
+export type QuotaBody = z.infer<typeof QuotaBody>;
 
 export const DriftAction = z.discriminatedUnion('action', [
-  z.object({ action: z.literal('delete').describe('the object vanishes from the backend') }),
-  z.object({ action: z.literal('modify'), patch: z.record(z.string(), z.unknown()).describe('fields of the actual configuration to overwrite, e.g. { "rules": [] }') }),
-  z.object({ action: z.literal('power'), power: z.enum(['on', 'off']) }),
-  z.object({ action: z.literal('clusterHealth'), notReadyNodes: z.union([z.number().int().min(0), z.array(z.string())]).optional(), degradedOperators: z.array(z.string()).optional() }),
-  z.object({ action: z.literal('load'), requestsPerSecond: z.number().min(0) }),
+  z.strictObject({ action: z.literal('delete').describe('the object vanishes from the backend') }),
+  z.strictObject({ action: z.literal('modify'), patch: z.record(z.string(), z.unknown()).describe('fields of the actual configuration to overwrite, e.g. { "rules": [] }') }),
+  z.strictObject({ action: z.literal('power'), power: z.enum(['on', 'off']) }),
+  z.strictObject({ action: z.literal('clusterHealth'), notReadyNodes: z.union([z.number().int().min(0), z.array(z.string().max(253)).max(1000)]).optional(), degradedOperators: z.array(z.string().max(253)).max(100).optional() }),
+  z.strictObject({ action: z.literal('load'), requestsPerSecond: z.number().min(0).max(1e9) }),
 ]);
 export type DriftAction = z.infer<typeof DriftAction>;
 
+const POWERED = ['compute/Server', 'metal/Instance'];
+
 /** Applies a drift or health action to a simulator object (by provider id). */
 export async function applyDrift(sim: SimDatacenter, id: string, a: DriftAction): Promise<void> {
+  const o = await sim.getObject(id);
+  if (!o || o.phase === 'deleted') throw new ProviderError('NotFound', `object ${id} does not exist in the simulator`);
   switch (a.action) {
     case 'delete':
       return sim.driftDelete(id);
@@ -31,11 +70,17 @@ export async function applyDrift(sim: SimDatacenter, id: string, a: DriftAction)
       await sim.driftModify(id, a.patch);
       return;
     case 'power':
+      if (!POWERED.includes(o.kind)) throw new ValidationError('sim.no_power', `${id} is a ${o.kind}; only ${POWERED.join(' and ')} have power`, { details: { field: 'power' } });
       await sim.driftPower(id, a.power);
       return;
-    case 'clusterHealth':
+    case 'clusterHealth': {
+      if (typeof a.notReadyNodes === 'number' && o.kind === 'container/Cluster') {
+        const workers = ((o.state.nodes ?? []) as { role: string }[]).filter((n) => n.role === 'worker').length;
+        if (a.notReadyNodes > workers) throw new ValidationError('sim.invalid_health', `notReadyNodes: cluster ${o.name} has ${workers} worker nodes, so at most ${workers} can be NotReady`, { details: { field: 'notReadyNodes' } });
+      }
       await sim.setClusterHealth(id, { ...(a.notReadyNodes !== undefined ? { notReadyNodes: a.notReadyNodes } : {}), ...(a.degradedOperators ? { degradedOperators: a.degradedOperators } : {}) });
       return;
+    }
     case 'load':
       return sim.setLoad(id, a.requestsPerSecond);
   }
