@@ -52,7 +52,7 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
   const HostName = z.object({ name: z.string().min(1).max(253) });
   const Project = z.object({ project: z.string().min(1).max(128) });
 
-  const notFound = (id: string) => new NotFoundError('sim.object_not_found', `simulator object ${id} does not exist (ids look like srv-…, net-…; list them with GET /sim/objects)`, { details: { field: 'id' } });
+  const notFound = (id: string) => new NotFoundError('sim.object_not_found', `simulator object ${id} does not exist (ids look like srv_…, net_…; list them with GET /sim/objects)`, { details: { field: 'id' } });
   /** The object, if the caller may see it; else the same 404 as a missing one. */
   const visibleObject = async (c: Ctx, id: string): Promise<SimObject> => {
     const o = await sim.getObject(id);
