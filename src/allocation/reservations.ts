@@ -16,6 +16,9 @@ import {
 import type { AllocDnsNameTable, AllocReservationTable } from './tables.js';
 import './tables.js';
 
+/** A reservation without the rows it holds (what lists return). */
+export type ReservationHead = Omit<Reservation, 'servers' | 'prefixes' | 'addresses' | 'floatingIps' | 'vlans' | 'dnsNames'>;
+
 export interface AllocationsOptions {
   store: Store;
   inventory: Inventory;
@@ -220,10 +223,12 @@ export class Allocations {
     return this.load(id);
   }
 
-  async list(filter: { holder?: string; status?: ReservationStatus; limit?: number } = {}): Promise<Omit<Reservation, 'servers' | 'prefixes' | 'addresses' | 'floatingIps' | 'vlans' | 'dnsNames'>[]> {
+  /** Reservations, newest first; `after` is the last id of the previous page. */
+  async list(filter: { holder?: string; status?: ReservationStatus; after?: string; limit?: number } = {}): Promise<ReservationHead[]> {
     let q = this.store.db.selectFrom('alloc_reservations').selectAll();
     if (filter.holder) q = q.where('holder', '=', filter.holder);
     if (filter.status) q = q.where('status', '=', filter.status);
+    if (filter.after) q = q.where('id', '<', filter.after);
     const rows = await q.orderBy('id', 'desc').limit(filter.limit ?? 100).execute();
     return rows.map(head);
   }

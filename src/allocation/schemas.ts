@@ -9,42 +9,42 @@ import type { Address, Prefix, VlanAllocation } from '../ipam/schemas.js';
 const Labels = z.record(z.string(), z.string());
 const DnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
-export const ServerItemSchema = z.object({
+export const ServerItemSchema = z.strictObject({
   type: z.string().min(1),
   datacenter: z.string().min(1),
   count: z.number().int().min(1).max(10_000).default(1),
   labels: Labels.default({}),
   preferred: z.array(z.string()).default([]),
 });
-export const PrefixItemSchema = z.object({
+export const PrefixItemSchema = z.strictObject({
   parentId: z.string().min(1),
   length: z.number().int().min(0).max(128),
   kind: z.enum(['container', 'network', 'floating']).default('network'),
   gateway: z.enum(['none', 'first']).default('none'),
   count: z.number().int().min(1).max(1024).default(1),
 });
-export const AddressItemSchema = z.object({
+export const AddressItemSchema = z.strictObject({
   prefixId: z.string().min(1),
   count: z.number().int().min(1).max(4096).default(1),
   address: z.string().optional(),
   fallback: z.boolean().default(false),
 });
-export const FloatingIpItemSchema = z.object({
+export const FloatingIpItemSchema = z.strictObject({
   poolId: z.string().min(1),
   count: z.number().int().min(1).max(4096).default(1),
 });
-export const VlanItemSchema = z.object({
+export const VlanItemSchema = z.strictObject({
   poolId: z.string().min(1),
   count: z.number().int().min(1).max(4094).default(1),
   vlan: z.number().int().optional(),
   fallback: z.boolean().default(false),
 });
-export const DnsNameItemSchema = z.object({
+export const DnsNameItemSchema = z.strictObject({
   zone: z.string().min(1).max(253).regex(/^([a-z0-9-]+\.)*[a-z0-9-]+\.?$/i, 'a DNS zone like example.com'),
   name: z.string().min(1).max(253).refine((n) => n.split('.').every((l) => DnsLabel.test(l.toLowerCase())), 'DNS labels are 1-63 letters, digits or hyphens, not starting or ending with a hyphen'),
 });
 
-export const AllocationRequestSchema = z.object({
+export const AllocationRequestSchema = z.strictObject({
   servers: z.array(ServerItemSchema).max(256).default([]),
   prefixes: z.array(PrefixItemSchema).max(256).default([]),
   addresses: z.array(AddressItemSchema).max(256).default([]),

@@ -6,9 +6,10 @@ import { CliError, EXIT } from './errors.js';
 import { printList, printObject, type Column, type OutputFormat } from './output.js';
 import { describeEvent, watchRun } from './watch.js';
 import type { CliContext, CommandModule } from './commands/context.js';
+import { registerAllocationCommands } from './commands/allocations.js';
 
 /** Command modules of the areas (src/cli/commands). */
-const COMMAND_MODULES: CommandModule[] = [];
+const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands];
 
 /**
  * The `infraflow` command. Every read takes `-o table|json|yaml`; errors are
