@@ -7,9 +7,10 @@ import { printList, printObject, type Column, type OutputFormat } from './output
 import { describeEvent, watchRun } from './watch.js';
 import type { CliContext, CommandModule } from './commands/context.js';
 import { registerAllocationCommands } from './commands/allocations.js';
+import { registerSimCommands } from './commands/sim.js';
 
 /** Command modules of the areas (src/cli/commands). */
-const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands];
+const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands];
 
 /**
  * The `infraflow` command. Every read takes `-o table|json|yaml`; errors are
