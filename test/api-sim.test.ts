@@ -240,6 +240,39 @@ describe.each(DIALECTS)('simulator controls over the API on %s', (dialect) => {
     expect((await h.req('GET', `/api/v1/sim/objects/${wl.externalId}/logs`, { token: betaReader })).statusCode).toBe(404);
   });
 
+  it('load balancers: one request routed to a healthy member; powering members off through drift takes them out', async () => {
+    await admin('PUT', '/api/v1/sim/speed', { speed: 1_000_000 });
+    const net = await h.sim.create('network/Network', {}, call('lb-net'));
+    await until('network/Network', net.externalId);
+    const sub = await h.sim.create('network/Subnet', { network: net.externalId, cidr: '10.44.0.0/24' }, call('lb-sub'));
+    await until('network/Subnet', sub.externalId);
+    const vms: string[] = [];
+    const ips: string[] = [];
+    for (const i of [1, 2]) {
+      const v = await h.sim.create('compute/Server', { flavor: 'SCS-1V-2-10', image: 'debian-12', networks: [{ subnet: sub.externalId }] }, call(`lb-vm-${i}`));
+      ips.push((await until('compute/Server', v.externalId)).outputs.ip as string);
+      vms.push(v.externalId);
+    }
+    const lb = await h.sim.create('network/LoadBalancer', { subnet: sub.externalId, listeners: [{ port: 80, protocol: 'HTTP' }], members: ips.map((address) => ({ address, port: 8080 })) }, call('lb'));
+    await until('network/LoadBalancer', lb.externalId);
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const r = await h.req('GET', `/api/v1/sim/objects/${lb.externalId}/route?port=80`, { token: reader });
+      expect(r.json()).toMatchObject({ status: 200, loadBalancer: lb.externalId });
+      seen.add(r.json().member.address);
+    }
+    expect([...seen].sort()).toEqual([...ips].sort());
+    expect((await admin('GET', `/api/v1/sim/objects/${lb.externalId}/route?port=443`)).json()).toMatchObject({ status: 503, member: null });
+    for (const v of vms) expect((await admin('POST', `/api/v1/sim/objects/${v}/drift`, { action: 'power', power: 'off' })).json().actual.power).toBe('off');
+    const down = await admin('GET', `/api/v1/sim/objects/${lb.externalId}/route`);
+    expect(down.statusCode).toBe(200);
+    expect(down.json()).toMatchObject({ status: 503, member: null, message: expect.stringContaining('no healthy members') });
+    expect((await admin('GET', `/api/v1/sim/objects/${vms[0]}/route`)).statusCode).toBe(400);
+    // the summary counts only what the caller may see
+    expect((await h.req('GET', '/api/v1/sim', { token: betaReader })).json().objects['network/LoadBalancer']).toBeUndefined();
+    expect((await h.req('GET', '/api/v1/sim', { token: reader })).json().objects['network/LoadBalancer']).toEqual({ ready: 1 });
+  });
+
   it('the DNS resolver answers from live records', async () => {
     await admin('PUT', '/api/v1/sim/speed', { speed: 1_000_000 });
     const z = await h.sim.create('dns/Zone', { name: 'example.test' }, call('zone'));
