@@ -189,6 +189,19 @@ describe.each(DIALECTS)('API reservations and feasibility on %s', (dialect) => {
     expect((await h.req('POST', `/api/v1/allocations/reservations/${short.json().id}/commit`, { token: h.adminToken })).statusCode).toBe(409);
   });
 
+  it('with waitTimeoutMs starts a run that reserves once the request can be met; refuses at once what can never be met', async () => {
+    const body = { holder: 'patient', waitTimeoutMs: 3_600_000, key: 'patient-1', servers: [{ type: 'edge.e1', datacenter: 'dc1', count: 5 }] };
+    const r = await h.req('POST', '/api/v1/allocations/reservations', { token: h.adminToken, body });
+    expect(r.statusCode, r.body).toBe(202);
+    expect(r.json().run).toMatchObject({ workflow: 'allocation.reserve', labels: { holder: 'patient' } });
+    // the same key is the same run
+    expect((await h.req('POST', '/api/v1/allocations/reservations', { token: h.adminToken, body })).json().run.id).toBe(r.json().run.id);
+    const never = await h.req('POST', '/api/v1/allocations/reservations', { token: h.adminToken, body: { ...body, key: 'patient-2', servers: [{ type: 'no.such.type', datacenter: 'dc1' }] } });
+    expect(never.statusCode, never.body).toBe(400);
+    expect(never.json()).toMatchObject({ code: 'allocation.unmeetable' });
+    expect(never.json().detail).toMatch(/^servers\.0: .*no\.such\.type.*waiting would not help/);
+  });
+
   it('lets only system admins reserve; unknown ids are 404', async () => {
     const body = { holder: 'x', vlans: [{ poolId: vlanPool }] };
     expect((await h.req('POST', '/api/v1/allocations/reservations', { token: member, body })).statusCode).toBe(403);

@@ -12,6 +12,7 @@ import type { Logger } from '../src/core/log.js';
 import { NotFoundError, ValidationError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secrets.js';
 import { Allocations } from '../src/allocation/reservations.js';
+import { reserveWorkflow } from '../src/allocation/wait.js';
 import { SimDatacenter } from '../src/providers/sim/sim.js';
 
 /**
@@ -87,6 +88,7 @@ export async function makeFullHarness(dialect: DialectName, opts: { server?: Ser
   const inventory = new Inventory({ store: t.store, secrets: SecretBox.random() });
   const ipam = new Ipam({ store: t.store });
   const allocations = new Allocations({ store: t.store, inventory, ipam });
+  engine.register(reserveWorkflow(allocations));
   const sim = await new SimDatacenter({ store: t.store, config: { speed: 1000 } }).init();
   const stacks = fakeStacks();
   const h = await makeHarness(dialect, { engine, t, areas: { resources, inventory, ipam, allocations, sim, stacks }, ...(opts.server ? { server: opts.server } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });

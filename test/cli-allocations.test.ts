@@ -7,6 +7,8 @@ import { parse as parseYaml } from 'yaml';
 import { makeFullHarness, type FullHarness } from './api-fixtures.js';
 import { runCli } from '../src/cli/main.js';
 import { importInventory } from '../src/inventory/yaml.js';
+import { connectCapacitySignals } from '../src/inventory/wait.js';
+import { until } from '../src/engine/test-helpers.js';
 import { SMALL_SITE } from './fixtures/alloc-site.js';
 
 /**
@@ -35,7 +37,8 @@ describe('infraflow alloc', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'infraflow-cli-alloc-'));
-    h = await makeFullHarness('sqlite');
+    h = await makeFullHarness('sqlite', { startWorker: true });
+    connectCapacitySignals(h.inventory, h.engine);
     url = await h.app.listen({ host: '127.0.0.1', port: 0 });
     await importInventory(h.inventory, SMALL_SITE);
     net = (await h.ipam.createPrefix({ cidr: '10.31.0.0/28', scope: 'dc1' })).id;
@@ -94,6 +97,19 @@ describe('infraflow alloc', () => {
     expect((await h.inventory.capacity({ type: 'edge.e1', datacenter: 'dc1' })).available).toBe(4);
     const json = JSON.parse((await run(['alloc', 'list', '--holder', 'cli-order', '-o', 'json'])).out);
     expect(json.items[0]).toMatchObject({ id, status: 'released', reason: 'order deleted' });
+  });
+
+  it('reserve --wait follows the run until servers are free, then prints the reservation', async () => {
+    const taken = await h.inventory.allocateServers({ type: 'edge.e1', datacenter: 'dc1', count: 4, holder: 'busy' });
+    const cli = run(['alloc', 'reserve', '--holder', 'cli-wait', '--wait', '1h', '--servers', 'edge.e1@dc1=1']);
+    await until(async () => (await h.engine.list({ workflow: 'allocation.reserve', status: ['waiting'] })).length > 0, 'the reserve run to wait');
+    await h.inventory.releaseServers({ ids: [taken[2]!.id] });
+    const r = await cli;
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/waiting in run run_\w+/);
+    expect(r.out).toMatch(/reservation rsv_\w+ open for cli-wait/);
+    expect(r.out).toContain(`server   ${taken[2]!.id}`);
+    await h.inventory.releaseServers({ holder: 'busy' });
   });
 
   it('explains bad input in one line with exit code 2, and refuses a reserve when not allowed', async () => {

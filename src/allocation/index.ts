@@ -5,5 +5,6 @@
  */
 export { Allocations, reserveStep, type AllocationsOptions } from './reservations.js';
 export * from './schemas.js';
+export { reserveWhenAvailable, reserveWorkflow, RESERVE_WORKFLOW, ReserveWhenAvailableInput, type ReserveWhenAvailableOptions } from './wait.js';
 export { allocationMigrations } from './migrations.js';
 export { createAllocationServices, type AllocationServices } from './services.js';

@@ -10,8 +10,8 @@ import { parseInput } from '../inventory/validate.js';
 import type { Ipam } from '../ipam/ipam.js';
 import type { Store, Trx } from '../store/store.js';
 import {
-  AllocationRequestSchema, ReserveSchema,
-  type AllocationRequestInput, type DnsName, type Feasibility, type Reservation, type ReservationStatus, type ReserveInput, type Shortfall,
+  FeasibilityRequestSchema, ReserveSchema,
+  type FeasibilityRequestInput, type DnsName, type Feasibility, type Reservation, type ReservationStatus, type ReserveInput, type Shortfall,
 } from './schemas.js';
 import type { AllocDnsNameTable, AllocReservationTable } from './tables.js';
 import './tables.js';
@@ -239,10 +239,12 @@ export class Allocations {
    * summed. Advisory: a concurrent allocation can still take the capacity;
    * `reserve` is the guarantee.
    */
-  async feasibility(input: AllocationRequestInput): Promise<Feasibility> {
-    const req = parseInput(AllocationRequestSchema, input, 'reservation');
+  async feasibility(input: FeasibilityRequestInput): Promise<Feasibility> {
+    const req = parseInput(FeasibilityRequestSchema, input, 'reservation');
     const shortfalls: Shortfall[] = [];
+    // an item that names something unknown or is invalid can never be met as written: its shortfall carries the error's code
     const errorReason = (e: unknown) => (e instanceof InfraflowError ? e.message : String(e));
+    const unmeetable = (e: unknown) => (e instanceof InfraflowError && !(e instanceof ExhaustedError) ? { code: e.code } : {});
     // servers: per item (labels), and per (type, datacenter) in total
     const perPair = new Map<string, { paths: string[]; requested: number; available: number; type: string; dc: string }>();
     for (const [i, s] of req.servers.entries()) {
@@ -260,7 +262,7 @@ export class Allocations {
         agg.requested += s.count;
         perPair.set(k, agg);
       } catch (e) {
-        shortfalls.push({ path, resource: 'servers', requested: s.count, available: 0, reason: errorReason(e) });
+        shortfalls.push({ path, resource: 'servers', requested: s.count, available: 0, reason: errorReason(e), ...unmeetable(e) });
       }
     }
     for (const a of perPair.values()) {
@@ -285,7 +287,7 @@ export class Allocations {
           shortfalls.push({ path: a.paths.join(','), resource: 'prefixes', requested: a.count, available: n, reason: `${a.count} /${a.length} requested from ${parent.cidr} (${parent.kind}), ${n} free` });
         }
       } catch (e) {
-        shortfalls.push({ path: a.paths.join(','), resource: 'prefixes', requested: a.count, available: 0, reason: errorReason(e) });
+        shortfalls.push({ path: a.paths.join(','), resource: 'prefixes', requested: a.count, available: 0, reason: errorReason(e), ...unmeetable(e) });
       }
     }
     // addresses and floating IPs: per prefix, summed
@@ -305,7 +307,7 @@ export class Allocations {
         const free = await this.ipam.freeAddresses(prefixId);
         if (free < BigInt(a.count)) shortfalls.push({ path: a.paths.join(','), resource: a.resource, requested: a.count, available: Number(free), reason: `${a.count} address(es) requested from ${p.cidr}, ${free} free` });
       } catch (e) {
-        shortfalls.push({ path: a.paths.join(','), resource: a.resource, requested: a.count, available: 0, reason: errorReason(e) });
+        shortfalls.push({ path: a.paths.join(','), resource: a.resource, requested: a.count, available: 0, reason: errorReason(e), ...unmeetable(e) });
       }
     }
     for (const [i, a] of req.addresses.entries()) {
@@ -327,7 +329,7 @@ export class Allocations {
         const free = await this.ipam.freeVlans(poolId);
         if (free < a.count) shortfalls.push({ path: a.paths.join(','), resource: 'vlans', requested: a.count, available: free, reason: `${a.count} ${pool.kind === 'vlan' ? 'VLAN' : 'VNI'}(s) requested from pool ${pool.name}, ${free} free` });
       } catch (e) {
-        shortfalls.push({ path: a.paths.join(','), resource: 'vlans', requested: a.count, available: 0, reason: errorReason(e) });
+        shortfalls.push({ path: a.paths.join(','), resource: 'vlans', requested: a.count, available: 0, reason: errorReason(e), ...unmeetable(e) });
       }
     }
     for (const [i, d] of req.dnsNames.entries()) {

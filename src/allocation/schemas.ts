@@ -64,6 +64,14 @@ export const ReserveSchema = AllocationRequestSchema.extend({
 });
 export type ReserveInput = z.input<typeof ReserveSchema>;
 
+/** What feasibility accepts: a request, or a whole reservation request (holder, ttlMs, key are ignored), so one document can be checked and then reserved. */
+export const FeasibilityRequestSchema = AllocationRequestSchema.extend({
+  holder: z.string().max(256).optional(),
+  ttlMs: z.number().int().optional(),
+  key: z.string().max(256).optional(),
+});
+export type FeasibilityRequestInput = z.input<typeof FeasibilityRequestSchema>;
+
 export const ReservationStatusSchema = z.enum(['open', 'committed', 'aborted', 'expired', 'released']);
 export type ReservationStatus = z.infer<typeof ReservationStatusSchema>;
 
@@ -92,6 +100,12 @@ export interface Shortfall {
   requested: number;
   available: number;
   reason: string;
+  /**
+   * Set when the item can never be met as written (an unknown type,
+   * datacenter or pool; an address outside its prefix): the error's code.
+   * Absent for a capacity shortfall, which waiting or adding capacity can end.
+   */
+  code?: string;
 }
 
 export interface Feasibility {

@@ -8,6 +8,7 @@ import { hotPoolTickWorkflow, hotPoolWorkflow, SimulatedDiscovery, type Hardware
 import { connectCapacitySignals } from '../inventory/wait.js';
 import { Ipam } from '../ipam/ipam.js';
 import { Allocations } from './reservations.js';
+import { reserveWorkflow } from './wait.js';
 
 export interface AllocationServices {
   inventory: Inventory;
@@ -22,7 +23,8 @@ export interface AllocationServices {
  * (src/app/context.ts): wires capacity events to engine signals, registers
  * the hot-pool workflow (`inventory.hotpool.reconcile`) with the given
  * discovery port (the simulator's by default) and its periodic tick
- * (`inventory.hotpool.tick`, every minute), and starts the sweeper that
+ * (`inventory.hotpool.tick`, every minute) and the wait-then-reserve
+ * workflow (`allocation.reserve`), and starts the sweeper that
  * expires reservations and stale holds.
  */
 export function createAllocationServices(opts: {
@@ -46,6 +48,7 @@ export function createAllocationServices(opts: {
   const disconnect = opts.engine ? connectCapacitySignals(inventory, opts.engine) : () => {};
   opts.engine?.register(hotPoolWorkflow(inventory, opts.discovery ?? new SimulatedDiscovery()));
   opts.engine?.register(hotPoolTickWorkflow(inventory));
+  opts.engine?.register(reserveWorkflow(allocations));
   const cron = opts.hotPoolCron === undefined ? '* * * * *' : opts.hotPoolCron;
   if (opts.engine && cron) {
     void opts.engine.upsertSchedule({ id: 'inventory.hotpool', cron, workflow: 'inventory.hotpool.tick', input: {}, overlap: 'skip' })

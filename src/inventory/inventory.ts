@@ -466,6 +466,18 @@ export class Inventory {
     });
   }
 
+  /**
+   * Records `waiter` (a run id) as waiting for `count` servers of a type in a
+   * datacenter, so that capacity appearing from now on signals it (see
+   * `connectCapacitySignals`). Idempotent; `removeWaiter` ends it.
+   */
+  async addWaiter(waiter: string, type: string, datacenter: string, count: number): Promise<void> {
+    await withTx(this.store, async (trx) => {
+      await trx.deleteFrom('inv_capacity_waiters').where('run_id', '=', waiter).where('type_id', '=', type).where('datacenter_id', '=', datacenter).execute();
+      await trx.insertInto('inv_capacity_waiters').values({ run_id: waiter, type_id: type, datacenter_id: datacenter, count, created_at: this.clock.now() }).execute();
+    });
+  }
+
   async removeWaiter(waiter: string): Promise<void> {
     await this.store.db.deleteFrom('inv_capacity_waiters').where('run_id', '=', waiter).execute();
   }

@@ -1,7 +1,11 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { ValidationError } from '../../core/errors.js';
 import { redact } from '../../core/secrets.js';
+import { RESERVE_WORKFLOW, ReserveWhenAvailableInput } from '../../allocation/wait.js';
+import { runView } from './runs.js';
 import { Allocations } from '../../allocation/reservations.js';
-import { AllocationRequestSchema, ReservationStatusSchema, ReserveSchema } from '../../allocation/schemas.js';
+import { FeasibilityRequestSchema, ReservationStatusSchema, ReserveSchema } from '../../allocation/schemas.js';
 import { decodeCursor, defineRoute, encodeCursor, ID_PARAM, PageQuery, type AnyRoute, type ApiDeps } from '../route.js';
 
 export function isAllocationsApi(x: unknown): x is Allocations {
@@ -20,7 +24,7 @@ const json = <T>(v: T): T => redact(JSON.parse(JSON.stringify(v, (_k, x) => (typ
  * from their workflows; these routes are for operators and external
  * orchestrators).
  */
-export function allocationRoutes(_deps: ApiDeps, alloc: Allocations): AnyRoute[] {
+export function allocationRoutes(deps: ApiDeps, alloc: Allocations): AnyRoute[] {
   const tags = ['allocations'];
   const read = { scope: 'any', permission: 'allocations:read' } as const;
   const write = { scope: 'system', permission: 'allocations:write' } as const;
@@ -29,7 +33,7 @@ export function allocationRoutes(_deps: ApiDeps, alloc: Allocations): AnyRoute[]
     defineRoute({
       method: 'POST', url: '/allocations/feasibility', tags, policy: read,
       summary: 'Could this request be met now? One reason per shortfall; allocates nothing (advisory: a reservation is the guarantee)',
-      schema: { body: AllocationRequestSchema },
+      schema: { body: FeasibilityRequestSchema },
       handler: async ({ body }) => alloc.feasibility(body),
     }),
     defineRoute({
@@ -49,10 +53,22 @@ export function allocationRoutes(_deps: ApiDeps, alloc: Allocations): AnyRoute[]
     }),
     defineRoute({
       method: 'POST', url: '/allocations/reservations', tags, policy: write,
-      summary: 'Reserve everything requested for ttlMs, or nothing (409 names the item that cannot be met); `key` makes a retry return the same reservation',
-      schema: { body: ReserveSchema },
+      summary: 'Reserve everything requested for ttlMs, or nothing (409 names the item that cannot be met); `key` makes a retry return the same reservation. With `waitTimeoutMs`: 202 with a run that reserves as soon as the request can be met (its output names the reservation)',
+      schema: { body: ReserveSchema.extend({ waitTimeoutMs: ReserveWhenAvailableInput.shape.waitTimeoutMs.optional() }) },
       handler: async ({ body, reply, auditNote }) => {
-        const r = await alloc.reserve(body);
+        const { waitTimeoutMs, ...request } = body;
+        if (waitTimeoutMs !== undefined) {
+          if (!deps.engine) throw new ValidationError('allocation.wait_unavailable', 'waitTimeoutMs: waiting needs the workflow engine, which this server does not run; reserve without it');
+          await alloc.feasibility(request).then((f) => {
+            const never = f.shortfalls.find((x) => x.code);
+            if (never) throw new ValidationError('allocation.unmeetable', `${never.path}: ${never.reason}; waiting would not help`, { details: { field: never.path, code: never.code } });
+          });
+          const run = await deps.engine.start(RESERVE_WORKFLOW, { ...request, waitTimeoutMs }, { ...(request.key ? { id: `run_rsv${createHash('sha256').update(request.key).digest('hex').slice(0, 24)}` } : {}), labels: { holder: request.holder.slice(0, 200) } });
+          auditNote(`waiting up to ${waitTimeoutMs} ms to reserve for ${request.holder}: run ${run.id}`);
+          reply.code(202);
+          return { run: runView(run) };
+        }
+        const r = await alloc.reserve(request);
         auditNote(`reservation ${r.id} for ${r.holder}`);
         reply.code(201);
         return json(r);

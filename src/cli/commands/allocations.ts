@@ -1,6 +1,7 @@
 import { parse as parseYaml } from 'yaml';
 import { CliError, EXIT } from '../errors.js';
 import { printList, printObject, type Column } from '../output.js';
+import { watchRun } from '../watch.js';
 import type { CommandModule } from './context.js';
 
 /**
@@ -141,10 +142,19 @@ export const registerAllocationCommands: CommandModule = (program, ctx) => {
     .requiredOption('--holder <name>', 'who holds it (an order, a run, a person)')
     .option('--ttl <duration>', 'time to live, e.g. 90s, 15m, 2h', '15m')
     .option('--key <key>', 'idempotency key: reserving again with it returns the same reservation')
+    .option('--wait <duration>', 'if it cannot be met now, wait up to this long (a durable run; servers wake it the moment they are free)')
     .addOption(ctx.outputOption())
     .action(async (o) => {
-      const body = { ...readRequest(o), holder: o.holder, ttlMs: parseDuration('--ttl', o.ttl), ...(o.key ? { key: o.key } : {}) };
-      const r = (await ctx.client().request('POST', '/allocations/reservations', { body })).body;
+      const body = { ...readRequest(o), holder: o.holder, ttlMs: parseDuration('--ttl', o.ttl), ...(o.key ? { key: o.key } : {}), ...(o.wait ? { waitTimeoutMs: parseDuration('--wait', o.wait) } : {}) };
+      const client = ctx.client();
+      let r = (await client.request('POST', '/allocations/reservations', { body })).body;
+      if (r.run) {
+        io.err.write(`waiting in run ${r.run.id} (infraflow watch ${r.run.id})\n`);
+        const end = await watchRun(client, r.run.id, { tty: io.isTty, out: io.err });
+        if (end.status !== 'succeeded') throw new CliError(`run ${r.run.id} ${end.status}: ${end.error?.message ?? 'no reservation'}`, EXIT.failed);
+        const run = await client.get(`/runs/${encodeURIComponent(r.run.id)}`);
+        r = await client.get(`/allocations/reservations/${encodeURIComponent(run.output.reservation)}`);
+      }
       const format = ctx.fmt(o.output);
       if (format !== 'table') return printObject(io.out, format, r);
       io.out.write(`reservation ${r.id} ${r.status} for ${r.holder}, expires ${new Date(r.expiresAt).toISOString()}\n${holdings(r).map((l) => `  ${l}\n`).join('')}`);
