@@ -33,8 +33,38 @@ export function fromHex(h: string): bigint {
   return BigInt('0x' + h);
 }
 
+/**
+ * Canonical text of an address: dotted quad, or RFC 5952 for IPv6 (lower
+ * case, no leading zeros, the longest run of two or more zero groups — the
+ * first of equal runs — written `::`). Same output as ip-address's
+ * `correctForm()` (addr.test.ts checks), without building its objects: this
+ * runs once per allocated address.
+ */
 export function formatAddress(family: Family, v: bigint): string {
-  return family === 4 ? Address4.fromBigInt(v).correctForm() : Address6.fromBigInt(v).correctForm();
+  if (family === 4) {
+    const n = Number(v);
+    return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+  }
+  const s = v.toString(16).padStart(32, '0');
+  const h: string[] = new Array<string>(8);
+  let best = -1;
+  let bestLen = 0;
+  let run = -1;
+  for (let i = 0; i < 8; i++) {
+    let k = i * 4;
+    while (k < i * 4 + 3 && s.charCodeAt(k) === 48) k++;
+    const g = s.slice(k, i * 4 + 4);
+    h[i] = g;
+    if (g === '0') {
+      if (run < 0) run = i;
+      if (i - run + 1 > bestLen) {
+        bestLen = i - run + 1;
+        best = run;
+      }
+    } else run = -1;
+  }
+  if (bestLen < 2) return h.join(':');
+  return `${h.slice(0, best).join(':')}::${h.slice(best + bestLen).join(':')}`;
 }
 
 export function formatPrefix(family: Family, network: bigint, length: number): string {

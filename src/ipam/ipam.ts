@@ -15,7 +15,8 @@ import {
   type Prefix, type PrefixKind, type Utilization, type VlanAllocation, type VlanPool,
 } from './schemas.js';
 import type { IpamAddressTable, IpamPrefixTable, IpamVlanAllocTable, IpamVlanPoolTable } from './tables.js';
-import { FreeWalker, mergeRanges, sizeOfRanges, type Range } from './walk.js';
+import { FreeWalker, inRanges, mergeRanges, sizeOfRanges, type Range } from './walk.js';
+import { nextUnreserved, pgClaimAddress, pgClaimVlan, sqliteFast, type CursorHint, type SqliteFast } from './fast.js';
 import './tables.js';
 
 type AddrReq = ReturnType<typeof AllocateAddressSchema.parse>;
@@ -54,14 +55,18 @@ export class Ipam {
   private readonly prefixGc: GroupCommit<PrefixReq, Prefix>;
   private readonly groupCommit: boolean;
   private sqliteOpsCache: ReturnType<typeof sqliteOps> | undefined;
+  private sqliteFastCache: SqliteFast | undefined;
+  /** Per prefix / VLAN pool: where this process last left the cursor (see fast.ts). Verified by the database on every use. */
+  private readonly addrHints = new Map<string, CursorHint & { family: Family; length: number }>();
+  private readonly vlanHints = new Map<string, CursorHint>();
 
   constructor(opts: IpamOptions) {
     this.store = opts.store;
     this.clock = opts.clock ?? systemClock;
     this.pg = opts.store.dialect === 'postgres';
     this.groupCommit = opts.groupCommit ?? true;
-    this.addrGc = new GroupCommit((key, reqs) => this.addrTx((ops) => this.allocAddressesCore(ops, key, reqs)));
-    this.vlanGc = new GroupCommit((key, reqs) => this.vlanTx((ops) => this.allocVlansCore(ops, key, reqs)));
+    this.addrGc = new GroupCommit((key, reqs) => this.addrBatch(key, reqs));
+    this.vlanGc = new GroupCommit((key, reqs) => this.vlanBatch(key, reqs));
     this.prefixGc = new GroupCommit((key, reqs) => withTx(this.store, (trx) => this.allocPrefixesCore(trx, key, reqs)));
   }
 
@@ -328,7 +333,7 @@ export class Ipam {
     const req = parseInput(AllocateAddressSchema, input, 'ipam');
     if (req.address !== undefined && req.count !== 1) throw new ValidationError('ipam.invalid_input', 'count: a requested address allocates exactly one; drop count or address', { details: { field: 'count' } });
     if (trx) return unwrap((await this.allocAddressesCore(kyselyAddrOps(trx, this.pg), req.prefixId, [req]))[0]!);
-    if (!this.groupCommit) return unwrap((await this.addrTx((ops) => this.allocAddressesCore(ops, req.prefixId, [req])))[0]!);
+    if (!this.groupCommit) return unwrap((await this.addrBatch(req.prefixId, [req]))[0]!);
     return this.addrGc.submit(req.prefixId, req);
   }
 
@@ -353,6 +358,52 @@ export class Ipam {
     });
   }
 
+  /**
+   * Serves a batch of address requests for one prefix in its own transaction.
+   * A lone "next free address" request first tries the one-statement fast
+   * path (fast.ts); a miss, or any other request, takes the full transaction,
+   * which leaves a fresh hint for the next one.
+   */
+  private async addrBatch(prefixId: string, reqs: AddrReq[]): Promise<Outcome<Address[]>[]> {
+    const h = this.addrHints.get(prefixId);
+    const req = reqs[0]!;
+    if (h && reqs.length === 1 && req.count === 1 && req.address === undefined && req.key === undefined) {
+      const got = await this.addrFast(h, req);
+      if (got) return [{ ok: true, value: [got] }];
+      this.addrHints.delete(prefixId);
+    }
+    let hint: (CursorHint & { family: Family; length: number }) | undefined;
+    const outs = await this.addrTx((ops) => this.allocAddressesCore(ops, prefixId, reqs, (x) => (hint = x)));
+    if (hint) this.addrHints.set(prefixId, hint);
+    return outs;
+  }
+
+  private async addrFast(h: CursorHint & { family: Family; length: number }, req: AddrReq): Promise<Address | undefined> {
+    if (h.cursor > h.last || inRanges(h.reserved, h.cursor)) return undefined;
+    const next = nextUnreserved(h.cursor, h.reserved);
+    const cursorHex = toHex(h.cursor);
+    const nextHex = toHex(next);
+    if (nextHex.length !== 32) return undefined; // past the end of the IPv6 space: the full path reports it
+    const row: IpamAddressTable = {
+      id: newId('ip'), prefix_id: h.id, family: h.family, address_hex: cursorHex, address: formatAddress(h.family, h.cursor), holder: req.holder, target: null,
+      reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null, idem_key: null, created_at: this.clock.now(),
+    };
+    let ok: boolean;
+    if (this.store.sqlite) {
+      // outside a transaction the whole claim runs synchronously, so nothing else can use the connection meanwhile
+      if (this.store.sqlite.inTransaction) return undefined;
+      ok = this.fastOps().claimAddress(row, cursorHex, nextHex);
+    } else ok = await pgClaimAddress(this.store.pool!, row, cursorHex, nextHex);
+    if (!ok) return undefined;
+    h.cursor = next;
+    return toAddress(row, h.length);
+  }
+
+  private fastOps(): SqliteFast {
+    this.sqliteFastCache ??= sqliteFast(this.store.sqlite!);
+    return this.sqliteFastCache;
+  }
+
   /** Runs `fn` in one transaction with prepared statements: better-sqlite3 on SQLite, named statements on PostgreSQL (retried on lost races). */
   private addrTx<T>(fn: (ops: AddrOps) => Promise<T>): Promise<T> {
     if (this.store.sqlite) return sqliteRawTx(this.store, () => fn(this.rawOps().addr));
@@ -369,7 +420,7 @@ export class Ipam {
     return this.sqliteOpsCache;
   }
 
-  private async allocAddressesCore(ops: AddrOps, prefixId: string, reqs: AddrReq[]): Promise<Outcome<Address[]>[]> {
+  private async allocAddressesCore(ops: AddrOps, prefixId: string, reqs: AddrReq[], hint?: (h: CursorHint & { family: Family; length: number }) => void): Promise<Outcome<Address[]>[]> {
     const prefix = await ops.lockPrefix(prefixId);
     if (!prefix) {
       const e = new NotFoundError('ipam.prefix_not_found', `prefixId: prefix ${prefixId} does not exist`, { details: { field: 'prefixId', id: prefixId } });
@@ -436,11 +487,14 @@ export class Ipam {
       }
     }
     await ops.insert(rows);
-    // The cursor only has to stay a lower bound of the first free value, so it is
-    // written lazily: once the walk has moved CURSOR_LAG past it (one write per
-    // ~32 allocations instead of one each; the walk reads those few index rows).
-    const cursor = walker.cursor();
-    if (cursor - fromHex(prefix.cursor_hex) >= CURSOR_LAG) await ops.setCursor(prefix.id, toHex(cursor));
+    // The cursor goes where the walk stopped (past the values it saw taken), so
+    // that the next lone request can take the value at the cursor in one
+    // statement (fast.ts). One write per transaction, i.e. per batch.
+    if (rows.length > 0) {
+      const cursor = walker.settled();
+      if (cursor !== fromHex(prefix.cursor_hex)) await ops.setCursor(prefix.id, toHex(cursor));
+      hint?.({ id: prefix.id, cursor, last, reserved, family, length: prefix.length });
+    }
     return outcomes;
   }
 
@@ -542,7 +596,7 @@ export class Ipam {
       throw new ValidationError('ipam.invalid_vlan', `vlan: ${req.vlan} is not a valid id; VLAN ids are 1..4094 (0 and 4095 are reserved by IEEE 802.1Q), VNIs 1..16777215`, { details: { field: 'vlan' } });
     }
     if (trx) return unwrap((await this.allocVlansCore(kyselyVlanOps(trx, this.pg), req.poolId, [req]))[0]!);
-    if (!this.groupCommit) return unwrap((await this.vlanTx((ops) => this.allocVlansCore(ops, req.poolId, [req])))[0]!);
+    if (!this.groupCommit) return unwrap((await this.vlanBatch(req.poolId, [req]))[0]!);
     return this.vlanGc.submit(req.poolId, req);
   }
 
@@ -550,7 +604,40 @@ export class Ipam {
     return (await this.allocateVlans({ ...input, count: 1 }, trx))[0]!;
   }
 
-  private async allocVlansCore(ops: VlanOps, poolRef: string, reqs: VlanReq[]): Promise<Outcome<VlanAllocation[]>[]> {
+  /** As `addrBatch`, for VLAN ids and VNIs. */
+  private async vlanBatch(poolRef: string, reqs: VlanReq[]): Promise<Outcome<VlanAllocation[]>[]> {
+    const h = this.vlanHints.get(poolRef);
+    const req = reqs[0]!;
+    if (h && reqs.length === 1 && req.count === 1 && req.vlan === undefined && req.key === undefined) {
+      const got = await this.vlanFast(h, req);
+      if (got) return [{ ok: true, value: [got] }];
+      this.vlanHints.delete(poolRef);
+    }
+    let hint: CursorHint | undefined;
+    const outs = await this.vlanTx((ops) => this.allocVlansCore(ops, poolRef, reqs, (x) => (hint = x)));
+    if (hint) this.vlanHints.set(poolRef, hint);
+    return outs;
+  }
+
+  private async vlanFast(h: CursorHint, req: VlanReq): Promise<VlanAllocation | undefined> {
+    if (h.cursor > h.last || inRanges(h.reserved, h.cursor)) return undefined;
+    const cursor = Number(h.cursor);
+    const next = nextUnreserved(h.cursor, h.reserved);
+    const row: IpamVlanAllocTable = {
+      id: newId('vlan'), pool_id: h.id, vid: cursor, holder: req.holder, reservation_id: req.hold?.reservationId ?? null,
+      expires_at: req.hold?.expiresAt ?? null, idem_key: null, created_at: this.clock.now(),
+    };
+    let ok: boolean;
+    if (this.store.sqlite) {
+      if (this.store.sqlite.inTransaction) return undefined;
+      ok = this.fastOps().claimVlan(row, cursor, Number(next));
+    } else ok = await pgClaimVlan(this.store.pool!, row, cursor, Number(next));
+    if (!ok) return undefined;
+    h.cursor = next;
+    return toVlan(row);
+  }
+
+  private async allocVlansCore(ops: VlanOps, poolRef: string, reqs: VlanReq[], hint?: (h: CursorHint) => void): Promise<Outcome<VlanAllocation[]>[]> {
     const pool = await ops.lockPool(poolRef);
     if (!pool) {
       const e = new NotFoundError('ipam.pool_not_found', `poolId: VLAN pool ${poolRef} does not exist`, { details: { field: 'poolId', id: poolRef } });
@@ -609,8 +696,11 @@ export class Ipam {
       }
     }
     await ops.insert(rows);
-    const cursor = walker.cursor();
-    if (cursor - BigInt(pool.cursor_id) >= CURSOR_LAG) await ops.setCursor(pool.id, Number(cursor));
+    if (rows.length > 0) {
+      const cursor = walker.settled();
+      if (cursor !== BigInt(pool.cursor_id)) await ops.setCursor(pool.id, Number(cursor));
+      hint?.({ id: pool.id, cursor, last: BigInt(pool.max_id), reserved });
+    }
     return outcomes;
   }
 
@@ -827,9 +917,6 @@ export class Ipam {
     return row;
   }
 }
-
-/** How far the walk may run ahead of the stored cursor before the cursor is written. */
-const CURSOR_LAG = 32n;
 
 interface ChildChunkCache {
   first?: { network_hex: string; last_hex: string }[];

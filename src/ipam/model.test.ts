@@ -163,6 +163,50 @@ describe.each(DIALECTS)('allocator models on %s', (dialect) => {
     }), { numRuns: RUNS[dialect] });
   });
 
+  // Two Ipam instances on one database stand for two processes: each keeps its
+  // own fast-path hints (fast.ts), which the other one's allocations and
+  // releases make stale. Stale hints must only cost a miss, never a wrong answer.
+  it('addresses and VLANs agree with the model when two allocators with their own hints share the pools', async () => {
+    const other = new Ipam({ store: t.store });
+    const both = [ipam, other];
+    await fc.assert(fc.asyncProperty(fc.array(fc.tuple(opArb(20), fc.nat(1)), { minLength: 1, maxLength: 60 }), async (ops) => {
+      const scope = `m${n++}`;
+      // 10.0.0.0/27 with a DHCP range, values 0..19 used; and a VLAN pool 100..119
+      const p = await ipam.createPrefix({ cidr: '10.0.0.0/27', scope, reserved: [{ start: '10.0.0.6', end: '10.0.0.7' }] });
+      const pool = await ipam.createVlanPool({ name: scope, scope: 'dc1', min: 100, max: 119, reserved: [[106, 107]] });
+      const addrModel = new PoolModel(32, new Set([0, 31, 6, 7]));
+      const vlanModel = new PoolModel(20, new Set([6, 7]));
+      const addr = (v: number) => `10.0.0.${v}`;
+      for (const [o, who] of ops) {
+        const a = both[who]!;
+        for (const kind of ['address', 'vlan'] as const) {
+          const expected = (kind === 'address' ? addrModel : vlanModel).apply(o);
+          let actual: { ok: number[] } | { err: string };
+          try {
+            if (kind === 'address') {
+              if (o.op === 'release') {
+                await a.releaseAddress({ prefixId: p.id, address: addr(o.v) });
+                actual = { ok: [o.v] };
+              } else {
+                const got = await a.allocateAddresses({ prefixId: p.id, holder: 'm', ...(o.op === 'bulk' ? { count: o.n } : {}), ...(o.op === 'specific' ? { address: addr(o.v), fallback: o.fallback } : {}) });
+                actual = { ok: got.map((x) => Number(x.address.split('.')[3])) };
+              }
+            } else if (o.op === 'release') {
+              await a.releaseVlan({ poolId: pool.id, vlan: 100 + o.v });
+              actual = { ok: [o.v] };
+            } else {
+              const got = await a.allocateVlans({ poolId: pool.id, holder: 'm', ...(o.op === 'bulk' ? { count: o.n } : {}), ...(o.op === 'specific' ? { vlan: 100 + o.v, fallback: o.fallback } : {}) });
+              actual = { ok: got.map((x) => x.vlan - 100) };
+            }
+          } catch (e) {
+            actual = { err: kindOf(e) };
+          }
+          expect(actual, `${kind} by allocator ${who}: ${JSON.stringify(o)}`).toEqual(expected);
+        }
+      }
+    }), { numRuns: RUNS[dialect] });
+  });
+
   it('child prefixes agree with a first-fit model', async () => {
     type POp = { op: 'carve'; len: number } | { op: 'release'; i: number };
     const pop: fc.Arbitrary<POp> = fc.oneof(

@@ -121,6 +121,26 @@ export class FreeWalker {
     this.spare = this.spare.filter((x) => x !== v);
   }
 
+  /**
+   * The cursor to store after the walk: moved on past the values the walk
+   * already knows to be taken (the index rows it has read, this
+   * transaction's own values) or reserved, without reading more. Every value
+   * below it is taken or reserved; usually it is the next free value itself.
+   */
+  settled(): bigint {
+    if (this.spare.length > 0) return this.cursor();
+    for (;;) {
+      this.skipReserved();
+      if (this.c > this.last) return this.c;
+      while (this.i < this.rows.length && this.rows[this.i]! < this.c) this.i++;
+      if ((this.i < this.rows.length && this.rows[this.i] === this.c) || this.taken.has(this.c)) {
+        this.c++;
+        continue;
+      }
+      return this.c;
+    }
+  }
+
   /** The cursor to store: the lowest value not known to be taken or reserved. */
   cursor(): bigint {
     let c = this.c;

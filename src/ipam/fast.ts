@@ -1,0 +1,126 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import type pg from 'pg';
+import { isRetryableDbError, isUniqueViolation } from '../inventory/tx.js';
+import type { IpamAddressTable, IpamVlanAllocTable } from './tables.js';
+import type { Range } from './walk.js';
+
+/**
+ * The one-statement fast path for "the next free address / VLAN".
+ *
+ * Every allocator keeps the invariant "every value below the pool's cursor
+ * is taken or reserved" (walk.ts), and the transactional path stores the
+ * cursor exactly where its walk stopped. So when the stored cursor still
+ * holds the value this process last left there, the value AT the cursor is
+ * the lowest candidate, and allocating it is a single conditional write:
+ *
+ *   UPDATE pool SET cursor = <next>   WHERE id = ? AND cursor = <cursor>
+ *   INSERT the row for <cursor>       (only if that update matched)
+ *
+ * On PostgreSQL both are one statement (a data-modifying CTE) in autocommit:
+ * one round trip, one commit. On SQLite they are two prepared statements in
+ * one BEGIN IMMEDIATE transaction, run synchronously (nothing interleaves).
+ *
+ * Nothing here is trusted: the cursor condition is re-checked by the
+ * database on the locked row (another allocator or a release that moved the
+ * cursor makes it match nothing), and the unique index (prefix, address) /
+ * (pool, vid) refuses a value someone took without moving the cursor. Either
+ * way the fast path reports a miss and the caller runs the full transaction,
+ * which re-reads everything. `<next>` skips only reserved ranges, which never
+ * change after a pool is created; values above the cursor that are already
+ * taken make a later fast path miss once, never hand out a duplicate.
+ */
+export interface CursorHint {
+  /** The pool's id (prefix id or VLAN pool id). */
+  id: string;
+  /** What this process believes is stored as the pool's cursor. */
+  cursor: bigint;
+  /** Highest value of the pool. */
+  last: bigint;
+  /** Reserved ranges, merged and sorted (immutable per pool). */
+  reserved: Range[];
+}
+
+/** The smallest value above `v` that is not reserved. */
+export function nextUnreserved(v: bigint, reserved: Range[]): bigint {
+  let x = v + 1n;
+  for (const r of reserved) {
+    if (r.end < x) continue;
+    if (r.start > x) break;
+    x = r.end + 1n;
+  }
+  return x;
+}
+
+const ADDR_COLS = ['id', 'prefix_id', 'family', 'address_hex', 'address', 'holder', 'target', 'reservation_id', 'expires_at', 'idem_key', 'created_at'] as const;
+const VLAN_COLS = ['id', 'pool_id', 'vid', 'holder', 'reservation_id', 'expires_at', 'idem_key', 'created_at'] as const;
+
+export interface SqliteFast {
+  /** Inserts `row` at the hinted cursor and moves the cursor to `next`; false on a miss (nothing written). */
+  claimAddress(row: IpamAddressTable, cursorHex: string, nextHex: string): boolean;
+  claimVlan(row: IpamVlanAllocTable, cursor: number, next: number): boolean;
+}
+
+/** Prepared statements on the raw SQLite handle. Callers make sure no transaction is open on it (`db.inTransaction`). */
+export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
+  const begin = db.prepare('BEGIN IMMEDIATE');
+  const commit = db.prepare('COMMIT');
+  const rollback = db.prepare('ROLLBACK');
+  const insAddr = db.prepare(`insert into ipam_addresses (${ADDR_COLS.join(', ')}) select ${ADDR_COLS.map(() => '?').join(', ')}
+    where exists (select 1 from ipam_prefixes where id = ? and cursor_hex = ?)`);
+  const setAddrCursor = db.prepare('update ipam_prefixes set cursor_hex = ? where id = ?');
+  const insVlan = db.prepare(`insert into ipam_vlan_allocs (${VLAN_COLS.join(', ')}) select ${VLAN_COLS.map(() => '?').join(', ')}
+    where exists (select 1 from ipam_vlan_pools where id = ? and cursor_id = ?)`);
+  const setVlanCursor = db.prepare('update ipam_vlan_pools set cursor_id = ? where id = ?');
+  const claim = (ins: () => BetterSqlite3.RunResult, move: () => void): boolean => {
+    begin.run();
+    try {
+      if (ins().changes !== 1) {
+        rollback.run();
+        return false;
+      }
+      move();
+      commit.run();
+      return true;
+    } catch (e) {
+      if (db.inTransaction) rollback.run();
+      if (isUniqueViolation(e)) return false;
+      throw e;
+    }
+  };
+  return {
+    claimAddress: (row, cursorHex, nextHex) => claim(
+      () => insAddr.run(row.id, row.prefix_id, row.family, row.address_hex, row.address, row.holder, row.target, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.prefix_id, cursorHex),
+      () => setAddrCursor.run(nextHex, row.prefix_id),
+    ),
+    claimVlan: (row, cursor, next) => claim(
+      () => insVlan.run(row.id, row.pool_id, row.vid, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.pool_id, cursor),
+      () => setVlanCursor.run(next, row.pool_id),
+    ),
+  };
+}
+
+const PG_ADDR = `with c as (update ipam_prefixes set cursor_hex = $1 where id = $2 and cursor_hex = $3 returning id)
+insert into ipam_addresses (${ADDR_COLS.join(', ')})
+select $4, c.id, $5::int, $3, $6, $7, null, $8::text, $9::bigint, null, $10::bigint from c`;
+const PG_VLAN = `with c as (update ipam_vlan_pools set cursor_id = $1 where id = $2 and cursor_id = $3 returning id)
+insert into ipam_vlan_allocs (${VLAN_COLS.join(', ')})
+select $4, c.id, $3::int, $5, $6::text, $7::bigint, null, $8::bigint from c`;
+
+/** One statement in autocommit on any pooled connection: one round trip. A lost race is a miss, never an error. */
+async function pgClaim(pool: pg.Pool, name: string, text: string, values: unknown[]): Promise<boolean> {
+  try {
+    const r = await pool.query({ name, text, values });
+    return r.rowCount === 1;
+  } catch (e) {
+    if (isRetryableDbError(e)) return false;
+    throw e;
+  }
+}
+
+export function pgClaimAddress(pool: pg.Pool, row: IpamAddressTable, cursorHex: string, nextHex: string): Promise<boolean> {
+  return pgClaim(pool, 'ipam_addr_fast', PG_ADDR, [nextHex, row.prefix_id, cursorHex, row.id, row.family, row.address, row.holder, row.reservation_id, row.expires_at, row.created_at]);
+}
+
+export function pgClaimVlan(pool: pg.Pool, row: IpamVlanAllocTable, cursor: number, next: number): Promise<boolean> {
+  return pgClaim(pool, 'ipam_vlan_fast', PG_VLAN, [next, row.pool_id, cursor, row.id, row.holder, row.reservation_id, row.expires_at, row.created_at]);
+}
