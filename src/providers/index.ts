@@ -25,7 +25,7 @@ export interface ProviderServicesOptions {
   store: Store;
   clock?: Clock;
   engine?: Pick<EngineApi, 'publish'>;
-  /** Base64 32-byte key for resource secrets (core/secrets resolveSecretKey). */
+  /** Base64 32-byte key for resource secrets and the simulator's generated credentials (core/secrets resolveSecretKey). */
   secretKey?: string;
   /** Simulator configuration (speed, seed, hosts, server types, latency…). */
   sim?: SimConfigInput;
@@ -39,7 +39,7 @@ export interface ProviderServicesOptions {
 
 export async function createProviderServices(opts: ProviderServicesOptions): Promise<ProviderServices> {
   const clock = opts.clock ? { clock: opts.clock } : {};
-  const sim = await new SimDatacenter({ store: opts.store, ...clock, config: opts.sim ?? {}, ...(opts.allocators ? { backends: allocatorBackends(opts.allocators) } : {}) }).init();
+  const sim = await new SimDatacenter({ store: opts.store, ...clock, config: opts.sim ?? {}, secretKey: opts.secretKey, ...(opts.allocators ? { backends: allocatorBackends(opts.allocators) } : {}) }).init();
   const resources = new ResourceStore(opts.store, { ...clock, engine: opts.engine, secretKey: opts.secretKey });
   const registry = new ProviderRegistry(opts.routing ?? { '*': 'sim' }).register(new SimProvider(sim));
   for (const p of opts.providers ?? []) registry.register(p);

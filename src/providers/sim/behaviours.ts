@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { seededRng, seedFrom } from '../../core/rng.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { seedFrom } from '../../core/rng.js';
 import { ProviderError } from '../../resources/errors.js';
 import { cpuMillis, memoryMiB } from '../../resources/kinds.js';
 import { DEFAULT_OS_TEMPLATES } from './catalogue.js';
@@ -655,6 +655,7 @@ const Cluster: Behaviour = {
         consoleUrl: o.spec.distribution === 'openshift' ? `https://console-openshift-console.apps.${domain}` : null, ingressDomain: `apps.${domain}`,
         nodeCount: nodes.length, workerCount: nodes.filter((n) => n.role === 'worker').length, status: 'installing',
       },
+      credentials: newClusterCredentials(),
     };
   },
   async update(tx, o, next, prev) {
@@ -693,22 +694,37 @@ const Cluster: Behaviour = {
         { type: 'NodesReady', status: readyNodes === nodeList.length ? 'True' : 'False', reason: readyNodes === nodeList.length ? 'AllNodesReady' : 'NodeNotReady', message: `${readyNodes}/${nodeList.length} nodes Ready` },
         { type: 'OperatorsAvailable', status: availableOps === operators.length ? 'True' : 'False', reason: availableOps === operators.length ? 'AllAvailable' : 'OperatorDegraded', message: availableOps === operators.length ? `${operators.length} operators Available` : `degraded: ${operators.filter((x) => !x.available).map((x) => x.name).join(', ')}` },
       ],
-      secrets: clusterSecrets(o, ctx.seed),
+      secrets: clusterSecrets(o, await ctx.credentials(o.id, newClusterCredentials)),
     };
   },
 };
 
-export function clusterSecrets(o: SimObject, seed: number): Record<string, string> {
-  const rng = seededRng(seedFrom(`secret|${o.createKey}`, seed));
-  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
-  const pw = Array.from({ length: 23 }, () => alphabet[Math.floor(rng.next() * alphabet.length)]).join('');
-  const token = Array.from({ length: 40 }, () => alphabet[Math.floor(rng.next() * alphabet.length)]).join('');
+const CREDENTIAL_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
+
+/** `length` characters from an unambiguous alphabet, from the OS's CSPRNG (never the seeded rng: the seed is public to sim:read). */
+export function randomCredential(length: number): string {
+  const n = CREDENTIAL_ALPHABET.length;
+  const below = 256 - (256 % n); // rejection sampling keeps every character equally likely
+  const out: string[] = [];
+  while (out.length < length) {
+    for (const b of randomBytes(length * 2)) if (b < below && out.length < length) out.push(CREDENTIAL_ALPHABET[b % n]!);
+  }
+  return out.join('');
+}
+
+/** A new cluster's admin password and API token: random per cluster, generated once by its create. */
+export function newClusterCredentials(): Record<string, string> {
+  return { adminPassword: randomCredential(23), token: randomCredential(40) };
+}
+
+/** The secrets a cluster read returns, from its stored credentials. */
+export function clusterSecrets(o: SimObject, credentials: Record<string, string>): Record<string, string> {
   const user = o.spec.distribution === 'openshift' ? 'kubeadmin' : 'admin';
   const kubeconfig = [
     'apiVersion: v1', 'kind: Config', 'clusters:', `- name: ${o.name}`, '  cluster:', `    server: ${o.outputs.apiEndpoint}`, '    insecure-skip-tls-verify: true',
-    'users:', `- name: ${user}`, '  user:', `    token: ${token}`, 'contexts:', `- name: ${o.name}`, '  context:', `    cluster: ${o.name}`, `    user: ${user}`, `current-context: ${o.name}`, '',
+    'users:', `- name: ${user}`, '  user:', `    token: ${credentials.token}`, 'contexts:', `- name: ${o.name}`, '  context:', `    cluster: ${o.name}`, `    user: ${user}`, `current-context: ${o.name}`, '',
   ].join('\n');
-  return { kubeconfig, adminUser: user, adminPassword: pw };
+  return { kubeconfig, adminUser: user, adminPassword: credentials.adminPassword! };
 }
 
 interface Pod { name: string; node: string | null; phase: 'Pending' | 'Running'; reason?: string; startedAt?: number }

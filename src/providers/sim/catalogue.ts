@@ -85,7 +85,7 @@ export type Quota = z.infer<typeof QuotaSchema>;
 export const SimConfigSchema = z.object({
   /** Simulated time runs this many times faster (durations are divided by it). */
   speed: z.number().positive().default(1),
-  /** Seed of every random choice (latency draws, fault decisions, passwords). */
+  /** Seed of latency draws and fault decisions (credentials are random, never seeded). */
   seed: z.number().int().default(42),
   hosts: z.array(HostConfig).default(
     Array.from({ length: 4 }, (_, i) => ({ name: `hv-${String(i + 1).padStart(2, '0')}`, zone: i < 2 ? 'az1' : 'az2', vcpus: 64, ramMb: 256 * 1024, cpuRatio: 4 })),

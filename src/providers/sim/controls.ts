@@ -12,7 +12,7 @@ import type { SimDatacenter } from './sim.js';
  * action. The API layer only validates and calls these.
  */
 export const SpeedBody = z.strictObject({ speed: z.number().positive().max(1_000_000).describe('simulated time runs this many times faster than real time') });
-export const SeedBody = z.strictObject({ seed: z.number().int().describe('seed of every random choice: latency draws, fault decisions, generated credentials') });
+export const SeedBody = z.strictObject({ seed: z.number().int().describe('seed of latency draws and fault decisions (credentials are random, never seeded)') });
 
 /** Whether a fault rule's kind pattern (`*`, `compute/*`, `compute/Server`) can match a kind the simulator implements. */
 export function kindPatternMatches(pattern: string): boolean {

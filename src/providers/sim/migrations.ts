@@ -33,6 +33,13 @@ export interface SimObjectTable {
   created_at: number;
   updated_at: number;
   deleted_at: number | null;
+  /**
+   * Credentials the backend generated for the object (a cluster's admin
+   * password and API token), random per object. Sealed with the
+   * installation key when the simulator has it (`v1.…`), else `plain:…`.
+   * Never part of SimObject: only the provider's read returns them.
+   */
+  secrets: string | null;
 }
 
 export interface SimCallTable {
@@ -152,6 +159,12 @@ export const simMigrations: AreaMigration[] = [
         .addColumn('key', col.text, (c) => c.primaryKey())
         .addColumn('value', col.json, (c) => c.notNull())
         .execute();
+    },
+  },
+  {
+    name: '0411_sim_secrets',
+    async up(db) {
+      await db.schema.alterTable('sim_objects').addColumn('secrets', col.text).execute();
     },
   },
 ];

@@ -101,6 +101,12 @@ export interface BehaviourResult {
   host?: string | null;
   /** The operation will fail at its due time with this reason. */
   fail?: { reason: ProviderErrorReason; message: string };
+  /**
+   * Credentials the backend generated (random, e.g. a cluster's admin
+   * password): stored with the object, sealed, never on SimObject; a view
+   * gets them back with `ctx.credentials(id)`.
+   */
+  credentials?: Record<string, string>;
 }
 
 export interface View {
@@ -137,4 +143,6 @@ export interface ViewContext {
   get(id: string): Promise<SimObject | undefined>;
   /** Addresses of live, powered-on servers and bare-metal instances. */
   liveAddresses(): Promise<Set<string>>;
+  /** The object's stored credentials; an object without any (made before they were stored) gets `generate()`'s, stored once. */
+  credentials(id: string, generate: () => Record<string, string>): Promise<Record<string, string>>;
 }

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { systemClock, type Clock } from '../../core/clock.js';
-import { ValidationError } from '../../core/errors.js';
+import { InfraflowError, ValidationError } from '../../core/errors.js';
+import { isSealed, SecretBox } from '../../core/secrets.js';
 import { newId } from '../../core/ids.js';
 import { seededRng, seedFrom } from '../../core/rng.js';
 import type { Store, Trx } from '../../store/store.js';
@@ -19,6 +20,12 @@ export interface SimOptions {
   clock?: Clock;
   config?: SimConfigInput;
   backends?: SimBackends;
+  /**
+   * Base64 32-byte installation key (core/secrets resolveSecretKey): the
+   * credentials the simulated backends generate (a cluster's admin password
+   * and token) are sealed with it at rest. Without it they are stored unencrypted.
+   */
+  secretKey?: string | undefined;
 }
 
 export interface HostInfo {
@@ -86,12 +93,14 @@ export class SimDatacenter {
   /** Releases in other areas that failed after commit (most recent last). */
   readonly releaseErrors: string[] = [];
   private initialized = false;
+  private readonly box: SecretBox | undefined;
 
   constructor(opts: SimOptions) {
     this.store = opts.store;
     this.clock = opts.clock ?? systemClock;
     this.config = SimConfigSchema.parse(opts.config ?? {});
     this.backends = opts.backends ?? {};
+    this.box = opts.secretKey ? new SecretBox(Buffer.from(opts.secretKey, 'base64')) : undefined;
   }
 
   /** Seeds hypervisors, the catalogue and settings (idempotent); applies the configured speed. */
@@ -444,6 +453,7 @@ export class SimDatacenter {
         if (res?.state) obj.state = res.state;
         if (res?.host !== undefined) obj.host = res.host;
         if (res?.fail && !obj.opFail) obj.opFail = res.fail;
+        if (res?.credentials) await trx.updateTable('sim_objects').set({ secrets: this.sealCredentials(obj.id, res.credentials) }).where('id', '=', obj.id).execute();
         if (fault.degraded && kind === 'container/Cluster') {
           const workers = (obj.state.nodes as { name: string; role: string }[]).filter((n) => n.role === 'worker');
           obj.state.health = { notReadyNodes: workers.slice(-1).map((n) => n.name), degradedOperators: [obj.spec.distribution === 'openshift' ? 'ingress' : 'coredns'] };
@@ -499,6 +509,7 @@ export class SimDatacenter {
     return {
       now, speed, seed, listLive,
       get: (id) => this.getObject(id),
+      credentials: (id, generate) => this.credentials(id, generate),
       liveAddresses: async () => {
         const out = new Set<string>();
         for (const k of ['compute/Server', 'metal/Instance']) {
@@ -512,6 +523,33 @@ export class SimDatacenter {
         return out;
       },
     };
+  }
+
+  // ---- credentials -----------------------------------------------------------------
+
+  /** Credentials are bound to their object (a sealed value copied to another row does not open). */
+  private sealCredentials(id: string, credentials: Record<string, string>): string {
+    if (!this.box) return 'plain:' + Buffer.from(JSON.stringify(credentials)).toString('base64');
+    return this.box.sealJson(credentials, `sim:${id}`);
+  }
+
+  private openCredentials(id: string, text: string): Record<string, string> {
+    if (text.startsWith('plain:')) return JSON.parse(Buffer.from(text.slice('plain:'.length), 'base64').toString('utf8')) as Record<string, string>;
+    if (!isSealed(text)) throw new InfraflowError('sim.credentials_unreadable', `the stored credentials of simulator object ${id} are in an unknown format`);
+    if (!this.box) throw new InfraflowError('sim.secret_key_missing', `the credentials of simulator object ${id} are encrypted: give the simulator the secretKey they were written with (INFRAFLOW_SECRET_KEY or data/secret.key)`);
+    return this.box.openJson<Record<string, string>>(text, `sim:${id}`);
+  }
+
+  /** The object's stored credentials; one made before they were stored gets `generate()`'s, stored once (the first writer wins). */
+  private async credentials(id: string, generate: () => Record<string, string>): Promise<Record<string, string>> {
+    const get = async () => (await this.store.db.selectFrom('sim_objects').select(['secrets']).where('id', '=', id).executeTakeFirst())?.secrets ?? null;
+    let text = await get();
+    if (text === null) {
+      await this.store.db.updateTable('sim_objects').set({ secrets: this.sealCredentials(id, generate()) }).where('id', '=', id).where('secrets', 'is', null).execute();
+      text = await get();
+      if (text === null) throw new ProviderError('NotFound', `simulator object ${id} does not exist`);
+    }
+    return this.openCredentials(id, text);
   }
 
   private progress(o: SimObject, now: number): { reason: string; message: string } {
@@ -847,6 +885,7 @@ function objectRow(o: SimObject): SimObjectTable {
     id: o.id, kind: o.kind, project: o.project, name: o.name, create_key: o.createKey, spec: JSON.stringify(o.spec), actual: JSON.stringify(o.actual), outputs: JSON.stringify(o.outputs),
     state: JSON.stringify(o.state), phase: o.phase, op: o.op, op_started: o.opStarted, op_due: o.opDue, op_sim_ms: o.opSimMs, op_stuck: o.stuck ? 1 : 0,
     op_fail: o.opFail ? JSON.stringify(o.opFail) : null, failure: o.failure ? JSON.stringify(o.failure) : null, host: o.host, created_at: o.createdAt, updated_at: o.updatedAt, deleted_at: o.deletedAt,
+    secrets: null,
   };
 }
 
