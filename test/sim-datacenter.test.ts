@@ -278,6 +278,25 @@ describe.each(DIALECTS)('simulated datacenter on %s', (dialect) => {
     expect((await sim.read('storage/Volume', vol.externalId)).outputs).toMatchObject({ status: 'available', attachedTo: null });
     expect(await sim.delete('storage/Volume', vol.externalId, call('data-del-2'))).toEqual({ done: false });
   });
+  it('setQuota changes only the fields given: the others keep their stored value or the configured default', async () => {
+    t = await openTestStore(dialect);
+    const { sim } = await makeSim(t.store, { quota: { cores: 50, floatingIps: 7 } });
+    expect(await sim.setQuota(PROJECT, { cores: 8 })).toEqual({ instances: 1000, cores: 8, ramMb: 16 * 1024 * 1024, floatingIps: 7, volumeGb: 100_000 });
+    expect(await sim.setQuota(PROJECT, { instances: 5 })).toMatchObject({ instances: 5, cores: 8, floatingIps: 7 });
+    // a field given as undefined is not given
+    expect(await sim.setQuota(PROJECT, { volumeGb: 10, cores: undefined })).toMatchObject({ instances: 5, cores: 8, volumeGb: 10, floatingIps: 7 });
+    expect(await sim.getQuota(PROJECT)).toMatchObject({ instances: 5, cores: 8, volumeGb: 10, floatingIps: 7 });
+    // fields never set follow the configured default (a new simulator with another default)
+    const { sim: other } = await makeSim(t.store, { quota: { floatingIps: 9 } });
+    expect(await other.getQuota(PROJECT)).toMatchObject({ instances: 5, cores: 8, floatingIps: 9 });
+    await expect(sim.setQuota(PROJECT, { cores: -1 })).rejects.toMatchObject({ code: 'sim.invalid_quota', message: expect.stringContaining('cores') });
+    await expect(sim.setQuota(PROJECT, { vcpus: 3 } as never)).rejects.toMatchObject({ code: 'sim.invalid_quota', message: expect.stringContaining('vcpus') });
+    expect(await sim.getQuota(PROJECT)).toMatchObject({ instances: 5, cores: 8 });
+    // concurrent partial changes do not lose each other
+    await Promise.all([sim.setQuota('p2', { instances: 1 }), sim.setQuota('p2', { cores: 2 }), sim.setQuota('p2', { ramMb: 3 }), sim.setQuota('p2', { volumeGb: 4 })]);
+    expect(await sim.getQuota('p2')).toMatchObject({ instances: 1, cores: 2, ramMb: 3, volumeGb: 4, floatingIps: 7 });
+  });
+
   it('enforces per-project quotas with QuotaExceeded, as a cloud does', async () => {
     t = await openTestStore(dialect);
     const { sim, clock } = await makeSim(t.store, { quota: { instances: 2 } });

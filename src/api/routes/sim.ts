@@ -18,10 +18,10 @@ const CATALOGUE = '*';
 
 /**
  * An object as the API shows it. Never its credentials: cluster secrets
- * (kubeconfig, admin password) are not stored on the object (they come only
- * from GET /resources/:id/secrets); the idempotency key they are derived from
- * is left out, and secret-named fields anywhere (a password in a job's
- * variables) are redacted.
+ * (kubeconfig, admin password) are not part of SimObject (the simulator keeps
+ * them sealed beside it; they come only from GET /resources/:id/secrets);
+ * the create's idempotency key is left out, and secret-named fields anywhere
+ * (a password in a job's variables) are redacted.
  */
 export function simObjectView(o: SimObject) {
   const { createKey: _createKey, ...rest } = o;
@@ -112,7 +112,7 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
       },
     }),
     defineRoute({
-      method: 'PUT', url: '/sim/seed', summary: 'Change the seed of latency draws, fault decisions and generated credentials (admin)', tags, policy: control,
+      method: 'PUT', url: '/sim/seed', summary: 'Change the seed of latency draws and fault decisions (admin)', tags, policy: control,
       schema: { body: SeedBody },
       handler: async ({ body, auditNote }) => {
         const old = await sim.getSeed();
@@ -153,8 +153,7 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
       schema: { params: Project, body: QuotaBody },
       handler: async ({ params, body, deps, visible, auditNote }) => {
         await mustProject({ visible }, deps, params.project);
-        // merged here: the sim's partial quota schema fills defaults for the fields not given
-        const quota = await sim.setQuota(params.project, { ...(await sim.getQuota(params.project)), ...body });
+        const quota = await sim.setQuota(params.project, body);
         auditNote(`sim quota of ${params.project}: ${Object.entries(body).map(([k, v]) => `${k}=${v}`).join(', ') || 'unchanged'}`);
         return { project: params.project, quota };
       },

@@ -82,6 +82,20 @@ export const QuotaSchema = z.object({
 });
 export type Quota = z.infer<typeof QuotaSchema>;
 
+/**
+ * A change to part of a quota: only the fields given change (no defaults
+ * here, so that `{ cores: 8 }` leaves the project's other limits as they
+ * are); unknown fields are refused.
+ */
+export const QuotaPatchSchema = z.strictObject({
+  instances: QuotaSchema.shape.instances.unwrap().optional(),
+  cores: QuotaSchema.shape.cores.unwrap().optional(),
+  ramMb: QuotaSchema.shape.ramMb.unwrap().optional(),
+  floatingIps: QuotaSchema.shape.floatingIps.unwrap().optional(),
+  volumeGb: QuotaSchema.shape.volumeGb.unwrap().optional(),
+});
+export type QuotaPatch = z.infer<typeof QuotaPatchSchema>;
+
 export const SimConfigSchema = z.object({
   /** Simulated time runs this many times faster (durations are divided by it). */
   speed: z.number().positive().default(1),

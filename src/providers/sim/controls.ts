@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ValidationError } from '../../core/errors.js';
 import { ProviderError } from '../../resources/errors.js';
 import { BEHAVIOURS } from './behaviours.js';
-import { QuotaSchema } from './catalogue.js';
+import { QuotaPatchSchema } from './catalogue.js';
 import { FaultRule } from './faults.js';
 import type { SimDatacenter } from './sim.js';
 
@@ -34,18 +34,8 @@ export const FaultsBody = z.strictObject({ rules: z.array(FaultRule).max(200).de
 });
 export type FaultsBody = z.infer<typeof FaultsBody>;
 
-/**
- * A partial quota: only the fields given change (no defaults here, so that
- * `{ cores: 8 }` leaves the project's other limits as they are).
- */
-const q = QuotaSchema.shape;
-export const QuotaBody = z.strictObject({
-  instances: q.instances.unwrap().optional(),
-  cores: q.cores.unwrap().optional(),
-  ramMb: q.ramMb.unwrap().optional(),
-  floatingIps: q.floatingIps.unwrap().optional(),
-  volumeGb: q.volumeGb.unwrap().optional(),
-});
+/** A partial quota: only the fields given change (`SimDatacenter.setQuota` merges it with the project's quota). */
+export const QuotaBody = QuotaPatchSchema;
 export type QuotaBody = z.infer<typeof QuotaBody>;
 
 export const DriftAction = z.discriminatedUnion('action', [

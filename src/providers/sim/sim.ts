@@ -9,7 +9,7 @@ import { ProviderError } from '../../resources/errors.js';
 import { cpuMillis, KINDS, memoryMiB, parseSpec } from '../../resources/kinds.js';
 import type { Condition, CreateResult, ProviderCallContext, ProviderOp, ReadResult } from '../../resources/types.js';
 import { BEHAVIOURS, recordFqdn, schedulePods } from './behaviours.js';
-import { DEFAULT_FLAVORS, DEFAULT_IMAGES, DEFAULT_LATENCY, DEFAULT_OS_TEMPLATES, QuotaSchema, type Quota, SimConfigSchema, type LatencySpec, type SimConfig, type SimConfigInput } from './catalogue.js';
+import { DEFAULT_FLAVORS, DEFAULT_IMAGES, DEFAULT_LATENCY, DEFAULT_OS_TEMPLATES, QuotaPatchSchema, QuotaSchema, type Quota, type QuotaPatch, SimConfigSchema, type LatencySpec, type SimConfig, type SimConfigInput } from './catalogue.js';
 import { decideFault, FaultConfig, NO_FAULT, type FaultDecision } from './faults.js';
 import type { SimObjectTable } from './migrations.js';
 import { rowToObject, type Behaviour, type SimBackends, type SimObject, type SimOp, type SimTx, type View, type ViewContext } from './model.js';
@@ -197,12 +197,30 @@ export class SimDatacenter {
     return QuotaSchema.parse({ ...this.config.quota, ...(await this.getSetting<object>(`quota:${project}`, {})) });
   }
 
-  /** Sets (part of) a project's quota; running out gives QuotaExceeded, as a cloud would. */
-  async setQuota(project: string, quota: Partial<Quota>): Promise<Quota> {
-    const r = QuotaSchema.partial().safeParse(quota);
-    if (!r.success) throw new ValidationError('sim.invalid_quota', `quota ${r.error.issues[0]!.path.join('.')}: ${r.error.issues[0]!.message}`);
-    const merged = { ...(await this.getSetting<object>(`quota:${project}`, {})), ...r.data };
-    await this.putSetting(`quota:${project}`, merged);
+  /**
+   * Changes part of a project's quota: the fields given replace the stored
+   * ones, the others keep their stored value (or keep following the
+   * configured default); running out gives QuotaExceeded, as a cloud would.
+   * One transaction (the row locked on PostgreSQL), so concurrent partial
+   * changes do not lose each other.
+   */
+  async setQuota(project: string, patch: QuotaPatch): Promise<Quota> {
+    const given = Object.fromEntries(Object.entries(patch ?? {}).filter(([, v]) => v !== undefined));
+    const r = QuotaPatchSchema.safeParse(given);
+    if (!r.success) {
+      const i = r.error.issues[0]!;
+      const field = i.path.join('.') || (i.code === 'unrecognized_keys' ? i.keys.join(', ') : '(root)');
+      throw new ValidationError('sim.invalid_quota', `quota ${field}: ${i.message}; the fields are instances, cores, ramMb, floatingIps, volumeGb (integers >= 0)`, { details: { issues: r.error.issues } });
+    }
+    const key = `quota:${project}`;
+    await this.store.transaction(async (trx) => {
+      await trx.insertInto('sim_settings').values({ key, value: '{}' }).onConflict((oc) => oc.column('key').doNothing()).execute();
+      let q = trx.selectFrom('sim_settings').select(['value']).where('key', '=', key);
+      if (this.store.dialect === 'postgres') q = q.forUpdate();
+      const row = await q.executeTakeFirstOrThrow();
+      const merged = { ...(JSON.parse(row.value) as object), ...r.data };
+      await trx.updateTable('sim_settings').set({ value: JSON.stringify(merged) }).where('key', '=', key).execute();
+    });
     return this.getQuota(project);
   }
 
