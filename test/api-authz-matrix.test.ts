@@ -184,6 +184,7 @@ function buildRequest(r: AnyRoute, target: 'own' | 'other' | undefined, ids: Rec
     'POST /api/v1/auth/login': { name: 'someone', password: 'whatever' },
     'POST /api/v1/secrets': { project: t, name: 'matrix', value: 'v' },
     'POST /api/v1/servers': { project: t, name: 'vm', flavor: 'f', image: 'i', networks: ['n'] },
+    'POST /api/v1/resources': { project: t, kind: 'network/Network', name: 'matrix-net' },
     'POST /api/v1/stacks': { document: doc },
     'POST /api/v1/stacks/plan': { document: doc },
     'POST /api/v1/runs/:id/skip': { step: 'x' },

@@ -14,6 +14,9 @@ import { SecretBox } from '../src/core/secrets.js';
 import { Allocations } from '../src/allocation/reservations.js';
 import { reserveWorkflow } from '../src/allocation/wait.js';
 import { SimDatacenter } from '../src/providers/sim/sim.js';
+import { SimProvider } from '../src/providers/sim/index.js';
+import { ProviderRegistry } from '../src/resources/registry.js';
+import { RESOURCE_QUEUE, resourceWorkflows } from '../src/resources/lifecycle.js';
 
 /**
  * A stand-in for the stacks module with just enough behaviour for the
@@ -82,7 +85,7 @@ export interface FullHarness extends Harness {
 /** A server with every area plugged in (stacks faked), on a fresh database. */
 export async function makeFullHarness(dialect: DialectName, opts: { server?: ServerOptions; logger?: Logger; startWorker?: boolean } = {}): Promise<FullHarness> {
   const t: TestDb = await openTestStore(dialect);
-  const engine = new Engine({ store: t.store, pollMs: 20 });
+  const engine = new Engine({ store: t.store, pollMs: 20, queues: { [RESOURCE_QUEUE]: { concurrency: 1000, perKey: 1 } } });
   if (opts.startWorker) engine.startWorker();
   const resources = new ResourceStore(t.store, { engine, secretKey: Buffer.alloc(32, 3).toString('base64'), allowUnknownKinds: true });
   const inventory = new Inventory({ store: t.store, secrets: SecretBox.random() });
@@ -90,6 +93,8 @@ export async function makeFullHarness(dialect: DialectName, opts: { server?: Ser
   const allocations = new Allocations({ store: t.store, inventory, ipam });
   engine.register(reserveWorkflow(allocations));
   const sim = await new SimDatacenter({ store: t.store, config: { speed: 1000 } }).init();
+  const registry = new ProviderRegistry({ '*': 'sim' }).register(new SimProvider(sim));
+  for (const w of resourceWorkflows({ resources, registry })) engine.register(w);
   const stacks = fakeStacks();
   const h = await makeHarness(dialect, { engine, t, areas: { resources, inventory, ipam, allocations, sim, stacks }, ...(opts.server ? { server: opts.server } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
   return {

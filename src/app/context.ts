@@ -13,7 +13,7 @@ import type { Inventory } from '../inventory/index.js';
 import type { Ipam } from '../ipam/index.js';
 import { createProviderServices } from '../providers/index.js';
 import type { SimDatacenter } from '../providers/sim/index.js';
-import type { ProviderRegistry, ResourceStore } from '../resources/index.js';
+import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type ResourceStore } from '../resources/index.js';
 import { Stacks } from '../stacks/index.js';
 import { allocationFeasibility } from '../stacks/feasibility.js';
 
@@ -68,6 +68,8 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       leaseMs: config.worker.leaseMs,
       heartbeatMs: config.worker.heartbeatMs,
       pollMs: config.worker.pollMs,
+      // one resource's create, updates and delete run one after another
+      queues: { [RESOURCE_QUEUE]: { concurrency: 100_000, perKey: 1 } },
     });
     const alloc = createAllocationServices({ store, secrets, engine, clock, logger });
     stopAllocations = () => alloc.stop();
@@ -80,6 +82,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       allocators: { ipam: alloc.ipam, inventory: alloc.inventory, datacenter: config.datacenter },
       routing: config.providers,
     });
+    for (const w of resourceWorkflows(providers.deps)) engine.register(w);
     const stacks = new Stacks({
       store,
       engine,

@@ -8,9 +8,10 @@ import { describeEvent, watchRun } from './watch.js';
 import type { CliContext, CommandModule } from './commands/context.js';
 import { registerAllocationCommands } from './commands/allocations.js';
 import { registerSimCommands } from './commands/sim.js';
+import { registerResourceCommands } from './commands/resources.js';
 
 /** Command modules of the areas (src/cli/commands). */
-const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands];
+const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands];
 
 /**
  * The `infraflow` command. Every read takes `-o table|json|yaml`; errors are

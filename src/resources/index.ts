@@ -41,4 +41,5 @@ export * from './store.js';
 export * from './registry.js';
 export * from './steps.js';
 export { resourceMigrations } from './migrations.js';
+export { resourceWorkflows, startResourceRun, assertUnowned, RESOURCE_QUEUE, RESOURCE_WORKFLOWS, type ResourceAction } from './lifecycle.js';
 export { runProviderContract, assertClassified, ContractViolation, type ContractHarness, type KindSample, type TestApi } from './contract.js';

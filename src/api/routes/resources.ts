@@ -1,12 +1,14 @@
 import { z } from 'zod';
-import { NotFoundError, ValidationError } from '../../core/errors.js';
+import { InfraflowError, NotFoundError, ValidationError } from '../../core/errors.js';
 import { redact } from '../../core/secrets.js';
 import type { Resource } from '../../resources/types.js';
 import type { ResourceStore } from '../../resources/store.js';
+import { KINDS } from '../../resources/kinds.js';
+import { assertUnowned, startResourceRun, type ResourceAction } from '../../resources/lifecycle.js';
 import { defineRoute, encodeCursor, decodeCursor, ID_PARAM, PageQuery, projectFrom, type AnyRoute, type ApiDeps, type ResolvedProject } from '../route.js';
 import { lastEventId, streamEvents } from '../sse.js';
 import { EventOut } from './events.js';
-import { parseLabels } from './runs.js';
+import { parseLabels, runView } from './runs.js';
 
 const PHASES = ['pending', 'creating', 'ready', 'updating', 'deleting', 'deleted', 'failed'] as const;
 
@@ -105,6 +107,95 @@ export function resourceRoutes(deps: ApiDeps, resources: ResourceStore): AnyRout
         auditNote(`revealed resource secrets: ${Object.keys(secrets).join(', ') || '(none)'}`);
         reply.header('cache-control', 'no-store');
         return { id: params.id, secrets };
+      },
+    }),
+    ...(deps.engine ? mutatingRoutes(deps, resources, byId, notFound) : []),
+  ];
+}
+
+/** RFC 7396 JSON merge patch: objects merge, null removes a key, anything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+const NAME = z.string().min(1).max(254).regex(/^[a-z0-9]([a-z0-9._-]{0,252}[a-z0-9])?$/i, 'letters, digits, dots, dashes or underscores, starting and ending with a letter or digit');
+
+/**
+ * Single resources driven one by one (`openstack network create` style):
+ * each change is a durable run in the `resources` queue, one at a time per
+ * resource. Resources a stack manages are changed through the stack.
+ */
+function mutatingRoutes(deps: ApiDeps, resources: ResourceStore, byId: (i: { params: { id: string } }) => Promise<ResolvedProject>, notFound: (i: { params: { id: string } }) => InfraflowError): AnyRoute[] {
+  const tags = ['resources'];
+  const write = { scope: 'project', permission: 'resources:write' } as const;
+  const engine = deps.engine!;
+  const started = async (action: ResourceAction, r: Resource) => ({ resource: resourceView(r), run: runView(await startResourceRun(engine, action, r)) });
+  return [
+    defineRoute({
+      method: 'POST', url: '/resources', tags, policy: write, project: projectFrom('body'),
+      summary: 'Create a resource of a kind (202: the resource, pending, and the run that provisions it through its provider)',
+      schema: {
+        body: z.strictObject({
+          project: z.string().min(1).max(64), kind: z.string().min(1).max(200).describe(`one of ${Object.keys(KINDS).join(', ')}`), name: NAME,
+          spec: z.record(z.string(), z.unknown()).default({}), labels: z.record(z.string().max(63), z.string().max(253)).default({}),
+        }),
+      },
+      handler: async ({ body, reply, auditNote }) => {
+        if (!KINDS[body.kind]) throw new ValidationError('resources.unknown_kind', `kind: unknown kind ${body.kind}; use one of ${Object.keys(KINDS).join(', ')}`, { details: { field: 'kind' } });
+        const r = await resources.create({ kind: body.kind, name: body.name, project: body.project, spec: body.spec, labels: body.labels });
+        auditNote(`${r.kind} ${r.name} (${r.id})`);
+        try {
+          const out = await started('provision', r);
+          reply.code(202);
+          return out;
+        } catch (e) {
+          // no run, no resource: free the name again (nothing exists on the backend yet)
+          await resources.delete(r.id).catch(() => {});
+          throw e;
+        }
+      },
+    }),
+    defineRoute({
+      method: 'PATCH', url: '/resources/:id', tags, policy: write, project: byId, notFound,
+      summary: 'Change a resource\'s spec (JSON merge patch) and labels; If-Match: its generation. 202 with the run that applies it in place or replaces it; 200 without a run when nothing changed',
+      schema: { params: ID_PARAM, body: z.strictObject({ spec: z.record(z.string(), z.unknown()).optional(), labels: z.record(z.string().max(63), z.string().max(253).nullable()).optional().describe('labels to set; null removes one') }) },
+      handler: async ({ params, body, reply, ifMatch, etag, auditNote }) => {
+        const current = await resources.get(params.id);
+        assertUnowned(current, 'change');
+        const expected = ifMatch();
+        if (expected !== undefined && expected !== current.generation) {
+          throw new InfraflowError('api.precondition_failed', `resource ${params.id} has changed (generation ${current.generation}, If-Match said ${expected}); fetch it again and retry with the new ETag`, 412, { details: { generation: current.generation } });
+        }
+        const spec = body.spec ? mergePatch(current.spec, body.spec) as Record<string, unknown> : current.spec;
+        const labels = body.labels ? mergePatch(current.labels, body.labels) as Record<string, string> : undefined;
+        if (JSON.stringify(spec) === JSON.stringify(current.spec) && (!labels || JSON.stringify(labels) === JSON.stringify(current.labels))) {
+          etag(current.generation);
+          return { resource: resourceView(current), run: null };
+        }
+        const r = await resources.updateSpec(params.id, spec, { expectedGeneration: current.generation, ...(labels ? { labels } : {}) });
+        auditNote(`generation ${r.generation}`);
+        etag(r.generation);
+        reply.code(202);
+        return started('update', r);
+      },
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/resources/:id', tags, policy: write, project: byId, notFound,
+      summary: 'Delete a resource from its backend (202 with the run; it runs after any change still in progress)',
+      schema: { params: ID_PARAM },
+      handler: async ({ params, reply, auditNote }) => {
+        const r = await resources.get(params.id);
+        assertUnowned(r, 'delete');
+        if (r.status.phase === 'deleted') throw new NotFoundError('resources.not_found', `resource ${params.id} is already deleted`);
+        auditNote(`${r.kind} ${r.name}`);
+        reply.code(202);
+        return started('delete', r);
       },
     }),
   ];
