@@ -15,6 +15,7 @@ import {
 import type { InvServerTable } from './tables.js';
 import { parseJson, RaceLost, withTx } from './tx.js';
 import { parseInput } from './validate.js';
+import { pgClaimServer, sqliteServerFast, type ClaimedServer, type SqliteServerFast } from './fastalloc.js';
 import './tables.js';
 
 /**
@@ -58,6 +59,7 @@ export class Inventory {
   private readonly quarantineAfter: number;
   private readonly groupCommit: boolean;
   private readonly serverGc: GroupCommit<AllocateServersRequest, Server[]>;
+  private sqliteFast: SqliteServerFast | undefined;
   private listeners: CapacityListener[] = [];
   private readonly events: EventSink | undefined;
 
@@ -69,7 +71,7 @@ export class Inventory {
     this.quarantineAfter = opts.quarantineAfter ?? 3;
     this.groupCommit = opts.groupCommit ?? true;
     this.events = opts.events;
-    this.serverGc = new GroupCommit((type, reqs) => withTx(this.store, (trx) => this.allocServersTx(trx, type, reqs)));
+    this.serverGc = new GroupCommit((type, reqs) => this.serverBatch(type, reqs));
   }
 
   /** Registers a listener woken (after commit) when capacity appears for waiting runs. Returns an unsubscribe function. */
@@ -430,7 +432,7 @@ export class Inventory {
   async allocateServers(input: AllocateServersInput, trx?: Trx): Promise<Server[]> {
     const req = parseInput(AllocateServersSchema, input, 'inventory');
     if (trx) return unwrap((await this.allocServersTx(trx, req.type, [req]))[0]!);
-    const out = this.groupCommit ? await this.serverGc.submit(req.type, req) : await withTx(this.store, async (t) => unwrap((await this.allocServersTx(t, req.type, [req]))[0]!));
+    const out = this.groupCommit ? await this.serverGc.submit(req.type, req) : unwrap((await this.serverBatch(req.type, [req]))[0]!);
     this.emit('inventory.servers.allocated', req.holder, { type: req.type, datacenter: req.datacenter, servers: out.map((x) => x.id), holder: req.holder });
     return out;
   }
@@ -480,6 +482,21 @@ export class Inventory {
 
   async removeWaiter(waiter: string): Promise<void> {
     await this.store.db.deleteFrom('inv_capacity_waiters').where('run_id', '=', waiter).execute();
+  }
+
+  /** Serves a batch of requests for one server type in one transaction; a lone plain request first tries the one-statement fast path (fastalloc.ts). */
+  private async serverBatch(typeId: string, reqs: AllocateServersRequest[]): Promise<Outcome<Server[]>[]> {
+    const r = reqs[0]!;
+    if (reqs.length === 1 && r.count === 1 && r.key === undefined && r.preferred.length === 0 && Object.keys(r.labels).length === 0) {
+      const c = { type: typeId, datacenter: r.datacenter, holder: r.holder, reservationId: r.hold?.reservationId ?? null, expiresAt: r.hold?.expiresAt ?? null, now: this.clock.now() };
+      let row: ClaimedServer | undefined;
+      if (this.store.sqlite) {
+        // outside a transaction the claim runs synchronously, so nothing else uses the connection meanwhile
+        if (!this.store.sqlite.inTransaction) row = (this.sqliteFast ??= sqliteServerFast(this.store.sqlite)).claim(c);
+      } else row = await pgClaimServer(this.store.pool!, c);
+      if (row) return [{ ok: true, value: [toServer(row, row.rack_name)] }];
+    }
+    return withTx(this.store, (trx) => this.allocServersTx(trx, typeId, reqs));
   }
 
   private async allocServersTx(trx: Trx, typeId: string, reqs: AllocateServersRequest[]): Promise<Outcome<Server[]>[]> {

@@ -1,0 +1,103 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import type pg from 'pg';
+import { newId } from '../core/ids.js';
+import { isRetryableDbError } from './tx.js';
+import type { InvServerTable } from './tables.js';
+
+/**
+ * The fast path for a lone request for one server (no labels, no preferred
+ * servers, no idempotency key): the lowest available server of the type in
+ * the datacenter, taken with one conditional update.
+ *
+ * - PostgreSQL: ONE statement in autocommit (one round trip, one commit):
+ *   pick with `FOR UPDATE SKIP LOCKED` (concurrent requesters never wait on
+ *   or take each other's pick), update it to allocated only while it is
+ *   still available, record the event, return the row with its rack name.
+ * - SQLite: the same statements prepared once and run synchronously in one
+ *   BEGIN IMMEDIATE transaction (SQLite has one writer; nothing interleaves).
+ *
+ * No pick is an answer only the full transaction can explain (unknown type
+ * or datacenter, exhausted, lost race): the caller then runs it.
+ */
+export interface ServerClaim {
+  type: string;
+  datacenter: string;
+  holder: string;
+  reservationId: string | null;
+  expiresAt: number | null;
+  now: number;
+}
+
+export type ClaimedServer = InvServerTable & { rack_name: string | null };
+
+export interface SqliteServerFast {
+  claim(c: ServerClaim): ClaimedServer | undefined;
+}
+
+// An available server holds no reservation and no expiry (every way back to
+// `available` clears them), so a claim without a hold leaves those columns —
+// and their index entries — untouched: fewer pages written per commit.
+const SET = `state = 'allocated', state_reason = ?, state_changed_at = ?, updated_at = ?, holder = ?, allocated_at = ?`;
+const SET_HOLD = `${SET}, reservation_id = ?, expires_at = ?`;
+const PICK = `where id = (select id from inv_servers where type_id = ? and datacenter_id = ? and state = 'available' order by id limit 1) and state = 'available'
+    returning *`;
+
+/** Callers make sure no transaction is open on the handle (`db.inTransaction`). */
+export function sqliteServerFast(db: BetterSqlite3.Database): SqliteServerFast {
+  const begin = db.prepare('BEGIN IMMEDIATE');
+  const commit = db.prepare('COMMIT');
+  const rollback = db.prepare('ROLLBACK');
+  const take = db.prepare(`update inv_servers set ${SET} ${PICK}`);
+  const takeHold = db.prepare(`update inv_servers set ${SET_HOLD} ${PICK}`);
+  const event = db.prepare(`insert into inv_server_events (id, server_id, from_state, to_state, reason, actor, at) values (?, ?, 'available', 'allocated', ?, 'system', ?)`);
+  const rack = db.prepare('select name from inv_racks where id = ?').pluck();
+  return {
+    claim(c) {
+      const reason = `allocated to ${c.holder}`;
+      begin.run();
+      try {
+        const row = (c.reservationId === null && c.expiresAt === null
+          ? take.get(reason, c.now, c.now, c.holder, c.now, c.type, c.datacenter)
+          : takeHold.get(reason, c.now, c.now, c.holder, c.now, c.reservationId, c.expiresAt, c.type, c.datacenter)) as InvServerTable | undefined;
+        if (!row) {
+          rollback.run();
+          return undefined;
+        }
+        event.run(newId('sev'), row.id, reason, c.now);
+        const rackName = row.rack_id === null ? null : (rack.get(row.rack_id) as string | undefined) ?? null;
+        commit.run();
+        return { ...row, rack_name: rackName };
+      } catch (e) {
+        if (db.inTransaction) rollback.run();
+        throw e;
+      }
+    },
+  };
+}
+
+const PG_CLAIM = `with pick as (
+  select id from inv_servers where type_id = $1 and datacenter_id = $2 and state = 'available' order by id limit 1 for update skip locked
+), upd as (
+  update inv_servers s set state = 'allocated', state_reason = $3, state_changed_at = $4, updated_at = $4, holder = $5, allocated_at = $4,
+    reservation_id = $6, expires_at = $7
+  from pick where s.id = pick.id and s.state = 'available'
+  returning s.*
+), ev as (
+  insert into inv_server_events (id, server_id, from_state, to_state, reason, actor, at)
+  select $8, upd.id, 'available', 'allocated', $3, 'system', $4 from upd
+)
+select upd.*, r.name as rack_name from upd left join inv_racks r on r.id = upd.rack_id`;
+
+/** One statement on any pooled connection; undefined when nothing was taken (the full transaction explains why). */
+export async function pgClaimServer(pool: pg.Pool, c: ServerClaim): Promise<ClaimedServer | undefined> {
+  try {
+    const r = await pool.query<ClaimedServer>({
+      name: 'inv_server_fast', text: PG_CLAIM,
+      values: [c.type, c.datacenter, `allocated to ${c.holder}`, c.now, c.holder, c.reservationId, c.expiresAt, newId('sev')],
+    });
+    return r.rows[0];
+  } catch (e) {
+    if (isRetryableDbError(e)) return undefined;
+    throw e;
+  }
+}
