@@ -162,6 +162,29 @@ describe.each(DIALECTS)('simulator controls over the API on %s', (dialect) => {
     const p2 = await admin('GET', `/api/v1/sim/objects?limit=1&cursor=${p1.json().nextCursor}`);
     expect(p2.json().items[0].id > p1.json().items[0].id).toBe(true);
     expect((await admin('GET', '/api/v1/sim/objects?cursor=nonsense')).statusCode).toBe(400);
+    // a reader pages through exactly their projects' objects (and the catalogue when asked), full pages, nothing twice
+    for (let i = 0; i < 3; i++) await h.sim.create('network/Network', {}, call(`page-beta-${i}`, 'beta'));
+    for (let i = 0; i < 2; i++) await h.sim.create('network/Network', {}, call(`page-alpha-${i}`));
+    const walk = async (token: string, qs: string) => {
+      const ids: string[] = [];
+      let cursor: string | null = null;
+      for (let i = 0; i < 500; i++) {
+        const res = await h.req('GET', `/api/v1/sim/objects?limit=2${qs}${cursor ? `&cursor=${cursor}` : ''}`, { token });
+        const body = res.json() as { items: { id: string; project: string }[]; nextCursor: string | null };
+        if (body.nextCursor) expect(body.items).toHaveLength(2);
+        ids.push(...body.items.map((o) => o.id));
+        cursor = body.nextCursor;
+        if (!cursor) break;
+      }
+      return ids;
+    };
+    const everything = (await h.sim.listObjects({ includeCatalogue: true })).filter((o) => o.kind === 'network/Network' || o.kind === 'compute/Flavor');
+    const alphaIds = everything.filter((o) => o.project === 'alpha' && o.kind === 'network/Network').map((o) => o.id);
+    expect(await walk(reader, '&kind=network/Network')).toEqual(alphaIds);
+    expect(await walk(reader, '&kind=network/Network&project=beta')).toEqual([]);
+    expect(await walk(betaReader, '&kind=network/Network')).toEqual(everything.filter((o) => o.project === 'beta' && o.kind === 'network/Network').map((o) => o.id));
+    expect(await walk(reader, '&kind=compute/Flavor&includeCatalogue=true')).toEqual(everything.filter((o) => o.kind === 'compute/Flavor').map((o) => o.id));
+    expect(await walk(h.adminToken, '&kind=network/Network')).toEqual(everything.filter((o) => o.kind === 'network/Network' && o.project !== '*').map((o) => o.id));
 
     // drift: members may not, admins may; the object is gone for the API and for the provider
     expect((await h.req('POST', `/api/v1/sim/objects/${a.externalId}/drift`, { token: member, body: { action: 'delete' } })).statusCode).toBe(403);

@@ -278,6 +278,43 @@ describe.each(DIALECTS)('simulated datacenter on %s', (dialect) => {
     expect((await sim.read('storage/Volume', vol.externalId)).outputs).toMatchObject({ status: 'available', attachedTo: null });
     expect(await sim.delete('storage/Volume', vol.externalId, call('data-del-2'))).toEqual({ done: false });
   });
+  it('listObjects pages by id (after, limit) and filters by a project list and phase in the query', async () => {
+    t = await openTestStore(dialect);
+    const { sim, clock } = await makeSim(t.store);
+    for (let i = 0; i < 5; i++) await sim.create('network/Network', {}, call(`page-a-${i}`));
+    for (let i = 0; i < 2; i++) await sim.create('network/Network', {}, { ...call(`page-b-${i}`), project: 'proj-b' });
+    await sim.create('network/Network', {}, { ...call('page-c'), project: 'proj-c' });
+    const all = await sim.listObjects({ kind: 'network/Network' });
+    expect(all).toHaveLength(8);
+    const ids = all.map((o) => o.id);
+    expect([...ids].sort()).toEqual(ids);
+    // pages of 3, by id
+    const p1 = await sim.listObjects({ kind: 'network/Network', limit: 3 });
+    expect(p1.map((o) => o.id)).toEqual(ids.slice(0, 3));
+    const p2 = await sim.listObjects({ kind: 'network/Network', limit: 3, after: p1[2]!.id });
+    expect(p2.map((o) => o.id)).toEqual(ids.slice(3, 6));
+    const p3 = await sim.listObjects({ kind: 'network/Network', limit: 3, after: p2[2]!.id });
+    expect(p3.map((o) => o.id)).toEqual(ids.slice(6));
+    expect(await sim.listObjects({ kind: 'network/Network', limit: 3, after: ids[7]! })).toEqual([]);
+    // a project list (the caller's visible projects)
+    const bc = await sim.listObjects({ projects: ['proj-b', 'proj-c'], limit: 2 });
+    expect(bc.map((o) => o.id)).toEqual(all.filter((o) => o.project !== PROJECT).slice(0, 2).map((o) => o.id));
+    expect(new Set((await sim.listObjects({ projects: ['proj-b', 'proj-c'] })).map((o) => o.project))).toEqual(new Set(['proj-b', 'proj-c']));
+    expect(await sim.listObjects({ projects: [] })).toEqual([]);
+    expect(await sim.listObjects({ projects: ['proj-b'], project: PROJECT })).toEqual([]);
+    const withCatalogue = await sim.listObjects({ projects: ['proj-c', '*'], includeCatalogue: true });
+    expect(withCatalogue.some((o) => o.kind === 'compute/Flavor')).toBe(true);
+    expect(new Set(withCatalogue.map((o) => o.project))).toEqual(new Set(['proj-c', '*']));
+    // phase
+    expect((await sim.listObjects({ kind: 'network/Network', phase: 'creating' })).length).toBe(8);
+    await advanceUntil(sim, clock, 'network/Network', ids[0]!);
+    expect((await sim.listObjects({ kind: 'network/Network', phase: 'creating' })).length).toBe(0);
+    expect((await sim.listObjects({ kind: 'network/Network', phase: 'ready', limit: 5 })).length).toBe(5);
+    await sim.driftDelete(ids[1]!);
+    expect((await sim.listObjects({ kind: 'network/Network', phase: 'deleted' })).map((o) => o.id)).toEqual([ids[1]]);
+    expect(await sim.listObjects({ kind: 'network/Network' })).toHaveLength(7);
+  });
+
   it('setQuota changes only the fields given: the others keep their stored value or the configured default', async () => {
     t = await openTestStore(dialect);
     const { sim } = await makeSim(t.store, { quota: { cores: 50, floatingIps: 7 } });

@@ -30,6 +30,12 @@ export function simObjectView(o: SimObject) {
 
 type Ctx = Pick<HandlerContext<unknown, unknown, unknown>, 'visible'>;
 
+/** The listObjects filter for the caller's visible projects (and the public catalogue); none when they see all. */
+function visibleFilter(c: Ctx): { projects?: string[] } {
+  const vis = c.visible('sim:read');
+  return vis === 'all' ? {} : { projects: [...vis, CATALOGUE] };
+}
+
 /** Whether the caller may see objects of `project` (sim:read there, or on the system). */
 function sees(c: Ctx, project: string): boolean {
   if (project === CATALOGUE) return true;
@@ -82,10 +88,9 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
       method: 'GET', url: '/sim', summary: 'The simulator: speed, seed, fault rules, capacity in use and objects by kind and phase', tags, policy: read,
       schema: {},
       handler: async (c) => {
-        const [hosts, metal, objects] = await Promise.all([sim.hosts(), sim.metalInventory(), sim.listObjects({ includeDeleted: false })]);
+        const [hosts, metal, objects] = await Promise.all([sim.hosts(), sim.metalInventory(), sim.listObjects({ includeDeleted: false, ...visibleFilter(c) })]);
         const byKind: Record<string, Record<string, number>> = {};
         for (const o of objects) {
-          if (!sees(c, o.project)) continue;
           const k = (byKind[o.kind] ??= {});
           k[o.phase] = (k[o.phase] ?? 0) + 1;
         }
@@ -202,11 +207,13 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
       schema: { querystring: ObjectsQuery },
       handler: async ({ query, visible }) => {
         const after = decodeCursor(query.cursor);
-        const all = await sim.listObjects({
-          ...(query.kind ? { kind: query.kind } : {}), ...(query.project ? { project: query.project } : {}),
+        // one more than the page: whether there is a next one
+        const rows = await sim.listObjects({
+          ...(query.kind ? { kind: query.kind } : {}), ...(query.project ? { project: query.project } : {}), ...(query.phase ? { phase: query.phase } : {}),
+          ...visibleFilter({ visible }),
           includeDeleted: query.includeDeleted === 'true' || query.phase === 'deleted', includeCatalogue: query.includeCatalogue === 'true' || query.project === CATALOGUE,
+          ...(after !== undefined ? { after } : {}), limit: query.limit + 1,
         });
-        const rows = all.filter((o) => sees({ visible }, o.project) && (!query.phase || o.phase === query.phase) && (after === undefined || o.id > after));
         const page = rows.slice(0, query.limit);
         return { items: page.map(simObjectView), nextCursor: encodeCursor(rows.length > query.limit ? page[page.length - 1]!.id : null) };
       },

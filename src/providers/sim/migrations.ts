@@ -167,4 +167,11 @@ export const simMigrations: AreaMigration[] = [
       await db.schema.alterTable('sim_objects').addColumn('secrets', col.text).execute();
     },
   },
+  {
+    name: '0412_sim_objects_project',
+    async up(db) {
+      // listObjects for a caller's visible projects, paged by id
+      await db.schema.createIndex('sim_objects_project').on('sim_objects').columns(['project', 'id']).execute();
+    },
+  },
 ];

@@ -12,7 +12,7 @@ import { BEHAVIOURS, recordFqdn, schedulePods } from './behaviours.js';
 import { DEFAULT_FLAVORS, DEFAULT_IMAGES, DEFAULT_LATENCY, DEFAULT_OS_TEMPLATES, QuotaPatchSchema, QuotaSchema, type Quota, type QuotaPatch, SimConfigSchema, type LatencySpec, type SimConfig, type SimConfigInput } from './catalogue.js';
 import { decideFault, FaultConfig, NO_FAULT, type FaultDecision } from './faults.js';
 import type { SimObjectTable } from './migrations.js';
-import { rowToObject, type Behaviour, type SimBackends, type SimObject, type SimOp, type SimTx, type View, type ViewContext } from './model.js';
+import { rowToObject, type Behaviour, type SimBackends, type SimObject, type SimOp, type SimPhase, type SimTx, type View, type ViewContext } from './model.js';
 import './migrations.js';
 
 export interface SimOptions {
@@ -682,14 +682,28 @@ export class SimDatacenter {
     return row ? rowToObject(row) : undefined;
   }
 
-  async listObjects(filter: { kind?: string; project?: string; includeDeleted?: boolean; includeCatalogue?: boolean } = {}): Promise<SimObject[]> {
+  /**
+   * Objects ordered by id. Filters run in the query: `kind`, `project`,
+   * `projects` (any of these, e.g. the caller's visible projects; `[]` gives
+   * nothing), `phase` (`deleted` implies `includeDeleted`); pages with
+   * `after` (the last id of the previous page) and `limit`. Deleted objects
+   * and the public catalogue (project `*`) only when asked for.
+   */
+  async listObjects(filter: { kind?: string; project?: string; projects?: readonly string[]; phase?: SimPhase; includeDeleted?: boolean; includeCatalogue?: boolean; after?: string; limit?: number } = {}): Promise<SimObject[]> {
     await this.settle();
+    if (filter.projects && filter.projects.length === 0) return [];
+    if (filter.limit !== undefined && !(Number.isInteger(filter.limit) && filter.limit > 0)) throw new ValidationError('sim.invalid_limit', `limit must be a positive integer (got ${filter.limit})`);
     let q = this.store.db.selectFrom('sim_objects').selectAll();
     if (filter.kind) q = q.where('kind', '=', filter.kind);
     if (filter.project) q = q.where('project', '=', filter.project);
-    if (!filter.includeDeleted) q = q.where('deleted_at', 'is', null);
+    if (filter.projects) q = q.where('project', 'in', [...filter.projects]);
+    if (filter.phase) q = q.where('phase', '=', filter.phase);
+    if (!filter.includeDeleted && filter.phase !== 'deleted') q = q.where('deleted_at', 'is', null);
     if (!filter.includeCatalogue) q = q.where('project', '!=', '*');
-    return (await q.orderBy('id').execute()).map(rowToObject);
+    if (filter.after !== undefined) q = q.where('id', '>', filter.after);
+    q = q.orderBy('id');
+    if (filter.limit !== undefined) q = q.limit(filter.limit);
+    return (await q.execute()).map(rowToObject);
   }
 
   async catalogue(): Promise<{ flavors: Record<string, unknown>[]; images: Record<string, unknown>[]; osTemplates: string[]; serverTypes: Record<string, unknown> }> {
