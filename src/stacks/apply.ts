@@ -38,6 +38,11 @@ export const APPLY_WORKFLOW = 'stacks.apply';
 export const INSTANCE_WORKFLOW = 'stacks.instance';
 export const DRIFT_WORKFLOW = 'stacks.drift';
 
+/** The engine schedule that runs a stack's drift check (`options.drift.schedule`). */
+export function driftScheduleId(stackId: string): string {
+  return `stack-drift:${stackId}`;
+}
+
 export const ApplyInput = z.object({
   stackId: z.string(),
   revision: z.number().int().positive(),
@@ -552,11 +557,13 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
         await ctx.step('finish', async () => {
           if (input.mode === 'destroy') {
             await deps.stacks.setStatus(stack.id, { status: 'destroyed', outputs: {}, error: null, drift: 'unknown' });
-            await deps.engine.deleteSchedule(`stack-drift:${stack.id}`).catch(() => undefined);
+            await deps.engine.deleteSchedule(driftScheduleId(stack.id));
           } else {
             await deps.stacks.setStatus(stack.id, { status: 'applied', appliedRevision: input.revision, outputs, error: null });
+            // the schedule follows the applied document: added, changed, or removed with it
             const drift = model?.document.spec.options.drift;
-            if (drift?.schedule) await deps.engine.upsertSchedule({ id: `stack-drift:${stack.id}`, cron: drift.schedule, workflow: DRIFT_WORKFLOW, input: { stackId: stack.id }, overlap: 'skip' });
+            if (drift?.schedule) await deps.engine.upsertSchedule({ id: driftScheduleId(stack.id), cron: drift.schedule, workflow: DRIFT_WORKFLOW, input: { stackId: stack.id }, overlap: 'skip' });
+            else await deps.engine.deleteSchedule(driftScheduleId(stack.id));
           }
           void publish(stack.id, `stack.${input.mode}.succeeded`, { runId: ctx.runId, revision: input.revision, succeeded });
         });
@@ -682,17 +689,21 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
     version: 1,
     async run(ctx, input) {
       const report = await ctx.step('observe', () => observeStack(deps, input.stackId));
-      const stackRow = await deps.stacks.get(input.stackId);
-      const doc = stackRow.appliedRevision ? await loadModel(stackRow.id, stackRow.appliedRevision).catch(() => undefined) : undefined;
-      const auto = input.reconcile ?? doc?.document.spec.options.drift?.autoReconcile ?? false;
-      if (report.drifted.length > 0 && auto && stackRow.appliedRevision) {
-        const run = await ctx.step('reconcile', async () => {
-          const r = await deps.engine.start(APPLY_WORKFLOW, { stackId: stackRow.id, revision: stackRow.appliedRevision!, mode: 'apply', reason: 'reconcile' }, { labels: { stack: stackRow.id, reason: 'reconcile' } });
-          return r.id;
+      if (report.drifted.length === 0) return report;
+      // the policy is read inside the step, so a replay makes the same choice
+      const run = await ctx.step('reconcile', async (sc) => {
+        const stackRow = await deps.stacks.get(input.stackId);
+        if (!stackRow.appliedRevision || stackRow.status === 'destroyed' || stackRow.status === 'destroying') return null;
+        const doc = await loadModel(stackRow.id, stackRow.appliedRevision).catch(() => undefined);
+        const auto = input.reconcile ?? doc?.document.spec.options.drift?.autoReconcile ?? false;
+        if (!auto) return null;
+        // one reconcile per drift run, even when this step runs again after a crash
+        const r = await deps.engine.start(APPLY_WORKFLOW, { stackId: stackRow.id, revision: stackRow.appliedRevision, mode: 'apply', reason: 'reconcile' }, {
+          id: `${sc.runId}:reconcile`, labels: { stack: stackRow.id, stackName: stackRow.name, project: stackRow.project, mode: 'apply', reason: 'reconcile' },
         });
-        return { ...report, reconcileRunId: run };
-      }
-      return report;
+        return r.id;
+      });
+      return run ? { ...report, reconcileRunId: run } : report;
     },
   });
 
@@ -713,7 +724,8 @@ export async function observeStack(deps: Pick<WorkflowDeps, 'stacks' | 'resource
   const drifted: DriftReport['drifted'] = [];
   let checked = 0;
   for (const r of recorded) {
-    if (!r.resourceId || r.status !== 'ready') continue;
+    // a resource found missing before is looked at again: it stays drifted until it is back or re-created
+    if (!r.resourceId || (r.status !== 'ready' && r.status !== 'missing')) continue;
     checked++;
     let res;
     try {
@@ -727,8 +739,8 @@ export async function observeStack(deps: Pick<WorkflowDeps, 'stacks' | 'resource
     if (res.drifted) {
       drifted.push({ address: r.address, fields, missing });
       await deps.stacks.setDrift(stackId, r.address, fields, missing ? 'missing' : undefined);
-    } else if (r.drift) {
-      await deps.stacks.setDrift(stackId, r.address, null);
+    } else if (r.drift || r.status === 'missing') {
+      await deps.stacks.setDrift(stackId, r.address, null, r.status === 'missing' ? 'ready' : undefined);
     }
   }
   const now = deps.clock.now();

@@ -1,3 +1,4 @@
+import { Cron } from 'croner';
 import { z } from 'zod';
 
 /**
@@ -158,6 +159,16 @@ export const PhaseSchema = z.strictObject({
   description: z.string().optional(),
 });
 
+/** Why a cron expression cannot be used as a schedule, or undefined when it can. */
+export function cronProblem(expr: string): string | undefined {
+  try {
+    if (new Cron(expr, { paused: true }).nextRun() === null) return `cron expression "${expr}" never fires`;
+  } catch (e) {
+    return `cron expression "${expr}" is invalid (${(e as Error).message}); use 5 or 6 fields, e.g. "*/15 * * * *"`;
+  }
+  return undefined;
+}
+
 export const FailurePolicy = z.enum(['stop', 'continue', 'rollback']);
 export type FailurePolicy = z.infer<typeof FailurePolicy>;
 
@@ -170,8 +181,11 @@ export const OptionsSchema = z.strictObject({
   createBeforeDestroy: z.boolean().default(false),
   resourceTimeoutSeconds: secondsSchema.default(900),
   drift: z.strictObject({
-    /** Cron expression for the scheduled observe. */
-    schedule: z.string().optional(),
+    /** Cron expression for the scheduled observe (5 or 6 fields, UTC). */
+    schedule: z.string().superRefine((v, ctx) => {
+      const problem = cronProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }).optional(),
     /** Apply the recorded document when drift is found. */
     autoReconcile: z.boolean().default(false),
   }).optional(),
