@@ -273,16 +273,23 @@ export class Stacks {
   async approve(stack: string, step: { scope?: string; name: string }, payload: ApprovalPayload, opts: { project?: string } = {}): Promise<void> {
     const row = await this.stacks.get(stack, opts.project);
     const run = await this.activeRun(row);
-    const scope = step.scope ?? (await this.findApprovalScope(run.id, step.name));
+    const scope = step.scope ?? (await this.findApprovalScope(row.id, run.id, step.name));
     const runs = [run.id, ...(await this.engine.list({ parentRunId: run.id, status: ['pending', 'running', 'waiting'] })).map((r) => r.id)];
     for (const id of runs) await this.engine.signal(id, approvalSignal(scope, step.name), payload);
   }
 
-  private async findApprovalScope(runId: string, name: string): Promise<string> {
-    const events = await this.engine.events({ types: ['stack.approval.requested'], limit: 1000 });
-    const ev = events.reverse().find((e) => e.data.runId === runId && e.data.step === name);
-    if (!ev) throw new ValidationError('stacks.no_approval', `no approval step ${name} is waiting in run ${runId}`);
-    return String(ev.data.scope);
+  /** The scope of the latest approval step `name` the run asked for (this stack's approval events only, all of them). */
+  private async findApprovalScope(stackId: string, runId: string, name: string): Promise<string> {
+    let scope: string | undefined;
+    let afterSeq = 0;
+    for (;;) {
+      const page = await this.engine.events({ subject: stackId, types: ['stack.approval.requested'], afterSeq, limit: 1000 });
+      for (const e of page) if (e.data.runId === runId && e.data.step === name) scope = String(e.data.scope);
+      if (page.length < 1000) break;
+      afterSeq = page.at(-1)!.seq;
+    }
+    if (scope === undefined) throw new ValidationError('stacks.no_approval', `no approval step ${name} is waiting in run ${runId}`);
+    return scope;
   }
 
   /** Observes every resource now; marks drift. */

@@ -89,6 +89,8 @@ export const ApprovalStepSchema = z.strictObject({
   ...StepBase,
   type: z.literal('approval'),
   message: z.string().default('approval required'),
+  /** When no answer came within timeoutSeconds (default 7 days): `reject` fails the apply (default), `approve` goes on. */
+  onTimeout: z.enum(['reject', 'approve']).default('reject'),
 });
 
 export const NotifyStepSchema = z.strictObject({

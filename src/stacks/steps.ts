@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { InfraflowError, TimeoutError, TransientError, ValidationError } from '../core/errors.js';
+import { InfraflowError, TimeoutError, TransientError, ValidationError, isInfraflowError } from '../core/errors.js';
 import type { StepContext, WorkflowContext } from '../engine/types.js';
 import { evalCondition, toCel, ExprError } from './expr.js';
 import type { CompiledStep } from './model.js';
@@ -110,11 +110,24 @@ export async function runSteps(ctx: WorkflowContext, rt: StepRuntime, steps: rea
         }
         case 'approval': {
           const signal = approvalSignal(scope, def.name);
-          await rt.publish('stack.approval.requested', { scope, step: def.name, signal, message: fields.message });
-          ctx.progress({ stage: scope, waitingFor: `approval ${def.name}: ${String(fields.message)}` });
-          const payload = await ctx.waitFor<ApprovalPayload>(signal, { timeoutMs, name });
+          const what = `${scope}/${def.name}`;
+          const waiting = `approval of ${what}: ${String(fields.message)}`;
+          await rt.publish('stack.approval.requested', { scope, step: def.name, signal, message: fields.message, timeoutSeconds: timeoutMs / 1000, onTimeout: def.onTimeout });
+          ctx.progress({ stage: scope, waitingFor: waiting, message: `waiting for ${waiting} (${def.onTimeout === 'approve' ? 'goes on' : 'fails'} after ${duration(timeoutMs)} without an answer)` });
+          let payload: ApprovalPayload | undefined;
+          try {
+            payload = await ctx.waitFor<ApprovalPayload>(signal, { timeoutMs, name });
+          } catch (e) {
+            if (!isInfraflowError(e) || e.code !== 'engine.wait_timeout') throw e;
+            await rt.publish('stack.approval.timed_out', { scope, step: def.name, onTimeout: def.onTimeout });
+            if (def.onTimeout !== 'approve') {
+              throw new TimeoutError('stacks.approval_timeout', `step ${what} was not approved within ${duration(timeoutMs)} (timeoutSeconds ${timeoutMs / 1000}); nothing after it ran: apply again and approve in time, or raise timeoutSeconds (onTimeout: approve goes on instead)`, { retryable: false, details: { step: what, timeoutSeconds: timeoutMs / 1000 } });
+            }
+            out = { approved: true, by: null, comment: null, timedOut: true };
+            break;
+          }
           if (!payload || payload.approved !== true) {
-            throw new InfraflowError('stacks.approval_rejected', `step ${scope}/${def.name} was rejected${payload?.by ? ` by ${payload.by}` : ''}${payload?.comment ? `: ${payload.comment}` : ''}`, 409);
+            throw new InfraflowError('stacks.approval_rejected', `step ${what} was rejected${payload?.by ? ` by ${payload.by}` : ''}${payload?.comment ? `: ${payload.comment}` : ''}`, 409, { retryable: false });
           }
           out = { approved: true, by: payload.by ?? null, comment: payload.comment ?? null };
           break;
@@ -128,6 +141,15 @@ export async function runSteps(ctx: WorkflowContext, rt: StepRuntime, steps: rea
     }
   }
   return results;
+}
+
+/** `90 s`, `15 min`, `2 h`, `7 d`: the largest unit that divides evenly. */
+function duration(ms: number): string {
+  const s = ms / 1000;
+  if (s >= 86_400 && s % 86_400 === 0) return `${s / 86_400} d`;
+  if (s >= 3600 && s % 3600 === 0) return `${s / 3600} h`;
+  if (s >= 60 && s % 60 === 0) return `${s / 60} min`;
+  return `${s} s`;
 }
 
 function defaultTimeout(type: string): number {
