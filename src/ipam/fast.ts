@@ -1,7 +1,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type pg from 'pg';
 import { isRetryableDbError, isUniqueViolation } from '../inventory/tx.js';
-import type { IpamAddressTable, IpamVlanAllocTable } from './tables.js';
+import type { IpamAddressTable, IpamPrefixTable, IpamVlanAllocTable } from './tables.js';
 import type { Range } from './walk.js';
 
 /**
@@ -54,10 +54,38 @@ export function nextUnreserved(v: bigint, reserved: Range[]): bigint {
 const ADDR_COLS = ['id', 'prefix_id', 'family', 'address_hex', 'address', 'holder', 'target', 'reservation_id', 'expires_at', 'idem_key', 'created_at'] as const;
 const VLAN_COLS = ['id', 'pool_id', 'vid', 'holder', 'reservation_id', 'expires_at', 'idem_key', 'created_at'] as const;
 
+/**
+ * Child prefixes: what this process knows about a container as of its
+ * `child_seq` — every change to a container's children bumps it under the
+ * container's row lock (migration 0302) — so while the stored value is still
+ * `seq`, `children` is exactly the set of children at or above the cursor,
+ * and a carve computed from it is the one the full transaction would make.
+ * The carve is then one conditional write: bump child_seq and move the
+ * cursor WHERE child_seq = seq, and insert the child only if that matched.
+ */
+export interface ContainerHint {
+  id: string;
+  scope: string;
+  family: 4 | 6;
+  length: number;
+  kind: string;
+  last: bigint;
+  reserved: Range[];
+  seq: number;
+  cursor: bigint;
+  /** Children starting at or above the cursor, sorted; complete. */
+  children: Range[];
+}
+
+const PREFIX_COLS = ['id', 'scope', 'family', 'cidr', 'network_hex', 'last_hex', 'length', 'parent_id', 'kind', 'gateway', 'reserved', 'cursor_hex', 'holder',
+  'reservation_id', 'expires_at', 'idem_key', 'description', 'labels', 'created_at', 'child_seq'] as const;
+
 export interface SqliteFast {
   /** Inserts `row` at the hinted cursor and moves the cursor to `next`; false on a miss (nothing written). */
   claimAddress(row: IpamAddressTable, cursorHex: string, nextHex: string): boolean;
   claimVlan(row: IpamVlanAllocTable, cursor: number, next: number): boolean;
+  /** Inserts the child `row` if the container's child_seq is still `seq`, moving its cursor to `cursorHex`. */
+  carve(row: IpamPrefixTable, seq: number, cursorHex: string): boolean;
 }
 
 /** Prepared statements on the raw SQLite handle. Callers make sure no transaction is open on it (`db.inTransaction`). */
@@ -71,6 +99,8 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
   const insVlan = db.prepare(`insert into ipam_vlan_allocs (${VLAN_COLS.join(', ')}) select ${VLAN_COLS.map(() => '?').join(', ')}
     where exists (select 1 from ipam_vlan_pools where id = ? and cursor_id = ?)`);
   const setVlanCursor = db.prepare('update ipam_vlan_pools set cursor_id = ? where id = ?');
+  const bumpParent = db.prepare('update ipam_prefixes set cursor_hex = ?, child_seq = child_seq + 1 where id = ? and child_seq = ?');
+  const insPrefix = db.prepare(`insert into ipam_prefixes (${PREFIX_COLS.join(', ')}) values (${PREFIX_COLS.map(() => '?').join(', ')})`);
   const claim = (ins: () => BetterSqlite3.RunResult, move: () => void): boolean => {
     begin.run();
     try {
@@ -96,6 +126,11 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
       () => insVlan.run(row.id, row.pool_id, row.vid, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.pool_id, cursor),
       () => setVlanCursor.run(next, row.pool_id),
     ),
+    // the conditional write comes first here: it is what proves the computed block free
+    carve: (row, seq, cursorHex) => claim(
+      () => bumpParent.run(cursorHex, row.parent_id, seq),
+      () => insPrefix.run(...PREFIX_COLS.map((c) => row[c])),
+    ),
   };
 }
 
@@ -105,6 +140,15 @@ select $4, c.id, $5::int, $3, $6, $7, null, $8::text, $9::bigint, null, $10::big
 const PG_VLAN = `with c as (update ipam_vlan_pools set cursor_id = $1 where id = $2 and cursor_id = $3 returning id)
 insert into ipam_vlan_allocs (${VLAN_COLS.join(', ')})
 select $4, c.id, $3::int, $5, $6::text, $7::bigint, null, $8::bigint from c`;
+
+const PG_CARVE = `with u as (update ipam_prefixes set cursor_hex = $1, child_seq = child_seq + 1 where id = $2 and child_seq = $3 returning id)
+insert into ipam_prefixes (${PREFIX_COLS.join(', ')})
+select $4, $5, $6::int, $7, $8, $9, $10::int, u.id, $11, $12::text, $13, $14, $15::text, $16::text, $17::bigint, null, $18, $19, $20::bigint, 0 from u`;
+
+export function pgCarve(pool: pg.Pool, row: IpamPrefixTable, seq: number, cursorHex: string): Promise<boolean> {
+  return pgClaim(pool, 'ipam_prefix_fast', PG_CARVE, [cursorHex, row.parent_id, seq, row.id, row.scope, row.family, row.cidr, row.network_hex, row.last_hex, row.length,
+    row.kind, row.gateway, row.reserved, row.cursor_hex, row.holder, row.reservation_id, row.expires_at, row.description, row.labels, row.created_at]);
+}
 
 /** One statement in autocommit on any pooled connection: one round trip. A lost race is a miss, never an error. */
 async function pgClaim(pool: pg.Pool, name: string, text: string, values: unknown[]): Promise<boolean> {

@@ -16,7 +16,7 @@ import {
 } from './schemas.js';
 import type { IpamAddressTable, IpamPrefixTable, IpamVlanAllocTable, IpamVlanPoolTable } from './tables.js';
 import { FreeWalker, inRanges, mergeRanges, sizeOfRanges, type Range } from './walk.js';
-import { nextUnreserved, pgClaimAddress, pgClaimVlan, sqliteFast, type CursorHint, type SqliteFast } from './fast.js';
+import { nextUnreserved, pgCarve, pgClaimAddress, pgClaimVlan, sqliteFast, type ContainerHint, type CursorHint, type SqliteFast } from './fast.js';
 import './tables.js';
 
 type AddrReq = ReturnType<typeof AllocateAddressSchema.parse>;
@@ -59,6 +59,7 @@ export class Ipam {
   /** Per prefix / VLAN pool: where this process last left the cursor (see fast.ts). Verified by the database on every use. */
   private readonly addrHints = new Map<string, CursorHint & { family: Family; length: number }>();
   private readonly vlanHints = new Map<string, CursorHint>();
+  private readonly containerHints = new Map<string, ContainerHint>();
 
   constructor(opts: IpamOptions) {
     this.store = opts.store;
@@ -67,7 +68,7 @@ export class Ipam {
     this.groupCommit = opts.groupCommit ?? true;
     this.addrGc = new GroupCommit((key, reqs) => this.addrBatch(key, reqs));
     this.vlanGc = new GroupCommit((key, reqs) => this.vlanBatch(key, reqs));
-    this.prefixGc = new GroupCommit((key, reqs) => withTx(this.store, (trx) => this.allocPrefixesCore(trx, key, reqs)));
+    this.prefixGc = new GroupCommit((key, reqs) => this.prefixBatch(key, reqs));
   }
 
   // ---------------------------------------------------------------- prefixes
@@ -127,7 +128,7 @@ export class Ipam {
         id, scope: inp.scope, family: p.family, cidr: p.cidr, network_hex: toHex(p.network), last_hex: toHex(p.last), length: p.length,
         parent_id: parent?.id ?? null, kind: inp.kind, gateway, reserved: encodeRanges(reserved),
         cursor_hex: toHex(p.network), holder: null, reservation_id: null, expires_at: null, idem_key: null,
-        description: inp.description, labels: JSON.stringify(inp.labels), created_at: this.clock.now(),
+        description: inp.description, labels: JSON.stringify(inp.labels), created_at: this.clock.now(), child_seq: 0,
       };
       await trx.insertInto('ipam_prefixes').values(row).execute();
       if (inp.kind === 'container') await this.advanceContainerCursor(trx, row);
@@ -176,7 +177,7 @@ export class Ipam {
   async allocatePrefix(input: AllocatePrefixInput, trx?: Trx): Promise<Prefix> {
     const req = parseInput(AllocatePrefixSchema, input, 'ipam');
     if (trx) return unwrap((await this.allocPrefixesCore(trx, req.parentId, [req]))[0]!);
-    if (!this.groupCommit) return withTx(this.store, async (t) => unwrap((await this.allocPrefixesCore(t, req.parentId, [req]))[0]!));
+    if (!this.groupCommit) return unwrap((await this.prefixBatch(req.parentId, [req]))[0]!);
     return this.prefixGc.submit(req.parentId, req);
   }
 
@@ -197,7 +198,52 @@ export class Ipam {
    * earlier in the batch are kept in memory, all rows go in one insert and
    * the cursor moves once.
    */
-  private async allocPrefixesCore(trx: Trx, parentId: string, reqs: PrefixReq[]): Promise<Outcome<Prefix>[]> {
+  /** Serves a batch of carve requests for one container in one transaction; a lone request without a key first tries the one-statement carve (fast.ts). */
+  private async prefixBatch(parentId: string, reqs: PrefixReq[]): Promise<Outcome<Prefix>[]> {
+    const h = this.containerHints.get(parentId);
+    if (h && reqs.length === 1 && reqs[0]!.key === undefined) {
+      const got = await this.carveFast(h, reqs[0]!);
+      if (got) return [{ ok: true, value: got }];
+      this.containerHints.delete(parentId);
+    }
+    let hint: ContainerHint | undefined;
+    const outs = await withTx(this.store, (trx) => this.allocPrefixesCore(trx, parentId, reqs, (x) => (hint = x)));
+    if (hint) this.containerHints.set(parentId, hint);
+    return outs;
+  }
+
+  /** The carve the full transaction would make, computed from the hint, written only if the container's children are unchanged. */
+  private async carveFast(h: ContainerHint, req: PrefixReq): Promise<Prefix | undefined> {
+    const bits = bitsOf(h.family);
+    if (h.kind !== 'container' || req.length <= h.length || req.length > bits) return undefined;
+    const size = 1n << BigInt(bits - req.length);
+    let start = alignUp(h.cursor, size);
+    for (;;) {
+      const end = start + size - 1n;
+      if (end > h.last) return undefined; // exhausted: the full transaction says so
+      const clash = h.reserved.find((x) => x.start <= end && x.end >= start) ?? h.children.find((x) => x.start <= end && x.end >= start);
+      if (!clash) break;
+      start = alignUp(clash.end + 1n, size);
+    }
+    const block = { start, end: start + size - 1n };
+    const children = [...h.children, block].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    const cursor = advanceOver(h.cursor, h.last, h.reserved, children);
+    const row = childRow({ id: h.id, scope: h.scope, family: h.family }, req, start, this.clock.now());
+    const cursorHex = toHex(cursor);
+    if (cursorHex.length !== 32) return undefined;
+    let ok: boolean;
+    if (this.store.sqlite) {
+      if (this.store.sqlite.inTransaction) return undefined;
+      ok = this.fastOps().carve(row, h.seq, cursorHex);
+    } else ok = await pgCarve(this.store.pool!, row, h.seq, cursorHex);
+    if (!ok) return undefined;
+    h.seq += 1;
+    h.cursor = cursor;
+    h.children = children.filter((c) => c.end >= cursor);
+    return toPrefix(row);
+  }
+
+  private async allocPrefixesCore(trx: Trx, parentId: string, reqs: PrefixReq[], hint?: (h: ContainerHint) => void): Promise<Outcome<Prefix>[]> {
     let parent: IpamPrefixTable;
     try {
       parent = await this.lockPrefix(trx, parentId, 'parentId');
@@ -229,24 +275,9 @@ export class Ipam {
         if (start === null) {
           throw new ExhaustedError('ipam.prefix_exhausted', `${parent.cidr} in ${parent.scope} has no free /${req.length} left`, { details: { prefixId: parent.id, cidr: parent.cidr, length: req.length } });
         }
-        const size = 1n << BigInt(bitsOf(family) - req.length);
-        const last = start + size - 1n;
-        const reserved = defaultReserved(req.kind, family, start, req.length);
-        let gateway: string | null = null;
-        if (req.gateway === 'first' && req.kind !== 'container') {
-          const g = size > 2n ? start + 1n : start;
-          gateway = formatAddress(family, g);
-          reserved.push({ start: g, end: g, reason: 'gateway' });
-        }
-        const row: IpamPrefixTable = {
-          id: newId('pfx'), scope: parent.scope, family, cidr: formatPrefix(family, start, req.length), network_hex: toHex(start), last_hex: toHex(last),
-          length: req.length, parent_id: parent.id, kind: req.kind, gateway,
-          reserved: encodeRanges(reserved),
-          cursor_hex: toHex(start), holder: req.holder, reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null,
-          idem_key: req.key ?? null, description: req.description, labels: '{}', created_at: now,
-        };
+        const row = childRow({ id: parent.id, scope: parent.scope, family }, req, start, now);
         rows.push(row);
-        fresh.push({ start, end: last });
+        fresh.push({ start, end: fromHex(row.last_hex) });
         if (req.key) keysInBatch.set(req.key, row);
         outs.push({ ok: true, value: toPrefix(row) });
       } catch (e) {
@@ -255,7 +286,16 @@ export class Ipam {
       }
     }
     for (let i = 0; i < rows.length; i += 200) await trx.insertInto('ipam_prefixes').values(rows.slice(i, i + 200)).execute();
-    if (rows.length > 0) await this.advanceContainerCursor(trx, parent, fresh);
+    if (rows.length > 0) {
+      const cursor = await this.advanceContainerCursor(trx, parent, fresh);
+      // the children at or above the cursor, as of the child_seq this transaction wrote: complete if the first chunk was
+      if (cache.first && cache.first.length < CHILD_CHUNK) {
+        const known = [...cache.first.map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) })), ...fresh]
+          .filter((c) => c.end >= cursor).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+        hint?.({ id: parent.id, scope: parent.scope, family, length: parent.length, kind: parent.kind, last: fromHex(parent.last_hex), reserved: storedRanges(parent.reserved),
+          seq: Number(parent.child_seq) + 1, cursor, children: known });
+      }
+    }
     return outs;
   }
 
@@ -270,7 +310,7 @@ export class Ipam {
     // overlaps a candidate block starts below the cursor: read the children
     // from the cursor on, in network order, a chunk at a time (index range scan).
     let c = alignUp(fromHex(parent.cursor_hex), size);
-    const LIMIT = 256;
+    const LIMIT = CHILD_CHUNK;
     const fetch = (op: '>=' | '>', fromHex: string) => trx.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', parent.id)
       .where('network_hex', op, fromHex).orderBy('network_hex').limit(LIMIT).execute();
     cache.first ??= await fetch('>=', parent.cursor_hex);
@@ -300,8 +340,11 @@ export class Ipam {
     }
   }
 
-  /** Moves a container's cursor past children and reserved ranges that start at it. */
-  private async advanceContainerCursor(trx: Trx, parent: IpamPrefixTable, fresh: Range[] = []): Promise<void> {
+  /**
+   * Moves a container's cursor past children and reserved ranges that start
+   * at it, and bumps its child_seq (the children changed); returns the cursor.
+   */
+  private async advanceContainerCursor(trx: Trx, parent: IpamPrefixTable, fresh: Range[] = []): Promise<bigint> {
     const reserved = storedRanges(parent.reserved);
     const carved = new Map(fresh.map((f) => [f.start, f.end]));
     const cur = await trx.selectFrom('ipam_prefixes').select('cursor_hex').where('id', '=', parent.id).executeTakeFirstOrThrow();
@@ -323,7 +366,8 @@ export class Ipam {
       if (!child) break;
       c = fromHex(child.last_hex) + 1n;
     }
-    if (c !== fromHex(cur.cursor_hex)) await trx.updateTable('ipam_prefixes').set({ cursor_hex: toHex(c) }).where('id', '=', parent.id).execute();
+    await trx.updateTable('ipam_prefixes').set((eb) => ({ cursor_hex: toHex(c), child_seq: eb('child_seq', '+', 1) })).where('id', '=', parent.id).execute();
+    return c;
   }
 
   // --------------------------------------------------------------- addresses
@@ -885,10 +929,11 @@ export class Ipam {
     for (const p of deepestFirst) {
       await trx.deleteFrom('ipam_prefixes').where('id', '=', p.id).execute();
       if (p.parent_id) {
-        const parent = await trx.selectFrom('ipam_prefixes').select('cursor_hex').where('id', '=', p.parent_id).executeTakeFirst();
-        if (parent && fromHex(p.network_hex) < fromHex(parent.cursor_hex)) {
-          await trx.updateTable('ipam_prefixes').set({ cursor_hex: p.network_hex }).where('id', '=', p.parent_id).execute();
-        }
+        // the parent's children changed: bump its child_seq; its cursor comes back to the freed block if that lies below it
+        await trx.updateTable('ipam_prefixes').set((eb) => ({
+          child_seq: eb('child_seq', '+', 1),
+          cursor_hex: eb.case().when('cursor_hex', '>', p.network_hex).then(p.network_hex).else(eb.ref('cursor_hex')).end(),
+        })).where('id', '=', p.parent_id).execute();
       }
     }
   }
@@ -916,6 +961,48 @@ export class Ipam {
     if (!row) throw new NotFoundError('ipam.pool_not_found', `${field}: VLAN pool ${idOrName} does not exist`, { details: { field, id: idOrName } });
     return row;
   }
+}
+
+/** Children of a container read per query while looking for a free block. */
+const CHILD_CHUNK = 256;
+
+/** The cursor moved on from `c` past reserved ranges and children (sorted) that start at it. */
+function advanceOver(c: bigint, last: bigint, reserved: Range[], children: Range[]): bigint {
+  let i = 0;
+  for (;;) {
+    if (c > last) return c;
+    const r = reserved.find((x) => x.start <= c && x.end >= c);
+    if (r) {
+      c = r.end + 1n;
+      continue;
+    }
+    while (i < children.length && children[i]!.start < c) i++;
+    if (i < children.length && children[i]!.start === c) {
+      c = children[i]!.end + 1n;
+      continue;
+    }
+    return c;
+  }
+}
+
+/** The row of a child prefix carved at `start` for `req`. */
+function childRow(parent: { id: string; scope: string; family: Family }, req: PrefixReq, start: bigint, now: number): IpamPrefixTable {
+  const family = parent.family;
+  const size = 1n << BigInt(bitsOf(family) - req.length);
+  const last = start + size - 1n;
+  const reserved = defaultReserved(req.kind, family, start, req.length);
+  let gateway: string | null = null;
+  if (req.gateway === 'first' && req.kind !== 'container') {
+    const g = size > 2n ? start + 1n : start;
+    gateway = formatAddress(family, g);
+    reserved.push({ start: g, end: g, reason: 'gateway' });
+  }
+  return {
+    id: newId('pfx'), scope: parent.scope, family, cidr: formatPrefix(family, start, req.length), network_hex: toHex(start), last_hex: toHex(last),
+    length: req.length, parent_id: parent.id, kind: req.kind, gateway, reserved: encodeRanges(reserved),
+    cursor_hex: toHex(start), holder: req.holder, reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null,
+    idem_key: req.key ?? null, description: req.description, labels: '{}', created_at: now, child_seq: 0,
+  };
 }
 
 interface ChildChunkCache {

@@ -99,4 +99,14 @@ export const ipamMigrations: AreaMigration[] = [
       }
     },
   },
+  {
+    // A container's child_seq counts every change to its children (carve, create
+    // inside, delete, release), each made under the container's row lock. The
+    // one-statement carve (fast.ts) is conditional on it: a carve computed from
+    // what this process last saw applies only if no child changed since.
+    name: '0302_ipam_child_seq',
+    async up(db) {
+      await db.schema.alterTable('ipam_prefixes').addColumn('child_seq', col.bigint, (c) => c.notNull().defaultTo(0)).execute();
+    },
+  },
 ];

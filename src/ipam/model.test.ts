@@ -207,7 +207,10 @@ describe.each(DIALECTS)('allocator models on %s', (dialect) => {
     }), { numRuns: RUNS[dialect] });
   });
 
-  it('child prefixes agree with a first-fit model', async () => {
+  it.each([1, 2])('child prefixes agree with a first-fit model (%i allocators with their own hints)', async (allocators) => {
+    const both = [ipam, new Ipam({ store: t.store })].slice(0, allocators);
+    let turn = 0;
+    const next = () => both[turn++ % both.length]!;
     type POp = { op: 'carve'; len: number } | { op: 'release'; i: number };
     const pop: fc.Arbitrary<POp> = fc.oneof(
       { weight: 3, arbitrary: fc.integer({ min: 25, max: 30 }).map((len): POp => ({ op: 'carve', len })) },
@@ -232,7 +235,7 @@ describe.each(DIALECTS)('allocator models on %s', (dialect) => {
             }
           }
           try {
-            const got = await ipam.allocatePrefix({ parentId: c.id, length: o.len, holder: 'm' });
+            const got = await next().allocatePrefix({ parentId: c.id, length: o.len, holder: 'm' });
             expect(want, `carve /${o.len}`).not.toBeNull();
             expect(got.cidr).toBe(`10.9.0.${want}/${o.len}`);
             blocks.push({ s: want!, e: want! + size - 1, id: got.id });
@@ -242,7 +245,7 @@ describe.each(DIALECTS)('allocator models on %s', (dialect) => {
           }
         } else if (blocks.length > 0) {
           const [b] = blocks.splice(o.i % blocks.length, 1);
-          await ipam.releasePrefix(b!.id!);
+          await next().releasePrefix(b!.id!);
         }
       }
     }), { numRuns: RUNS[dialect] });

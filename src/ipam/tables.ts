@@ -15,6 +15,8 @@ export interface IpamPrefixTable {
   reserved: string;
   /** Next-free cursor (hex): every address below it is taken or reserved (network, floating) or covered by a child (container). */
   cursor_hex: string;
+  /** Containers: bumped by every change to the children (under the row lock); see migration 0302. */
+  child_seq: number;
   holder: string | null;
   reservation_id: string | null;
   expires_at: number | null;
