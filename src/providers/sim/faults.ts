@@ -15,7 +15,9 @@ import type { ProviderErrorReason } from '../../resources/types.js';
  * - attempts:      the rule applies only to the first N attempts of a call (deterministic scripts).
  *
  * `op: 'read'` rules make reads fail (transientRate) or hang (hangRate); a
- * read's "attempt" is the object's read count in this process.
+ * read's key is the object's create key and its "attempt" the object's read
+ * count, kept in the database (sim_calls `read:<create key>`) while read
+ * rules exist.
  *
  * Decisions are deterministic: they come from seededRng(seedFrom(op|key|attempt, seed)),
  * so the same seed and the same idempotency keys replay the same failures.

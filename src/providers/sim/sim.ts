@@ -89,7 +89,6 @@ export class SimDatacenter {
   readonly config: SimConfig;
   readonly backends: SimBackends;
   private rr = new Map<string, number>();
-  private readCounts = new Map<string, number>();
   /** Releases in other areas that failed after commit (most recent last). */
   readonly releaseErrors: string[] = [];
   private initialized = false;
@@ -499,11 +498,10 @@ export class SimDatacenter {
 
   async read(kind: string, id: string, ctx?: Omit<ProviderCallContext, 'idempotencyKey'>): Promise<ReadResult> {
     await this.ensureInit();
-    const faults = await this.getFaults();
-    if (faults.rules.some((r) => r.op === 'read')) {
-      const n = (this.readCounts.get(id) ?? 0) + 1;
-      this.readCounts.set(id, n);
-      await this.injectCallFaults(decideFault(faults.rules.filter((r) => r.op === 'read'), kind, 'read', id, n, await this.getSeed()), kind, 'read', ctx?.signal);
+    const readRules = (await this.getFaults()).rules.filter((r) => r.op === 'read');
+    if (readRules.length) {
+      const { key, attempt } = await this.countRead(id);
+      await this.injectCallFaults(decideFault(readRules, kind, 'read', key, attempt, await this.getSeed()), kind, 'read', ctx?.signal);
     }
     await this.settle();
     const o = await this.getObject(id);
@@ -511,6 +509,23 @@ export class SimDatacenter {
     if (o.kind === 'container/Workload' && o.phase === 'ready' && (o.state.pods as { node: string | null }[]).some((p) => !p.node)) await this.reschedule(o);
     const fresh = (await this.getObject(id))!;
     return this.toRead(fresh, await this.view(fresh));
+  }
+
+  /**
+   * Counts a read of an object (only while read fault rules exist) and
+   * returns the key its fault decision uses: the object's create key (the
+   * idempotency key, stable when a run is replayed with the same ids, unlike
+   * the generated object id) and the object's read count in the database
+   * (one atomic upsert: restarts continue it, simulators sharing a database
+   * count together).
+   */
+  private async countRead(id: string): Promise<{ key: string; attempt: number }> {
+    const obj = await this.store.db.selectFrom('sim_objects').select(['create_key']).where('id', '=', id).executeTakeFirst();
+    const key = obj?.create_key ?? `id:${id}`;
+    const row = await this.store.db.insertInto('sim_calls').values({ key: `read:${key}`, op: 'read', object_id: id, attempts: 1, created_at: this.clock.now() })
+      .onConflict((oc) => oc.column('key').doUpdateSet((eb) => ({ attempts: eb('sim_calls.attempts', '+', 1) })))
+      .returning('attempts').executeTakeFirstOrThrow();
+    return { key, attempt: Number(row.attempts) };
   }
 
   private async view(o: SimObject): Promise<View> {
