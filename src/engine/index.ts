@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
+import type pg from 'pg';
 import { Cron } from 'croner';
 import { systemClock, type Clock } from '../core/clock.js';
 import { ConflictError, NotFoundError, TimeoutError, ValidationError, type SerializedError } from '../core/errors.js';
@@ -30,6 +31,9 @@ import {
 export * from './types.js';
 export { engineMigrations } from './schema.js';
 export { FOREVER } from './execution.js';
+
+/** PostgreSQL LISTEN/NOTIFY channel: workers of other processes wake at once instead of at their next poll. */
+export const NOTIFY_CHANNEL = 'infraflow_engine';
 
 export interface QueueLimits {
   /** Runs of this queue in progress at once (across all workers). */
@@ -151,6 +155,7 @@ export class Engine implements EngineApi {
   private kickResolve: (() => void) | null = null;
   private loopDone: Promise<void> | null = null;
   private heartbeatDone: Promise<void> | null = null;
+  private listenDone: Promise<void> | null = null;
   private stopAc = new AbortController();
   private heartbeatOn = false;
   private nextHousekeeping = 0;
@@ -280,8 +285,9 @@ export class Engine implements EngineApi {
     const text = `with ins as (insert into engine_runs (${cols.join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')}) on conflict (id) do nothing returning id),
       lab as (insert into engine_run_labels (run_id, key, value) select ins.id, x.k, x.v from ins, unnest($${n + 1}::text[], $${n + 2}::text[]) as x(k, v) returning 1),
       l as materialized (select pg_advisory_xact_lock($${n + 3}) as x from ins),
-      ev as (insert into engine_events (type, subject, run_id, data, at) select $${n + 4}::text, $${n + 5}::text, $${n + 6}::text, $${n + 7}::text, $${n + 8}::bigint from l returning seq)
-      select 'i' as k, id as v from ins union all select 'e', seq::text from ev union all select 'l', count(*)::text from lab`;
+      ev as (insert into engine_events (type, subject, run_id, data, at) select $${n + 4}::text, $${n + 5}::text, $${n + 6}::text, $${n + 7}::text, $${n + 8}::bigint from l returning seq),
+      nt as (select pg_notify('${NOTIFY_CHANNEL}', 'run') from ins)
+      select 'i' as k, id as v from ins union all select 'e', seq::text from ev union all select 'l', count(*)::text from lab union all select 'n', '' from nt`;
     const res = await this.store.pool!.query(text, [...cols.map((c) => p.row[c]), labels.map((x) => x[0]), labels.map((x) => x[1]), EVENTS_LOCK, e.type, e.subject, e.runId ?? null, JSON.stringify(e.data), e.at]);
     const seq = (res.rows as { k: string; v: string }[]).find((r) => r.k === 'e');
     if (!seq) return false;
@@ -430,7 +436,7 @@ export class Engine implements EngineApi {
       await trx.insertInto('engine_signals').values({ run_id: runId, name, payload: payload === undefined ? null : JSON.stringify(payload), created_at: now, consumed_seq: null }).execute();
       await wakeRun(trx, runId, now);
       return [{ type: 'run.signalled', subject: runId, runId, data: { signal: name }, at: now }];
-    });
+    }, 'run');
     this.kick();
   }
 
@@ -472,7 +478,7 @@ export class Engine implements EngineApi {
         .where('available_at', 'is not', null)
         .execute();
       return [{ type: 'run.cancelling', subject: runId, runId, data: { workflow: r.workflow, ...(reason ? { reason } : {}) }, at: now }];
-    });
+    }, `cancel:${runId}`);
     this.active.get(runId)?.interruptWith('cancel', reason ?? null);
     const children = await this.db.selectFrom('engine_runs').select('id').where('parent_run_id', '=', runId).where('available_at', 'is not', null).execute();
     for (const c of children) {
@@ -547,7 +553,7 @@ export class Engine implements EngineApi {
       if (Number(u.numUpdatedRows) === 0) throw new ConflictError('engine.run_not_failed', `run ${runId} changed state meanwhile; reload it and try again`);
       await trx.insertInto('engine_history').values({ run_id: runId, actor, action: 'retry', data: JSON.stringify({ fromSeq: fromSeq ?? null, step: failed?.name ?? null }), at: now }).execute();
       return [{ type: 'run.retried', subject: runId, runId, data: { actor, step: failed?.name ?? null }, at: now }];
-    });
+    }, 'run');
     this.kick();
     return this.get(runId);
   }
@@ -574,7 +580,7 @@ export class Engine implements EngineApi {
       if (Number(u.numUpdatedRows) === 0) throw new ConflictError('engine.run_busy', `run ${runId} changed state meanwhile; reload it and try again`);
       await trx.insertInto('engine_history').values({ run_id: runId, actor, action: 'skip_step', data: JSON.stringify({ step: stepName, seq: target.seq, result: result ?? null }), at: now }).execute();
       return [{ type: 'run.step_skipped', subject: runId, runId, data: { actor, step: stepName, seq: target.seq }, at: now }];
-    });
+    }, 'run');
     this.kick();
     return this.get(runId);
   }
@@ -582,11 +588,17 @@ export class Engine implements EngineApi {
   // ---- events --------------------------------------------------------------------------------
 
   /** Runs `fn` in a write transaction; events it returns are inserted last and dispatched after commit. */
-  private async tx(fn: (trx: Kysely<any>) => Promise<EventInput[] | void>): Promise<EngineEvent[]> {
+  /**
+   * One transaction with its events. `notify` (PostgreSQL): tell the other
+   * processes' workers at commit (LISTEN/NOTIFY) — `run` when a run became
+   * due, `cancel:<id>` when a running run must stop.
+   */
+  private async tx(fn: (trx: Kysely<any>) => Promise<EventInput[] | void>, notify?: string): Promise<EngineEvent[]> {
     const evs = await this.store.transaction(async (trx0) => {
       const trx = trx0 as unknown as Kysely<any>;
       await limitIdleInTransaction(trx, this.store.dialect, this.leaseMs);
       const more = (await fn(trx)) ?? [];
+      if (notify && this.store.dialect === 'postgres') await sql`select pg_notify(${NOTIFY_CHANNEL}, ${notify})`.execute(trx);
       return insertEvents(trx, this.store.dialect, more);
     });
     if (evs.length) this.dispatch(evs);
@@ -894,6 +906,63 @@ export class Engine implements EngineApi {
     this.heartbeatOn = true;
     this.loopDone = this.loop();
     this.heartbeatDone = this.heartbeat();
+    this.listenDone = this.listen();
+  }
+
+  /**
+   * PostgreSQL: LISTEN on one dedicated connection, so a run another process
+   * starts, signals or retries is claimed at once, and a cancel requested
+   * elsewhere interrupts the step running here at once, not at the next poll
+   * or heartbeat. Polling stays as the safety net: a lost connection only
+   * costs latency, and the listener reconnects.
+   */
+  private async listen(): Promise<void> {
+    const pool = this.store.pool;
+    if (!pool) return;
+    while (this.running) {
+      let client: pg.PoolClient | undefined;
+      try {
+        client = await pool.connect();
+        const c = client;
+        c.on('notification', (m) => this.onNotify(m.payload ?? ''));
+        const lost = new Promise<void>((resolve) => {
+          c.once('error', () => resolve());
+          c.once('end', () => resolve());
+          if (this.stopAc.signal.aborted) resolve();
+          else this.stopAc.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        await c.query(`LISTEN ${NOTIFY_CHANNEL}`);
+        // anything that happened while not listening is found by one pass now
+        this.kick();
+        await lost;
+      } catch (err) {
+        if (this.running) this.logger.warn({ err }, 'engine: LISTEN connection failed; polling until it is back');
+      } finally {
+        // never hand a LISTENing connection back to the pool
+        client?.removeAllListeners('notification');
+        client?.release(true);
+      }
+      // real time, not the engine clock: this waits for a database connection
+      if (this.running) await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.max(1000, this.pollMs * 4));
+        this.stopAc.signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
+      });
+    }
+  }
+
+  private onNotify(payload: string): void {
+    if (!payload.startsWith('cancel:')) {
+      this.kick();
+      return;
+    }
+    const id = payload.slice('cancel:'.length);
+    const e = this.active.get(id);
+    if (!e) return;
+    void this.db.selectFrom('engine_runs').select(['cancel_requested', 'cancel_reason', 'lease_epoch']).where('id', '=', id).executeTakeFirst()
+      .then((r: any) => {
+        if (r && Number(r.cancel_requested) === 1 && Number(r.lease_epoch) === e.epoch && this.active.get(id) === e) e.interruptWith('cancel', r.cancel_reason);
+      })
+      .catch((err: unknown) => this.logger.warn({ err, runId: id }, 'engine: could not read a cancel request; the heartbeat will'));
   }
 
   /** Number of runs executing in this process now. */
@@ -934,6 +1003,7 @@ export class Engine implements EngineApi {
       this.tailTimer = null;
     }
     await this.heartbeatDone;
+    await this.listenDone;
     await this.writer.drain();
     if (graceful && left.length) {
       // Steps still running after the drain timeout: hand the runs back now (fenced by epoch).
@@ -952,6 +1022,7 @@ export class Engine implements EngineApi {
     this.active.clear();
     this.loopDone = null;
     this.heartbeatDone = null;
+    this.listenDone = null;
   }
 
   /** @internal */

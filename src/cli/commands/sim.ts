@@ -70,7 +70,7 @@ export const registerSimCommands: CommandModule = (program, ctx: CliContext) => 
     const r = await client().request('PUT', '/sim/speed', { body: { speed: number('speed', n) } });
     io.out.write(`sim speed set to ${r.body.speed}x\n`);
   });
-  sim.command('seed').description('show the seed, or set it (admin): latency draws, fault decisions and generated credentials follow it').argument('[n]').action(async (n) => {
+  sim.command('seed').description('show the seed, or set it (admin): latency draws and fault decisions follow it').argument('[n]').action(async (n) => {
     if (n === undefined) return void io.out.write(`${(await client().get('/sim')).seed}\n`);
     const r = await client().request('PUT', '/sim/seed', { body: { seed: number('seed', n, { integer: true }) } });
     io.out.write(`sim seed set to ${r.body.seed}\n`);
