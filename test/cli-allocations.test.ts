@@ -55,8 +55,8 @@ describe('infraflow alloc', () => {
     expect(ok.out).toContain('feasible');
     const no = await run(['alloc', 'check', '--servers', 'edge.e1@dc1=9', '--vlans', `${vlanPool}=3`, '--addresses', net]);
     expect(no.code).toBe(1);
-    expect(no.out).toMatch(/servers\.0: .*edge\.e1.*\(requested 9, available 4\)/);
-    expect(no.out).toMatch(/vlans\.0: .*\(requested 3, available 2\)/);
+    expect(no.out).toMatch(/servers\.0: 9 server\(s\) of type edge\.e1 requested in dc1, 4 available\n/);
+    expect(no.out).toMatch(/vlans\.0: .*3.*2 free/);
     expect(no.out).not.toContain('addresses.0');
     const json = await run(['alloc', 'check', '--servers', 'edge.e1@dc1=9', '-o', 'json']);
     expect(JSON.parse(json.out)).toMatchObject({ feasible: false, shortfalls: [{ path: 'servers.0', requested: 9, available: 4 }] });

@@ -134,7 +134,7 @@ export const registerAllocationCommands: CommandModule = (program, ctx) => {
       const format = ctx.fmt(o.output);
       if (format !== 'table') printObject(io.out, format, f);
       else if (f.feasible) io.out.write('feasible: everything requested is available now\n');
-      else io.out.write(`not feasible:\n${f.shortfalls.map((s) => `  ${s.path}: ${s.reason} (requested ${s.requested}, available ${s.available})`).join('\n')}\n`);
+      else io.out.write(`not feasible:\n${f.shortfalls.map((s) => `  ${s.path}: ${s.reason}`).join('\n')}\n`);
       if (!f.feasible) throw new CliError(`not feasible: ${f.shortfalls.length} shortfall(s)`, EXIT.failed);
     });
 
