@@ -1,3 +1,4 @@
+import './node-version.js';
 import { loadConfig } from './core/config.js';
 import { createLogger } from './core/log.js';
 import { isInfraflowError } from './core/errors.js';
