@@ -62,3 +62,36 @@ describe('sqlite single-process lock', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('sqlite prepared statement cache', () => {
+  it('reuses statements by SQL text: fresh data, schema changes, streams, bounded size', async () => {
+    const store = Store.open({ url: ':memory:', statementCache: 2 });
+    try {
+      const db = store.db as any;
+      await sql`create table c (id integer primary key, v text not null)`.execute(db);
+      const read = () => db.selectFrom('c').selectAll().orderBy('id').execute();
+      for (let i = 1; i <= 5; i++) {
+        await db.insertInto('c').values({ id: i, v: `v${i}` }).execute();
+        expect((await read()).length).toBe(i); // the kept statement sees every new row
+      }
+      // more distinct statements than the cache holds: each still runs correctly
+      for (let i = 1; i <= 5; i++) expect((await db.selectFrom('c').select('v').where('id', '=', i).where('v', 'like', `v${i}%`).execute())[0].v).toBe(`v${i}`);
+      // a schema change re-prepares the kept statement: `select *` now returns the new column
+      await sql`alter table c add column w text not null default 'x'`.execute(db);
+      expect((await read())[0]).toEqual({ id: 1, v: 'v1', w: 'x' });
+      // a stream left early frees its statement for the next run of the same SQL
+      for await (const row of db.selectFrom('c').selectAll().orderBy('id').stream()) if (row.id === 2) break;
+      const seen: number[] = [];
+      for await (const row of db.selectFrom('c').selectAll().orderBy('id').stream()) seen.push(row.id);
+      expect(seen).toEqual([1, 2, 3, 4, 5]);
+      // writes through kept statements inside store.transaction roll back as before
+      await expect(store.transaction(async (trx: any) => {
+        await trx.insertInto('c').values({ id: 6, v: 'v6' }).execute();
+        throw new Error('boom');
+      })).rejects.toThrow('boom');
+      expect((await read()).length).toBe(5);
+    } finally {
+      await store.close();
+    }
+  });
+});
