@@ -1,10 +1,11 @@
-import { Listr } from 'listr2';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DefaultRenderer, Listr, ListrLogger, ProcessOutput } from 'listr2';
 import type { ApiClient, SseEvent } from './client.js';
 
 /**
  * Follows a run to the end. On a terminal: a live tree of its steps
- * (listr2) with the current stage and progress. Otherwise: one plain line
- * per event. Resolves with the run's final status.
+ * (listr2) with the run's status and what it is doing or waiting for.
+ * Otherwise: one plain line per event. Resolves with the run's final status.
  */
 export interface StepState {
   name: string;
@@ -14,6 +15,12 @@ export interface StepState {
 }
 
 const ICON: Record<StepState['status'], string> = { running: '…', succeeded: '✔', failed: '✖', retrying: '↻', skipped: '↷' };
+
+/** Run events that change the run's status (others, e.g. run.signalled, do not). */
+const RUN_STATUS: Record<string, string> = {
+  'run.created': 'pending', 'run.started': 'running', 'run.waiting': 'waiting', 'run.retried': 'pending',
+  'run.cancelling': 'cancelling', 'run.succeeded': 'succeeded', 'run.failed': 'failed', 'run.cancelled': 'cancelled',
+};
 
 export function describeEvent(e: SseEvent): string {
   const d = (e.data ?? {}) as { type?: string; subject?: string; data?: Record<string, any>; at?: number };
@@ -35,26 +42,58 @@ function applyStep(steps: Map<string, StepState>, e: SseEvent): void {
   const name = data.step as string | undefined;
   if (!name) return;
   const cur = steps.get(name) ?? { name, status: 'running' as const, attempts: 0 };
-  if (e.event === 'step.succeeded') Object.assign(cur, { status: 'succeeded', attempts: data.attempts ?? cur.attempts });
+  if (e.event === 'step.succeeded') Object.assign(cur, { status: 'succeeded', attempts: data.attempts ?? cur.attempts, message: undefined });
   else if (e.event === 'step.failed') Object.assign(cur, { status: 'failed', attempts: data.attempts ?? cur.attempts, message: data.error?.message });
   else if (e.event === 'step.retrying') Object.assign(cur, { status: 'retrying', attempts: data.attempt ?? cur.attempts, message: data.error?.message });
   else if (e.event === 'run.step_skipped') Object.assign(cur, { status: 'skipped' });
   else if (e.event.startsWith('step.')) cur.status = 'running';
+  else return;
   steps.set(name, cur);
 }
 
-export function renderTree(steps: Map<string, StepState>): string {
-  return [...steps.values()].map((s) => `${ICON[s.status]} ${s.name}${s.attempts > 1 ? ` (attempt ${s.attempts})` : ''}${s.message && s.status !== 'succeeded' ? ` — ${s.message}` : ''}`).join('\n');
+/** Lines of the tree: every step not done yet or failed, and the latest `max` others (a long apply has thousands). */
+export function renderTree(steps: Map<string, StepState>, max = 25): string {
+  const all = [...steps.values()];
+  const quiet = all.filter((s) => s.status === 'succeeded' || s.status === 'skipped');
+  const hidden = new Set(quiet.slice(0, Math.max(0, quiet.length - max)));
+  const lines = all.filter((s) => !hidden.has(s)).map((s) => `${ICON[s.status]} ${s.name}${s.attempts > 1 ? ` (attempt ${s.attempts})` : ''}${s.message && s.status !== 'succeeded' ? ` — ${s.message}` : ''}`);
+  return [...(hidden.size ? [`… ${hidden.size} earlier step${hidden.size === 1 ? '' : 's'} done`] : []), ...lines].join('\n');
 }
 
-export async function watchRun(client: ApiClient, runId: string, opts: { tty: boolean; out: NodeJS.WritableStream }): Promise<{ status: string; error?: { message?: string } | undefined }> {
+/** The final tree from the run's journal: every step in order, with waits and sleeps (which send no event when they end). */
+function fromTimeline(steps: { name: string; kind: string; status: string; attempts: number; error?: { message?: string } | null }[]): Map<string, StepState> {
+  const out = new Map<string, StepState>();
+  for (const s of steps) {
+    if (s.kind === 'now' || s.kind === 'emit') continue;
+    const status: StepState['status'] = s.status === 'succeeded' ? 'succeeded' : s.status === 'failed' ? 'failed' : s.status === 'skipped' ? 'skipped' : 'running';
+    out.set(s.name, { name: s.name, status, attempts: s.attempts, ...(s.error?.message ? { message: s.error.message } : {}) });
+  }
+  return out;
+}
+
+/** What the run is doing now, from its progress (`waiting for approval of …`, `applying 3/10 resources`). */
+function doing(run: { status: string; progress?: { stage?: string; waitingFor?: string; message?: string } | null }): string {
+  const p = run.progress;
+  if (!p || ['succeeded', 'failed', 'cancelled'].includes(run.status)) return '';
+  const what = p.message ?? (p.waitingFor ? `waiting for ${p.waitingFor}` : p.stage);
+  return what ? `: ${what}` : '';
+}
+
+/** The default (live, redrawing) renderer, drawing on the stream it is given whatever process.stdout is. */
+class TerminalRenderer extends DefaultRenderer {
+  static override nonTTY = true;
+}
+
+export async function watchRun(client: ApiClient, runId: string, opts: { tty: boolean; out: NodeJS.WritableStream; refreshMs?: number }): Promise<{ status: string; error?: { message?: string } | undefined }> {
   const run = await client.get(`/runs/${encodeURIComponent(runId)}`);
   const steps = new Map<string, StepState>();
   let status: string = run.status;
+  let now = doing(run);
   const follow = async (onChange: () => void) => {
     await client.stream(`/runs/${encodeURIComponent(runId)}/events/stream`, {}, (e) => {
       applyStep(steps, e);
-      if (e.event.startsWith('run.')) status = e.event.slice(4);
+      const s = RUN_STATUS[e.event];
+      if (s) status = s;
       if (!opts.tty) opts.out.write(describeEvent(e) + '\n');
       onChange();
     });
@@ -62,19 +101,53 @@ export async function watchRun(client: ApiClient, runId: string, opts: { tty: bo
   if (!opts.tty) {
     await follow(() => undefined);
   } else {
+    const title = () => `run ${runId} (${run.workflow}) — ${status}${now}`;
+    // events carry finished steps and status changes; the run's progress (what it waits for) is read every refreshMs
     const list = new Listr([{
-      title: `run ${runId} (${run.workflow})`,
+      title: title(),
       task: async (_ctx, task) => {
-        await follow(() => {
+        const redraw = () => {
           task.output = renderTree(steps);
-          task.title = `run ${runId} (${run.workflow}) — ${status}`;
-        });
-        const final = await client.get(`/runs/${encodeURIComponent(runId)}`);
-        task.output = renderTree(steps);
-        if (final.status !== 'succeeded') throw new Error(`run ${runId} ${final.status}${final.error?.message ? `: ${final.error.message}` : ''}`);
+          task.title = title();
+        };
+        const stop = new AbortController();
+        const refresh = (async () => {
+          while (!stop.signal.aborted) {
+            try {
+              await sleep(opts.refreshMs ?? 1000, undefined, { signal: stop.signal });
+            } catch {
+              break;
+            }
+            const cur = await client.get(`/runs/${encodeURIComponent(runId)}`).catch(() => undefined);
+            if (cur && !stop.signal.aborted) {
+              now = doing(cur);
+              redraw();
+            }
+          }
+        })();
+        try {
+          await follow(redraw);
+        } finally {
+          stop.abort();
+        }
+        await refresh;
+        const { run: final, steps: journal } = await client.get(`/runs/${encodeURIComponent(runId)}/timeline`);
+        status = final.status;
+        now = '';
+        if (Array.isArray(journal)) {
+          steps.clear();
+          for (const [k, v] of fromTimeline(journal)) steps.set(k, v);
+        }
+        redraw();
+        if (final.status !== 'succeeded') throw new Error(`run ${runId} (${run.workflow}) ${final.status}${final.error?.message ? `: ${final.error.message}` : ''}`);
       },
-      rendererOptions: { persistentOutput: true, bottomBar: Infinity },
-    }], { exitOnError: true, rendererOptions: { collapseSubtasks: false } as any });
+      // the tree replaces itself on every change (one output entry, kept after the end)
+      rendererOptions: { persistentOutput: true, outputBar: true },
+    }], {
+      renderer: TerminalRenderer,
+      rendererOptions: { logger: new ListrLogger({ processOutput: new ProcessOutput(opts.out as NodeJS.WriteStream, opts.out as NodeJS.WriteStream) }) },
+      exitOnError: true,
+    });
     try {
       await list.run();
     } catch {
