@@ -86,6 +86,22 @@ describe.each(DIALECTS)('ipam on %s', (dialect) => {
     expect((await ipam.allocatePrefix({ parentId: c.id, length: 26, holder: 'g' })).cidr).toBe('10.10.0.0/26');
   });
 
+  it('never carves into a child created across a reserved range of the container', async () => {
+    // the container's cursor skips its reserved 10.11.0.0-3 to .4; a child created by hand then covers .0-.7,
+    // so the cursor lies inside a child: the next /30 must not be .4
+    const c = await ipam.createPrefix({ cidr: '10.11.0.0/24', scope: 'dc1', kind: 'container', reserved: [{ start: '10.11.0.0', end: '10.11.0.3' }] });
+    const manual = await ipam.createPrefix({ cidr: '10.11.0.0/29', scope: 'dc1' });
+    expect(manual.parentId).toBe(c.id);
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push((await ipam.allocatePrefix({ parentId: c.id, length: 30, holder: `h${i}` })).cidr);
+    expect(got).toEqual(['10.11.0.8/30', '10.11.0.12/30', '10.11.0.16/30']);
+    expect(await ipam.carvable(c.id, 29, 100)).toBe(29); // .24 to .255 in /29s: 29 blocks
+    // a cursor left inside that child by an earlier version: the walk still steps over the child
+    await ipam.releasePrefix((await ipam.listPrefixes({ parentId: c.id, holder: 'h0' }))[0]!.id);
+    await t.store.db.updateTable('ipam_prefixes').set({ cursor_hex: '0000000000000000000000000a0b0004' }).where('id', '=', c.id).execute();
+    expect((await new Ipam({ store: t.store }).allocatePrefix({ parentId: c.id, length: 30, holder: 'h3' })).cidr).toBe('10.11.0.8/30');
+  });
+
   it('VLAN pools: never 0 or 4095, reserved ids skipped, release and reuse', async () => {
     const pool = await ipam.createVlanPool({ name: 'dc1-tenant', scope: 'dc1', min: 100, max: 105, reserved: [101, [103, 104]] });
     const got = (await ipam.allocateVlans({ poolId: pool.id, holder: 'h', count: 3 })).map((v) => v.vlan);

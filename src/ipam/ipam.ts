@@ -290,7 +290,7 @@ export class Ipam {
       const cursor = await this.advanceContainerCursor(trx, parent, fresh);
       // the children at or above the cursor, as of the child_seq this transaction wrote: complete if the first chunk was
       if (cache.first && cache.first.length < CHILD_CHUNK) {
-        const known = [...cache.first.map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) })), ...fresh]
+        const known = [...(cache.covering ? [cache.covering] : []), ...cache.first].map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) })).concat(fresh)
           .filter((c) => c.end >= cursor).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
         hint?.({ id: parent.id, scope: parent.scope, family, length: parent.length, kind: parent.kind, last: fromHex(parent.last_hex), reserved: storedRanges(parent.reserved),
           seq: Number(parent.child_seq) + 1, cursor, children: known });
@@ -313,9 +313,15 @@ export class Ipam {
     const LIMIT = CHILD_CHUNK;
     const fetch = (op: '>=' | '>', fromHex: string) => trx.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', parent.id)
       .where('network_hex', op, fromHex).orderBy('network_hex').limit(LIMIT).execute();
-    cache.first ??= await fetch('>=', parent.cursor_hex);
+    if (!cache.first) {
+      cache.first = await fetch('>=', parent.cursor_hex);
+      // a child created by hand across a reserved range can start below the cursor and reach over it
+      const below = await trx.selectFrom('ipam_prefixes').select(['network_hex', 'last_hex']).where('parent_id', '=', parent.id)
+        .where('network_hex', '<', parent.cursor_hex).orderBy('network_hex', 'desc').limit(1).executeTakeFirst();
+      cache.covering = below && below.last_hex >= parent.cursor_hex ? below : null;
+    }
     let raw = cache.first;
-    let buf = raw.map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) }));
+    let buf = [...(cache.covering ? [cache.covering] : []), ...raw].map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) }));
     let i = 0;
     for (;;) {
       const end = c + size - 1n;
@@ -362,8 +368,10 @@ export class Ipam {
         c = mine + 1n;
         continue;
       }
-      const child = await trx.selectFrom('ipam_prefixes').select('last_hex').where('parent_id', '=', parent.id).where('network_hex', '=', toHex(c)).orderBy('length').executeTakeFirst();
-      if (!child) break;
+      // the child starting at c, or one starting below and reaching over it (created by hand across a reserved range)
+      const child = await trx.selectFrom('ipam_prefixes').select('last_hex').where('parent_id', '=', parent.id).where('network_hex', '<=', toHex(c))
+        .orderBy('network_hex', 'desc').limit(1).executeTakeFirst();
+      if (!child || fromHex(child.last_hex) < c) break;
       c = fromHex(child.last_hex) + 1n;
     }
     await trx.updateTable('ipam_prefixes').set((eb) => ({ cursor_hex: toHex(c), child_seq: eb('child_seq', '+', 1) })).where('id', '=', parent.id).execute();
@@ -976,8 +984,8 @@ function advanceOver(c: bigint, last: bigint, reserved: Range[], children: Range
       c = r.end + 1n;
       continue;
     }
-    while (i < children.length && children[i]!.start < c) i++;
-    if (i < children.length && children[i]!.start === c) {
+    while (i < children.length && children[i]!.end < c) i++;
+    if (i < children.length && children[i]!.start <= c) {
       c = children[i]!.end + 1n;
       continue;
     }
@@ -1007,6 +1015,8 @@ function childRow(parent: { id: string; scope: string; family: Family }, req: Pr
 
 interface ChildChunkCache {
   first?: { network_hex: string; last_hex: string }[];
+  /** The child that starts below the cursor and covers it, if any. */
+  covering?: { network_hex: string; last_hex: string } | null;
 }
 
 function unwrap<T>(o: Outcome<T>): T {
