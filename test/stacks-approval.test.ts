@@ -138,6 +138,45 @@ describe.each(DIALECTS)('approval steps with timeouts on %s', (dialect) => {
     expect(await h.stacks.get(stack.id)).toMatchObject({ status: 'applied', resourceCount: 1 });
   });
 
+  it('per-instance approvals: the stack shows what each instance waits for; one instance or all can be approved', async () => {
+    t = await openTestStore(dialect);
+    h = await harness(t);
+    const document = `apiVersion: infraflow.dev/v1
+kind: Stack
+metadata: { name: per-instance }
+spec:
+  resources:
+    gate: { kind: network/SecurityGroup, count: 3, spec: { description: "gate \${ count.index }" } }
+  workflows:
+    perInstance:
+      - resource: gate
+        stage: before
+        steps:
+          - { name: ok, type: approval, message: "create \${ instance.address }?", timeoutSeconds: 600 }
+`;
+    const { stack, run } = await h.stacks.apply({ document });
+    await until(async () => (await h.engine.list({ parentRunId: run.id, status: 'waiting' })).length === 3);
+    await until(async () => (await h.engine.get(run.id)).status === 'waiting');
+    const progress = (await h.stacks.get(stack.id)).run!.progress;
+    expect(progress?.message).toBe('3 instances waiting: ' + [0, 1, 2].map((i) => `waiting for approval of before:gate[${i}]/ok: create gate[${i}]? (fails after 10 min without an answer)`).join('; '));
+
+    // one instance by its scope: only it goes on
+    expect(await h.stacks.approve(stack.id, { scope: 'before:gate[1]', name: 'ok' }, { approved: true, by: 'alice' })).toEqual({ approved: ['before:gate[1]/ok'] });
+    await until(async () => (await h.stacks.resources(stack.id)).some((r) => r.address === 'gate[1]' && r.status === 'ready'));
+    await until(async () => (await h.engine.list({ parentRunId: run.id, status: 'waiting' })).length === 2);
+    expect((await h.stacks.resources(stack.id)).map((r) => r.address)).toEqual(['gate[1]']);
+    // approving an answered step again is refused and names what still waits
+    await expect(h.stacks.approve(stack.id, { scope: 'before:gate[1]', name: 'ok' }, { approved: true })).rejects.toThrow(`no approval step ok in before:gate[1] is waiting in run ${run.id}; waiting: before:gate[0]/ok, before:gate[2]/ok`);
+
+    // without a scope: every instance still waiting
+    expect(await h.stacks.approve(stack.id, { name: 'ok' }, { approved: true, by: 'bob' })).toEqual({ approved: ['before:gate[0]/ok', 'before:gate[2]/ok'] });
+    const done = await h.stacks.wait(run.id);
+    expect(done.error).toBeUndefined();
+    expect(done.status).toBe('succeeded');
+    expect((await h.stacks.resources(stack.id)).map((r) => r.address)).toEqual(['gate[0]', 'gate[1]', 'gate[2]']);
+    expect((await h.sim.listObjects({ kind: 'network/SecurityGroup' })).length).toBe(3);
+  });
+
   it('a rejection after the resources are up fails the apply with the reason', async () => {
     t = await openTestStore(dialect);
     h = await harness(t);

@@ -205,11 +205,21 @@ export class Stacks {
     if (row.lastRunId) {
       const r = await this.engine.get(row.lastRunId).catch(() => undefined);
       if (r) {
-        run = { id: r.id, status: r.status, progress: r.progress ?? null, ...(r.error ? { error: r.error } : {}), createdAt: r.createdAt, finishedAt: r.finishedAt ?? null };
+        run = { id: r.id, status: r.status, progress: await this.progressOf(r), ...(r.error ? { error: r.error } : {}), createdAt: r.createdAt, finishedAt: r.finishedAt ?? null };
         if ((status === 'applying' || status === 'destroying') && (r.status === 'cancelled' || r.status === 'failed')) status = r.status === 'cancelled' ? 'cancelled' : 'failed';
       }
     }
     return { ...row, status, run, resourceCount: await this.stacks.countRecorded(row.id) };
+  }
+
+  /** The run's progress; when it waits on instance runs (per-instance hooks), what they wait for. */
+  private async progressOf(r: RunInfo): Promise<RunInfo['progress']> {
+    const own = r.progress ?? null;
+    if (r.status !== 'waiting') return own;
+    const children = await this.engine.list({ parentRunId: r.id, status: 'waiting', limit: 100 });
+    const messages = children.sort((a, b) => (a.id < b.id ? -1 : 1)).map((c) => c.progress?.message).filter((m): m is string => !!m && m.startsWith('waiting for'));
+    if (!messages.length) return own;
+    return { ...(own ?? {}), waitingFor: children.map((c) => c.progress?.waitingFor).filter(Boolean).join(', '), message: messages.length === 1 ? messages[0]! : `${messages.length} instances waiting: ${messages.join('; ')}` };
   }
 
   async list(filter: { project?: string; after?: string; limit?: number } = {}): Promise<StackInfo[]> {
@@ -269,27 +279,42 @@ export class Stacks {
     return this.startRun(info, { stackId: info.id, revision: info.revision, mode, reason: 'retry' });
   }
 
-  /** Answers an approval step that is waiting. */
-  async approve(stack: string, step: { scope?: string; name: string }, payload: ApprovalPayload, opts: { project?: string } = {}): Promise<void> {
+  /**
+   * Answers approval steps that are waiting: the one in `step.scope` (e.g.
+   * `preDeploy`, or `before:nodes[2]` for one instance), or without a scope
+   * every waiting approval step of that name (all instances of an array).
+   */
+  async approve(stack: string, step: { scope?: string; name: string }, payload: ApprovalPayload, opts: { project?: string } = {}): Promise<{ approved: string[] }> {
     const row = await this.stacks.get(stack, opts.project);
     const run = await this.activeRun(row);
-    const scope = step.scope ?? (await this.findApprovalScope(row.id, run.id, step.name));
-    const runs = [run.id, ...(await this.engine.list({ parentRunId: run.id, status: ['pending', 'running', 'waiting'] })).map((r) => r.id)];
-    for (const id of runs) await this.engine.signal(id, approvalSignal(scope, step.name), payload);
+    const waiting = await this.pendingApprovals(row.id, run.id, step.name);
+    const targets = [...waiting].filter(([scope]) => step.scope === undefined || scope === step.scope).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }));
+    if (targets.length === 0) {
+      const others = [...waiting.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+      throw new ValidationError('stacks.no_approval', `no approval step ${step.name}${step.scope !== undefined ? ` in ${step.scope}` : ''} is waiting in run ${run.id}${others.length ? `; waiting: ${others.map((o) => `${o}/${step.name}`).join(', ')}` : ''}`);
+    }
+    // each waiting step gets one signal, sent to the run that waits (the apply, or an instance's child run)
+    for (const [scope, target] of targets) await this.engine.signal(target, approvalSignal(scope, step.name), payload);
+    return { approved: targets.map(([scope]) => `${scope}/${step.name}`) };
   }
 
-  /** The scope of the latest approval step `name` the run asked for (this stack's approval events only, all of them). */
-  private async findApprovalScope(stackId: string, runId: string, name: string): Promise<string> {
-    let scope: string | undefined;
+  /** Approval steps `name` the run (or its instance runs) asked for and that have not ended: scope → the run that waits. */
+  private async pendingApprovals(stackId: string, runId: string, name: string): Promise<Map<string, string>> {
+    const waiting = new Map<string, string>();
     let afterSeq = 0;
     for (;;) {
-      const page = await this.engine.events({ subject: stackId, types: ['stack.approval.requested'], afterSeq, limit: 1000 });
-      for (const e of page) if (e.data.runId === runId && e.data.step === name) scope = String(e.data.scope);
+      // this stack's events only, every page (a long-lived system has many approvals)
+      const page = await this.engine.events({ subject: stackId, types: ['stack.approval.requested', 'stack.step.succeeded', 'stack.step.failed'], afterSeq, limit: 1000 });
+      for (const e of page) {
+        if (e.data.runId !== runId || e.data.step !== name) continue;
+        const scope = String(e.data.scope);
+        if (e.type === 'stack.approval.requested') waiting.set(scope, String(e.data.childRunId ?? e.data.runId));
+        else waiting.delete(scope);
+      }
       if (page.length < 1000) break;
       afterSeq = page.at(-1)!.seq;
     }
-    if (scope === undefined) throw new ValidationError('stacks.no_approval', `no approval step ${name} is waiting in run ${runId}`);
-    return scope;
+    return waiting;
   }
 
   /** Observes every resource now; marks drift. */
