@@ -182,6 +182,46 @@ describe.each(DIALECTS)('scheduled drift detection on %s', (dialect) => {
     expect((await h.sim.resolve('www.reported.example.com')).answers).toEqual([]);
   });
 
+  it('never reconciles back to an older revision while a newer one is applying, or after it failed', async () => {
+    t = await openTestStore(dialect);
+    h = await harness(t);
+    const gated = (description: string, approval: boolean) => doc('moving', EVERY_15).replace('description: watched', `description: ${description}`) + (approval ? `  workflows:
+    preDeploy:
+      - { name: ask, type: approval, message: "go?" }
+` : '');
+    const first = await h.stacks.apply({ document: gated('first', false) });
+    expect((await h.stacks.wait(first.run.id)).status).toBe('succeeded');
+    const stack = first.stack;
+    const sgId = (await h.resources.get((await h.stacks.resources(stack.id)).find((r) => r.address === 'sg')!.resourceId!)).status.externalId!;
+    await h.sim.driftModify(sgId, { rules: [] });
+
+    // revision 2 waits for its approval: a fire now neither observes nor reconciles
+    const second = await h.stacks.apply({ document: gated('second', true) });
+    await until(async () => (await h.engine.get(second.run.id)).status === 'waiting');
+    const during = await fire(stack.id);
+    expect(during.report).toMatchObject({ checked: 0, drifted: [], skipped: `run ${second.run.id} of this stack is in progress` });
+    expect(during.report.reconcileRunId).toBeUndefined();
+
+    // revision 2 is rejected: the stack failed at revision 2; drift is reported, not put back to revision 1
+    await h.stacks.approve(stack.id, { name: 'ask' }, { approved: false, by: 'carol' });
+    expect((await h.stacks.wait(second.run.id)).status).toBe('failed');
+    const failed = await fire(stack.id);
+    expect(failed.report.drifted.map((d) => d.address)).toEqual(['sg']);
+    expect(failed.report.reconcileRunId).toBeUndefined();
+    expect(failed.report.reconcileSkipped).toBe('the stack is failed at revision 2 (applied: 1): apply or retry it first; reconciling would go back to revision 1');
+    expect((await h.stacks.runs(stack.id)).length).toBe(2);
+
+    // revision 3 is applied: the next fire puts revision 3 back
+    const third = await h.stacks.apply({ document: gated('third', false) });
+    expect((await h.stacks.wait(third.run.id)).status).toBe('succeeded');
+    await h.sim.driftModify(sgId, { rules: [] });
+    const fixed = await fire(stack.id);
+    expect(fixed.report.drifted.map((d) => d.address)).toEqual(['sg']);
+    expect((await h.stacks.wait(fixed.report.reconcileRunId!)).status).toBe('succeeded');
+    expect((await h.engine.get(fixed.report.reconcileRunId!)).input).toMatchObject({ revision: 3, reason: 'reconcile' });
+    expect((await h.sim.getObject(sgId))!.actual).toMatchObject({ description: 'third', rules: [expect.anything()] });
+  });
+
   it('a revision without a schedule removes it; destroy removes it too', async () => {
     t = await openTestStore(dialect);
     h = await harness(t);

@@ -684,26 +684,44 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
 
   // ---- drift: observe every recorded resource; reconcile when asked
 
+  /** An apply, destroy or reconcile of the stack that has not ended (its id), if any. */
+  async function activeStackRun(stackId: string): Promise<string | undefined> {
+    const runs = await deps.engine.list({ labels: { stack: stackId }, status: ['pending', 'running', 'waiting', 'cancelling'], limit: 1 });
+    return runs[0]?.id;
+  }
+
   const drift = defineWorkflow<{ stackId: string; reconcile?: boolean }, DriftReport>({
     name: DRIFT_WORKFLOW,
     version: 1,
     async run(ctx, input) {
-      const report = await ctx.step('observe', () => observeStack(deps, input.stackId));
+      const report = await ctx.step('observe', async () => {
+        // while an apply or destroy of the stack runs, its resources are in motion: what differs is not drift
+        const busy = await activeStackRun(input.stackId);
+        if (busy) return { stackId: input.stackId, observedAt: deps.clock.now(), checked: 0, drifted: [], skipped: `run ${busy} of this stack is in progress` } satisfies DriftReport;
+        return observeStack(deps, input.stackId);
+      });
       if (report.drifted.length === 0) return report;
       // the policy is read inside the step, so a replay makes the same choice
-      const run = await ctx.step('reconcile', async (sc) => {
+      const decision = await ctx.step('reconcile', async (sc): Promise<{ runId?: string; skipped?: string }> => {
         const stackRow = await deps.stacks.get(input.stackId);
-        if (!stackRow.appliedRevision || stackRow.status === 'destroyed' || stackRow.status === 'destroying') return null;
+        if (!stackRow.appliedRevision) return { skipped: 'the stack was never applied' };
         const doc = await loadModel(stackRow.id, stackRow.appliedRevision).catch(() => undefined);
         const auto = input.reconcile ?? doc?.document.spec.options.drift?.autoReconcile ?? false;
-        if (!auto) return null;
+        if (!auto) return {};
+        // only a stack whose latest revision is applied is put back: otherwise reconciling would
+        // undo a newer revision (applying now, or failed) by applying the older one again
+        const busy = await activeStackRun(stackRow.id);
+        if (busy) return { skipped: `run ${busy} of this stack is in progress` };
+        if (stackRow.status !== 'applied' || stackRow.revision !== stackRow.appliedRevision) {
+          return { skipped: `the stack is ${stackRow.status} at revision ${stackRow.revision} (applied: ${stackRow.appliedRevision}): apply or retry it first; reconciling would go back to revision ${stackRow.appliedRevision}` };
+        }
         // one reconcile per drift run, even when this step runs again after a crash
         const r = await deps.engine.start(APPLY_WORKFLOW, { stackId: stackRow.id, revision: stackRow.appliedRevision, mode: 'apply', reason: 'reconcile' }, {
           id: `${sc.runId}:reconcile`, labels: { stack: stackRow.id, stackName: stackRow.name, project: stackRow.project, mode: 'apply', reason: 'reconcile' },
         });
-        return r.id;
+        return { runId: r.id };
       });
-      return run ? { ...report, reconcileRunId: run } : report;
+      return { ...report, ...(decision.runId ? { reconcileRunId: decision.runId } : {}), ...(decision.skipped ? { reconcileSkipped: decision.skipped } : {}) };
     },
   });
 
@@ -715,7 +733,11 @@ export interface DriftReport {
   observedAt: number;
   checked: number;
   drifted: { address: string; fields: string[]; missing: boolean }[];
+  /** Why nothing was observed (an apply of the stack was in progress). */
+  skipped?: string;
   reconcileRunId?: string;
+  /** Why drift was found but not reconciled although reconciling was asked for. */
+  reconcileSkipped?: string;
 }
 
 /** Reads every recorded resource from its backend and marks the ones that differ from their applied spec. */
