@@ -32,8 +32,17 @@ import type { Range } from './walk.js';
 export interface CursorHint {
   /** The pool's id (prefix id or VLAN pool id). */
   id: string;
-  /** What this process believes is stored as the pool's cursor. */
+  /** The lowest free value, as far as this process knows. */
   cursor: bigint;
+  /**
+   * What this process believes is stored as the pool's cursor. On PostgreSQL
+   * always `cursor` (several processes: the database checks everything). On
+   * SQLite — one process, whose every release forgets the hints of its pool
+   * (`forgetPool`) — the stored cursor may lag up to CURSOR_LAG behind, so
+   * most claims are ONE autocommit INSERT (checked against this stored value
+   * and the unique index) without rewriting the pool's row.
+   */
+  stored: bigint;
   /** Highest value of the pool. */
   last: bigint;
   /** Reserved ranges, merged and sorted (immutable per pool). */
@@ -80,10 +89,37 @@ export interface ContainerHint {
 const PREFIX_COLS = ['id', 'scope', 'family', 'cidr', 'network_hex', 'last_hex', 'length', 'parent_id', 'kind', 'gateway', 'reserved', 'cursor_hex', 'holder',
   'reservation_id', 'expires_at', 'idem_key', 'description', 'labels', 'created_at', 'child_seq'] as const;
 
+/** On SQLite the stored cursor is rewritten once the hint has moved this far past it. */
+export const CURSOR_LAG = 32n;
+
+/** The hint maps of one store, shared by every Ipam on it (on SQLite, the process's only one). */
+export interface HintMaps {
+  addr: Map<string, CursorHint & { family: 4 | 6; length: number }>;
+  vlan: Map<string, CursorHint>;
+  container: Map<string, ContainerHint>;
+}
+
+const HINTS = new WeakMap<object, HintMaps>();
+
+export function hintsOf(store: object): HintMaps {
+  let h = HINTS.get(store);
+  if (!h) HINTS.set(store, (h = { addr: new Map(), vlan: new Map(), container: new Map() }));
+  return h;
+}
+
+/** Forgets every hint for a pool (a value in it was released: the lowest free value may now lie below the hint). */
+export function forgetPool(hints: Map<string, CursorHint>, id: string): void {
+  for (const [k, h] of hints) if (h.id === id) hints.delete(k);
+}
+
 export interface SqliteFast {
-  /** Inserts `row` at the hinted cursor and moves the cursor to `next`; false on a miss (nothing written). */
-  claimAddress(row: IpamAddressTable, cursorHex: string, nextHex: string): boolean;
-  claimVlan(row: IpamVlanAllocTable, cursor: number, next: number): boolean;
+  /**
+   * Inserts `row` if the pool's stored cursor is still `storedHex`; with
+   * `moveTo`, in one transaction with rewriting the stored cursor. False on
+   * a miss (nothing written).
+   */
+  claimAddress(row: IpamAddressTable, storedHex: string, moveTo?: string): boolean;
+  claimVlan(row: IpamVlanAllocTable, stored: number, moveTo?: number): boolean;
   /** Inserts the child `row` if the container's child_seq is still `seq`, moving its cursor to `cursorHex`. */
   carve(row: IpamPrefixTable, seq: number, cursorHex: string): boolean;
 }
@@ -101,6 +137,14 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
   const setVlanCursor = db.prepare('update ipam_vlan_pools set cursor_id = ? where id = ?');
   const bumpParent = db.prepare('update ipam_prefixes set cursor_hex = ?, child_seq = child_seq + 1 where id = ? and child_seq = ?');
   const insPrefix = db.prepare(`insert into ipam_prefixes (${PREFIX_COLS.join(', ')}) values (${PREFIX_COLS.map(() => '?').join(', ')})`);
+  const single = (ins: () => BetterSqlite3.RunResult): boolean => {
+    try {
+      return ins().changes === 1;
+    } catch (e) {
+      if (isUniqueViolation(e)) return false;
+      throw e;
+    }
+  };
   const claim = (ins: () => BetterSqlite3.RunResult, move: () => void): boolean => {
     begin.run();
     try {
@@ -118,14 +162,14 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
     }
   };
   return {
-    claimAddress: (row, cursorHex, nextHex) => claim(
-      () => insAddr.run(row.id, row.prefix_id, row.family, row.address_hex, row.address, row.holder, row.target, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.prefix_id, cursorHex),
-      () => setAddrCursor.run(nextHex, row.prefix_id),
-    ),
-    claimVlan: (row, cursor, next) => claim(
-      () => insVlan.run(row.id, row.pool_id, row.vid, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.pool_id, cursor),
-      () => setVlanCursor.run(next, row.pool_id),
-    ),
+    claimAddress: (row, storedHex, moveTo) => {
+      const ins = () => insAddr.run(row.id, row.prefix_id, row.family, row.address_hex, row.address, row.holder, row.target, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.prefix_id, storedHex);
+      return moveTo === undefined ? single(ins) : claim(ins, () => setAddrCursor.run(moveTo, row.prefix_id));
+    },
+    claimVlan: (row, stored, moveTo) => {
+      const ins = () => insVlan.run(row.id, row.pool_id, row.vid, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.pool_id, stored);
+      return moveTo === undefined ? single(ins) : claim(ins, () => setVlanCursor.run(moveTo, row.pool_id));
+    },
     // the conditional write comes first here: it is what proves the computed block free
     carve: (row, seq, cursorHex) => claim(
       () => bumpParent.run(cursorHex, row.parent_id, seq),

@@ -16,7 +16,7 @@ import {
 } from './schemas.js';
 import type { IpamAddressTable, IpamPrefixTable, IpamVlanAllocTable, IpamVlanPoolTable } from './tables.js';
 import { FreeWalker, inRanges, mergeRanges, sizeOfRanges, type Range } from './walk.js';
-import { nextUnreserved, pgCarve, pgClaimAddress, pgClaimVlan, sqliteFast, type ContainerHint, type CursorHint, type SqliteFast } from './fast.js';
+import { CURSOR_LAG, forgetPool, hintsOf, nextUnreserved, pgCarve, pgClaimAddress, pgClaimVlan, sqliteFast, type ContainerHint, type CursorHint, type HintMaps, type SqliteFast } from './fast.js';
 import './tables.js';
 
 type AddrReq = ReturnType<typeof AllocateAddressSchema.parse>;
@@ -56,16 +56,20 @@ export class Ipam {
   private readonly groupCommit: boolean;
   private sqliteOpsCache: ReturnType<typeof sqliteOps> | undefined;
   private sqliteFastCache: SqliteFast | undefined;
-  /** Per prefix / VLAN pool: where this process last left the cursor (see fast.ts). Verified by the database on every use. */
-  private readonly addrHints = new Map<string, CursorHint & { family: Family; length: number }>();
-  private readonly vlanHints = new Map<string, CursorHint>();
-  private readonly containerHints = new Map<string, ContainerHint>();
+  /** Per prefix / VLAN pool / container: where this process last left it (see fast.ts), shared by every Ipam on the store. */
+  private readonly addrHints: HintMaps['addr'];
+  private readonly vlanHints: HintMaps['vlan'];
+  private readonly containerHints: HintMaps['container'];
 
   constructor(opts: IpamOptions) {
     this.store = opts.store;
     this.clock = opts.clock ?? systemClock;
     this.pg = opts.store.dialect === 'postgres';
     this.groupCommit = opts.groupCommit ?? true;
+    const hints = hintsOf(opts.store);
+    this.addrHints = hints.addr;
+    this.vlanHints = hints.vlan;
+    this.containerHints = hints.container;
     this.addrGc = new GroupCommit((key, reqs) => this.addrBatch(key, reqs));
     this.vlanGc = new GroupCommit((key, reqs) => this.vlanBatch(key, reqs));
     this.prefixGc = new GroupCommit((key, reqs) => this.prefixBatch(key, reqs));
@@ -440,13 +444,16 @@ export class Ipam {
       id: newId('ip'), prefix_id: h.id, family: h.family, address_hex: cursorHex, address: formatAddress(h.family, h.cursor), holder: req.holder, target: null,
       reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null, idem_key: null, created_at: this.clock.now(),
     };
-    let ok: boolean;
     if (this.store.sqlite) {
       // outside a transaction the whole claim runs synchronously, so nothing else can use the connection meanwhile
       if (this.store.sqlite.inTransaction) return undefined;
-      ok = this.fastOps().claimAddress(row, cursorHex, nextHex);
-    } else ok = await pgClaimAddress(this.store.pool!, row, cursorHex, nextHex);
-    if (!ok) return undefined;
+      const move = next - h.stored >= CURSOR_LAG ? nextHex : undefined;
+      if (!this.fastOps().claimAddress(row, toHex(h.stored), move)) return undefined;
+      if (move) h.stored = next;
+    } else {
+      if (h.stored !== h.cursor || !await pgClaimAddress(this.store.pool!, row, cursorHex, nextHex)) return undefined;
+      h.stored = next;
+    }
     h.cursor = next;
     return toAddress(row, h.length);
   }
@@ -545,7 +552,7 @@ export class Ipam {
     if (rows.length > 0) {
       const cursor = walker.settled();
       if (cursor !== fromHex(prefix.cursor_hex)) await ops.setCursor(prefix.id, toHex(cursor));
-      hint?.({ id: prefix.id, cursor, last, reserved, family, length: prefix.length });
+      hint?.({ id: prefix.id, cursor, stored: cursor, last, reserved, family, length: prefix.length });
     }
     return outcomes;
   }
@@ -590,6 +597,7 @@ export class Ipam {
 
   private async deleteAddressRows(trx: Trx, prefix: IpamPrefixTable, rows: IpamAddressTable[]): Promise<void> {
     if (rows.length === 0) return;
+    forgetPool(this.addrHints, prefix.id);
     let min = fromHex(prefix.cursor_hex);
     for (let i = 0; i < rows.length; i += 500) {
       await trx.deleteFrom('ipam_addresses').where('id', 'in', rows.slice(i, i + 500).map((r) => r.id)).execute();
@@ -679,12 +687,15 @@ export class Ipam {
       id: newId('vlan'), pool_id: h.id, vid: cursor, holder: req.holder, reservation_id: req.hold?.reservationId ?? null,
       expires_at: req.hold?.expiresAt ?? null, idem_key: null, created_at: this.clock.now(),
     };
-    let ok: boolean;
     if (this.store.sqlite) {
       if (this.store.sqlite.inTransaction) return undefined;
-      ok = this.fastOps().claimVlan(row, cursor, Number(next));
-    } else ok = await pgClaimVlan(this.store.pool!, row, cursor, Number(next));
-    if (!ok) return undefined;
+      const move = next - h.stored >= CURSOR_LAG ? Number(next) : undefined;
+      if (!this.fastOps().claimVlan(row, Number(h.stored), move)) return undefined;
+      if (move !== undefined) h.stored = next;
+    } else {
+      if (h.stored !== h.cursor || !await pgClaimVlan(this.store.pool!, row, cursor, Number(next))) return undefined;
+      h.stored = next;
+    }
     h.cursor = next;
     return toVlan(row);
   }
@@ -751,7 +762,7 @@ export class Ipam {
     if (rows.length > 0) {
       const cursor = walker.settled();
       if (cursor !== BigInt(pool.cursor_id)) await ops.setCursor(pool.id, Number(cursor));
-      hint?.({ id: pool.id, cursor, last: BigInt(pool.max_id), reserved });
+      hint?.({ id: pool.id, cursor, stored: cursor, last: BigInt(pool.max_id), reserved });
     }
     return outcomes;
   }
@@ -785,6 +796,7 @@ export class Ipam {
 
   private async deleteVlanRows(trx: Trx, pool: IpamVlanPoolTable, rows: IpamVlanAllocTable[]): Promise<void> {
     if (rows.length === 0) return;
+    forgetPool(this.vlanHints, pool.id);
     for (let i = 0; i < rows.length; i += 500) await trx.deleteFrom('ipam_vlan_allocs').where('id', 'in', rows.slice(i, i + 500).map((r) => r.id)).execute();
     const min = Math.min(pool.cursor_id, ...rows.map((r) => r.vid));
     if (min !== pool.cursor_id) await trx.updateTable('ipam_vlan_pools').set({ cursor_id: min }).where('id', '=', pool.id).execute();
@@ -926,6 +938,7 @@ export class Ipam {
       }
       for (const p of all) seen.add(p.id);
       const ids = all.map((p) => p.id);
+      for (const id of ids) forgetPool(this.addrHints, id);
       for (let i = 0; i < ids.length; i += 500) await trx.deleteFrom('ipam_addresses').where('prefix_id', 'in', ids.slice(i, i + 500)).execute();
       await this.deletePrefixRows(trx, all.reverse());
       n += all.length;
