@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/main.js';
 import { defineWorkflow } from '../src/engine/types.js';
 import { makeFullHarness, type FullHarness } from './api-fixtures.js';
-import { DIALECTS } from './support/dialects.js';
+import { makeHarness, type Harness } from './api-harness.js';
+import { stackHarness, type StackHarness } from './fixtures/stacks-harness.js';
+import { DIALECTS, openTestStore } from './support/dialects.js';
 
 /**
  * `infraflow watch` on a terminal: the live listr2 step tree, drawn on the
@@ -192,5 +194,62 @@ describe.each(DIALECTS)('infraflow watch on a terminal (%s)', (dialect) => {
     expect(w.lines[0]).toBe(`✔ run ${run.id} (watch.demo) — succeeded`);
     expect(w.lines).toContain('    ✔ ask');
     expect(w.lines.at(-1)).toBe(`run ${run.id} succeeded`);
+  });
+});
+
+describe.each(DIALECTS)('infraflow watch of a stack apply on a terminal (%s)', (dialect) => {
+  let sh: StackHarness;
+  let h: Harness;
+  let url: string;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'infraflow-cli-watch-stack-'));
+    const t = await openTestStore(dialect);
+    sh = await stackHarness(t.store, { worker: false });
+    h = await makeHarness(dialect, { engine: sh.engine, t, areas: { resources: sh.resources, sim: sh.sim, stacks: sh.stacks } });
+    url = await h.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await h?.app.close();
+    await sh?.close();
+    await h?.t.cleanup();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('watch right after apply; instances waiting for approval show on the apply\'s line; the final tree has every instance', async () => {
+    const document = `apiVersion: infraflow.dev/v1
+kind: Stack
+metadata: { name: gates }
+spec:
+  resources:
+    gate: { kind: network/SecurityGroup, count: 2, spec: { description: "gate \${ count.index }" } }
+  workflows:
+    perInstance:
+      - resource: gate
+        stage: before
+        steps:
+          - { name: ok, type: approval, message: "create \${ instance.address }?" }
+`;
+    const { run } = await sh.stacks.apply({ document });
+    const tty = fakeTty(400);
+    let err = '';
+    const watching = runCli(['watch', 'gates'], {
+      out: tty, err: new Writable({ write(c, _e, cb) { err += String(c); cb(); } }), isTty: true,
+      env: { INFRAFLOW_CLI_CONFIG: join(dir, 'cli.yaml'), INFRAFLOW_URL: url, INFRAFLOW_TOKEN: h.adminToken },
+      stdin: async () => '',
+    });
+    // watched before any worker has touched the run: the stack names it already
+    await until(() => screen(tty.raw).some((l) => l.includes(`run ${run.id} (stacks.apply) — pending`)), 'the pending run');
+    sh.engine.startWorker();
+    const waitingLine = `run ${run.id} (stacks.apply) — waiting: 2 instances waiting: waiting for approval of before:gate[0]/ok: create gate[0]? (fails after 7 d without an answer); waiting for approval of before:gate[1]/ok: create gate[1]? (fails after 7 d without an answer)`;
+    await until(() => screen(tty.raw).some((l) => l.endsWith(waitingLine)), 'the waiting instances');
+    await sh.stacks.approve('gates', { name: 'ok' }, { approved: true, by: 'alice' });
+    const code = await watching;
+    expect(code, err).toBe(0);
+    const lines = screen(tty.raw);
+    expect(lines[0]).toBe(`✔ run ${run.id} (stacks.apply) — succeeded`);
+    expect(lines.slice(1, -1).map((l) => l.replace(/^\s*(› )?/, ''))).toEqual(['✔ plan', '✔ instance:gate[0]', '✔ instance:gate[1]', '✔ finish']);
+    expect(lines.at(-1)).toBe(`run ${run.id} succeeded`);
   });
 });

@@ -79,6 +79,20 @@ function doing(run: { status: string; progress?: { stage?: string; waitingFor?: 
   return what ? `: ${what}` : '';
 }
 
+/**
+ * The run with its progress. A stack's apply waiting on its instances (per-instance hooks) says so
+ * only through the stack, which gathers what each instance waits for.
+ */
+async function progressOf(client: ApiClient, runId: string): Promise<{ status: string; progress?: { stage?: string; waitingFor?: string; message?: string } | null } | undefined> {
+  const run = await client.get(`/runs/${encodeURIComponent(runId)}`).catch(() => undefined);
+  const stackId = run?.labels?.stack as string | undefined;
+  if (run?.status === 'waiting' && stackId) {
+    const stack = await client.get(`/stacks/${encodeURIComponent(stackId)}`).catch(() => undefined);
+    if (stack?.run?.id === runId && stack.run.progress) return { status: run.status, progress: stack.run.progress };
+  }
+  return run;
+}
+
 /** The default (live, redrawing) renderer, drawing on the stream it is given whatever process.stdout is. */
 class TerminalRenderer extends DefaultRenderer {
   static override nonTTY = true;
@@ -118,7 +132,7 @@ export async function watchRun(client: ApiClient, runId: string, opts: { tty: bo
             } catch {
               break;
             }
-            const cur = await client.get(`/runs/${encodeURIComponent(runId)}`).catch(() => undefined);
+            const cur = await progressOf(client, runId);
             if (cur && !stop.signal.aborted) {
               now = doing(cur);
               redraw();

@@ -183,6 +183,8 @@ export class Stacks {
 
   private async startRun(stack: StackRow, input: ApplyInput): Promise<RunInfo> {
     const run = await this.engine.start(APPLY_WORKFLOW, input, { labels: { stack: stack.id, stackName: stack.name, project: stack.project, mode: input.mode, reason: input.reason } });
+    // the stack names its latest run at once (the run's first step does it again): a watch right after apply finds it
+    await this.stacks.setStatus(stack.id, { lastRunId: run.id });
     return run;
   }
 
