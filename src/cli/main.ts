@@ -9,9 +9,10 @@ import type { CliContext, CommandModule } from './commands/context.js';
 import { registerAllocationCommands } from './commands/allocations.js';
 import { registerSimCommands } from './commands/sim.js';
 import { registerResourceCommands } from './commands/resources.js';
+import { registerStackCommands } from './commands/stacks.js';
 
 /** Command modules of the areas (src/cli/commands). */
-const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands];
+const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands, registerStackCommands];
 
 /**
  * The `infraflow` command. Every read takes `-o table|json|yaml`; errors are

@@ -28,7 +28,7 @@ export interface StacksApi {
   runs(stack: string, opts?: { project?: string; limit?: number }): Promise<RunInfo[]>;
   cancel(stack: string, opts?: { project?: string; reason?: string }): Promise<RunInfo>;
   retry(stack: string, opts?: { project?: string }): Promise<RunInfo>;
-  approve(stack: string, step: { scope?: string; name: string }, payload: { approved: boolean; by?: string; comment?: string }, opts?: { project?: string }): Promise<void>;
+  approve(stack: string, step: { scope?: string; name: string }, payload: { approved: boolean; by?: string; comment?: string }, opts?: { project?: string }): Promise<unknown>;
   observe(stack: string, opts?: { project?: string }): Promise<unknown>;
   reconcile(stack: string, opts?: { project?: string }): Promise<RunInfo>;
   remove(stack: string, opts?: { project?: string }): Promise<void>;
@@ -186,9 +186,9 @@ export function stackRoutes(deps: ApiDeps, stacks: StacksApi, render: Render): A
       method: 'POST', url: '/stacks/:id/approve', summary: 'Approve (or reject) an approval step the stack\'s run waits on', tags, policy: apply, project: byId, notFound,
       schema: { params: Params, querystring: ProjectQuery, body: z.strictObject({ step: z.string().min(1).max(200), scope: z.string().max(200).optional(), approved: z.boolean().default(true), comment: z.string().max(1000).optional() }) },
       handler: async ({ params, query, body, principal, reply }) => {
-        await stacks.approve(params.id, { name: body.step, ...(body.scope ? { scope: body.scope } : {}) }, { approved: body.approved, by: principal.userName, ...(body.comment ? { comment: body.comment } : {}) }, query.project ? { project: query.project } : {});
+        const answered = await stacks.approve(params.id, { name: body.step, ...(body.scope ? { scope: body.scope } : {}) }, { approved: body.approved, by: principal.userName, ...(body.comment ? { comment: body.comment } : {}) }, query.project ? { project: query.project } : {});
         reply.code(202);
-        return { accepted: true };
+        return { accepted: true, ...(answered && typeof answered === 'object' ? answered : {}) };
       },
     }),
     defineRoute({
