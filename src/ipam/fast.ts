@@ -82,7 +82,9 @@ export interface ContainerHint {
   reserved: Range[];
   seq: number;
   cursor: bigint;
-  /** Children starting at or above the cursor, sorted; complete. */
+  /** SQLite: carves since the stored cursor was last rewritten (see `SqliteFast.carve`). */
+  lag: number;
+  /** Children reaching to or above the cursor, sorted; complete. */
   children: Range[];
 }
 
@@ -120,8 +122,15 @@ export interface SqliteFast {
    */
   claimAddress(row: IpamAddressTable, storedHex: string, moveTo?: string): boolean;
   claimVlan(row: IpamVlanAllocTable, stored: number, moveTo?: number): boolean;
-  /** Inserts the child `row` if the container's child_seq is still `seq`, moving its cursor to `cursorHex`. */
-  carve(row: IpamPrefixTable, seq: number, cursorHex: string): boolean;
+  /**
+   * Inserts the child `row` if the container's child_seq is still `seq`
+   * (one autocommit INSERT); with `moveTo`, in one transaction with
+   * rewriting the container's cursor. On SQLite the carve itself does not
+   * bump child_seq: the hint it was computed from is the one process's own
+   * (shared by its Ipam instances), and every other change to the children
+   * — the full transaction, creating, deleting, releasing — still bumps it.
+   */
+  carve(row: IpamPrefixTable, seq: number, moveTo?: string): boolean;
 }
 
 /** Prepared statements on the raw SQLite handle. Callers make sure no transaction is open on it (`db.inTransaction`). */
@@ -135,8 +144,9 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
   const insVlan = db.prepare(`insert into ipam_vlan_allocs (${VLAN_COLS.join(', ')}) select ${VLAN_COLS.map(() => '?').join(', ')}
     where exists (select 1 from ipam_vlan_pools where id = ? and cursor_id = ?)`);
   const setVlanCursor = db.prepare('update ipam_vlan_pools set cursor_id = ? where id = ?');
-  const bumpParent = db.prepare('update ipam_prefixes set cursor_hex = ?, child_seq = child_seq + 1 where id = ? and child_seq = ?');
-  const insPrefix = db.prepare(`insert into ipam_prefixes (${PREFIX_COLS.join(', ')}) values (${PREFIX_COLS.map(() => '?').join(', ')})`);
+  const insPrefix = db.prepare(`insert into ipam_prefixes (${PREFIX_COLS.join(', ')}) select ${PREFIX_COLS.map(() => '?').join(', ')}
+    where exists (select 1 from ipam_prefixes where id = ? and child_seq = ?)`);
+  const moveContainer = db.prepare('update ipam_prefixes set cursor_hex = ? where id = ?');
   const single = (ins: () => BetterSqlite3.RunResult): boolean => {
     try {
       return ins().changes === 1;
@@ -170,11 +180,10 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
       const ins = () => insVlan.run(row.id, row.pool_id, row.vid, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.pool_id, stored);
       return moveTo === undefined ? single(ins) : claim(ins, () => setVlanCursor.run(moveTo, row.pool_id));
     },
-    // the conditional write comes first here: it is what proves the computed block free
-    carve: (row, seq, cursorHex) => claim(
-      () => bumpParent.run(cursorHex, row.parent_id, seq),
-      () => insPrefix.run(...PREFIX_COLS.map((c) => row[c])),
-    ),
+    carve: (row, seq, moveTo) => {
+      const ins = () => insPrefix.run(...PREFIX_COLS.map((c) => row[c]), row.parent_id, seq);
+      return moveTo === undefined ? single(ins) : claim(ins, () => moveContainer.run(moveTo, row.parent_id));
+    },
   };
 }
 

@@ -235,13 +235,15 @@ export class Ipam {
     const row = childRow({ id: h.id, scope: h.scope, family: h.family }, req, start, this.clock.now());
     const cursorHex = toHex(cursor);
     if (cursorHex.length !== 32) return undefined;
-    let ok: boolean;
     if (this.store.sqlite) {
       if (this.store.sqlite.inTransaction) return undefined;
-      ok = this.fastOps().carve(row, h.seq, cursorHex);
-    } else ok = await pgCarve(this.store.pool!, row, h.seq, cursorHex);
-    if (!ok) return undefined;
-    h.seq += 1;
+      const move = h.lag + 1 >= Number(CURSOR_LAG) ? cursorHex : undefined;
+      if (!this.fastOps().carve(row, h.seq, move)) return undefined;
+      h.lag = move ? 0 : h.lag + 1;
+    } else {
+      if (!await pgCarve(this.store.pool!, row, h.seq, cursorHex)) return undefined;
+      h.seq += 1;
+    }
     h.cursor = cursor;
     h.children = children.filter((c) => c.end >= cursor);
     return toPrefix(row);
@@ -297,7 +299,7 @@ export class Ipam {
         const known = [...(cache.covering ? [cache.covering] : []), ...cache.first].map((r) => ({ start: fromHex(r.network_hex), end: fromHex(r.last_hex) })).concat(fresh)
           .filter((c) => c.end >= cursor).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
         hint?.({ id: parent.id, scope: parent.scope, family, length: parent.length, kind: parent.kind, last: fromHex(parent.last_hex), reserved: storedRanges(parent.reserved),
-          seq: Number(parent.child_seq) + 1, cursor, children: known });
+          seq: Number(parent.child_seq) + 1, cursor, lag: 0, children: known });
       }
     }
     return outs;
