@@ -147,22 +147,23 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
   const insPrefix = db.prepare(`insert into ipam_prefixes (${PREFIX_COLS.join(', ')}) select ${PREFIX_COLS.map(() => '?').join(', ')}
     where exists (select 1 from ipam_prefixes where id = ? and child_seq = ?)`);
   const moveContainer = db.prepare('update ipam_prefixes set cursor_hex = ? where id = ?');
-  const single = (ins: () => BetterSqlite3.RunResult): boolean => {
+  // statements and their arguments, no closures: this runs once per allocation
+  const single = (ins: BetterSqlite3.Statement, args: unknown[]): boolean => {
     try {
-      return ins().changes === 1;
+      return ins.run(...args).changes === 1;
     } catch (e) {
       if (isUniqueViolation(e)) return false;
       throw e;
     }
   };
-  const claim = (ins: () => BetterSqlite3.RunResult, move: () => void): boolean => {
+  const claim = (ins: BetterSqlite3.Statement, args: unknown[], move: BetterSqlite3.Statement, moveArgs: unknown[]): boolean => {
     begin.run();
     try {
-      if (ins().changes !== 1) {
+      if (ins.run(...args).changes !== 1) {
         rollback.run();
         return false;
       }
-      move();
+      move.run(...moveArgs);
       commit.run();
       return true;
     } catch (e) {
@@ -172,17 +173,17 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
     }
   };
   return {
-    claimAddress: (row, storedHex, moveTo) => {
-      const ins = () => insAddr.run(row.id, row.prefix_id, row.family, row.address_hex, row.address, row.holder, row.target, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.prefix_id, storedHex);
-      return moveTo === undefined ? single(ins) : claim(ins, () => setAddrCursor.run(moveTo, row.prefix_id));
+    claimAddress(row, storedHex, moveTo) {
+      const args = [row.id, row.prefix_id, row.family, row.address_hex, row.address, row.holder, row.target, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.prefix_id, storedHex];
+      return moveTo === undefined ? single(insAddr, args) : claim(insAddr, args, setAddrCursor, [moveTo, row.prefix_id]);
     },
-    claimVlan: (row, stored, moveTo) => {
-      const ins = () => insVlan.run(row.id, row.pool_id, row.vid, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.pool_id, stored);
-      return moveTo === undefined ? single(ins) : claim(ins, () => setVlanCursor.run(moveTo, row.pool_id));
+    claimVlan(row, stored, moveTo) {
+      const args = [row.id, row.pool_id, row.vid, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.created_at, row.pool_id, stored];
+      return moveTo === undefined ? single(insVlan, args) : claim(insVlan, args, setVlanCursor, [moveTo, row.pool_id]);
     },
-    carve: (row, seq, moveTo) => {
-      const ins = () => insPrefix.run(...PREFIX_COLS.map((c) => row[c]), row.parent_id, seq);
-      return moveTo === undefined ? single(ins) : claim(ins, () => moveContainer.run(moveTo, row.parent_id));
+    carve(row, seq, moveTo) {
+      const args = [...PREFIX_COLS.map((c) => row[c]), row.parent_id, seq];
+      return moveTo === undefined ? single(insPrefix, args) : claim(insPrefix, args, moveContainer, [moveTo, row.parent_id]);
     },
   };
 }
