@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { col, type AreaMigration } from '../store/migrate.js';
 import './tables.js';
 
@@ -118,6 +119,26 @@ export const inventoryMigrations: AreaMigration[] = [
         .addPrimaryKeyConstraint('inv_capacity_waiters_pk', ['run_id', 'type_id', 'datacenter_id'])
         .execute();
       await db.schema.createIndex('inv_capacity_waiters_type').on('inv_capacity_waiters').columns(['type_id', 'datacenter_id']).execute();
+    },
+  },
+  {
+    // Partial indexes on the columns that are NULL while a server is available
+    // (holder, reservation, expiry, idempotency key): available servers have no
+    // entry in them, and on PostgreSQL — where an update that changes an indexed
+    // column adds an entry to every index of the table — allocating a server
+    // without a hold writes three index entries fewer. Every query on these
+    // columns compares them with a value, which implies NOT NULL.
+    name: '0201_inventory_partial_indexes',
+    async up(db) {
+      const partial: [string, string, boolean][] = [
+        ['inv_servers_holder', 'holder', false], ['inv_servers_resv', 'reservation_id', false], ['inv_servers_exp', 'expires_at', false], ['inv_servers_key', 'idem_key', true],
+      ];
+      for (const [name, column, unique] of partial) {
+        await db.schema.dropIndex(name).execute();
+        let b = db.schema.createIndex(name).on('inv_servers').column(column).where(sql.ref(column), 'is not', null);
+        if (unique) b = b.unique();
+        await b.execute();
+      }
     },
   },
 ];
