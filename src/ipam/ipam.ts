@@ -196,12 +196,6 @@ export class Ipam {
     });
   }
 
-  /**
-   * Carves child prefixes for a batch of requests under one lock of the
-   * parent: the children around the cursor are read once, blocks carved
-   * earlier in the batch are kept in memory, all rows go in one insert and
-   * the cursor moves once.
-   */
   /** Serves a batch of carve requests for one container in one transaction; a lone request without a key first tries the one-statement carve (fast.ts). */
   private async prefixBatch(parentId: string, reqs: PrefixReq[]): Promise<Outcome<Prefix>[]> {
     const h = this.containerHints.get(parentId);
@@ -249,6 +243,12 @@ export class Ipam {
     return toPrefix(row);
   }
 
+  /**
+   * Carves child prefixes for a batch of requests under one lock of the
+   * parent: the children around the cursor are read once, blocks carved
+   * earlier in the batch are kept in memory, all rows go in one insert and
+   * the cursor moves once.
+   */
   private async allocPrefixesCore(trx: Trx, parentId: string, reqs: PrefixReq[], hint?: (h: ContainerHint) => void): Promise<Outcome<Prefix>[]> {
     let parent: IpamPrefixTable;
     try {
