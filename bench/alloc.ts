@@ -8,6 +8,8 @@
  * interleaved with each workload, so both see the same machine). Every value
  * handed out is recorded and checked: `duplicates` counts values handed to
  * two requesters plus rows the database scan finds twice (must be 0).
+ * Last, per database, the floor: a bare single-row INSERT of an address row
+ * against the raw loop, the most a one-requester allocation could reach.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -105,7 +107,40 @@ async function seedServers(store: Store, inv: Inventory, n: number): Promise<voi
   }
 }
 
-async function measureDialect(dialect: 'sqlite' | 'postgres', url: string, raw: RawLoop): Promise<{ results: Measure[]; scanDuplicates: number }> {
+/**
+ * The floor under a lone address allocation: a bare single-row autocommit
+ * INSERT of an address row (the same table and indexes, a prepared / named
+ * statement, no application code), interleaved with the raw loop like the
+ * allocations. Its ratio is the most any one-requester address allocation
+ * could reach on this machine; the rest of the gap is our code.
+ */
+async function addressRowFloor(store: Store, prefixId: string, raw: RawLoop): Promise<{ perS: number; rawPerS: number }> {
+  let n = 0;
+  const row = () => {
+    const i = n++;
+    return [newId('ip'), prefixId, 6, (BigInt(i) + (1n << 100n)).toString(16).padStart(32, '0'), `floor-${i}`, `floor-${i}`, Date.now()];
+  };
+  const text = 'insert into ipam_addresses (id, prefix_id, family, address_hex, address, holder, created_at) values';
+  let insert: () => Promise<void>;
+  let done = async () => {};
+  if (store.sqlite) {
+    const st = store.sqlite.prepare(`${text} (?, ?, ?, ?, ?, ?, ?)`);
+    insert = async () => void st.run(...row());
+  } else {
+    const c = new pg.Client({ connectionString: store.url });
+    await c.connect();
+    insert = async () => void await c.query({ name: 'floor', text: `${text} ($1, $2, $3, $4, $5, $6, $7)`, values: row() });
+    done = () => c.end();
+  }
+  const r = await paired(1, raw, async () => {
+    await insert();
+    return String(n);
+  });
+  await done();
+  return { perS: (r.values.length * 1000) / r.allocMs, rawPerS: (r.rawCommits * 1000) / r.rawMs };
+}
+
+async function measureDialect(dialect: 'sqlite' | 'postgres', url: string, raw: RawLoop): Promise<{ results: Measure[]; scanDuplicates: number; floor: { perS: number; rawPerS: number } }> {
   const store = Store.open({ url, poolSize: 16, synchronous: 'FULL' });
   await migrate(store, [...inventoryMigrations, ...ipamMigrations, ...allocationMigrations]);
   const inv = new Inventory({ store, secrets: SecretBox.random() });
@@ -146,7 +181,10 @@ async function measureDialect(dialect: 'sqlite' | 'postgres', url: string, raw: 
     const allocatedServers = await q(sql<{ n: number }>`select count(*) as n from inv_servers where state = 'allocated'`);
     const serverOps = results.filter((r) => r.kind === 'server').reduce((n, r) => n + r.ops, 0);
     scan += Math.abs(allocatedServers - serverOps);
-    return { results, scanDuplicates: scan };
+    const floorPrefix = await ipam.createPrefix({ cidr: '2001:db8:f::/64', scope: 'bench-floor' });
+    const floor = await addressRowFloor(store, floorPrefix.id, raw);
+    log(`  ${dialect} floor: a bare address-row INSERT ${fmt(floor.perS)}/s  raw ${fmt(floor.rawPerS)}/s  (ratio ${fmt(floor.perS / floor.rawPerS, 2)})`);
+    return { results, scanDuplicates: scan, floor };
   } finally {
     await store.close();
   }
@@ -228,6 +266,7 @@ async function main(): Promise<void> {
     'raw commits/s: single-row autocommit INSERTs on one connection, measured in slices interleaved with that row\'s allocations',
     `(SQLite synchronous=FULL; PostgreSQL ${version ?? '?'}; with 64 connections PostgreSQL made ${fmt(rawPg64.commitsPerS)} raw commits/s)`,
     `duplicates found by the scan: SQLite ${sq.scanDuplicates}, PostgreSQL ${pgRes.scanDuplicates}`,
+    `floor — a bare single-row autocommit INSERT of an address row (same table and indexes, no application code) against the raw loop: SQLite ${fmt(sq.floor.perS / sq.floor.rawPerS, 2)}, PostgreSQL ${fmt(pgRes.floor.perS / pgRes.floor.rawPerS, 2)}`,
     `total time ${fmt((nowMs() - started) / 1000, 1)} s`,
   ];
   process.stdout.write(out.join('\n') + '\n');
@@ -248,6 +287,8 @@ async function main(): Promise<void> {
       }
     }
   }
+  json.address_row_floor_ratio_sqlite = Number((sq.floor.perS / sq.floor.rawPerS).toFixed(2));
+  json.address_row_floor_ratio_pg = Number((pgRes.floor.perS / pgRes.floor.rawPerS).toFixed(2));
   json.duplicates = all.reduce((n, m) => n + m.duplicates, 0) + sq.scanDuplicates + pgRes.scanDuplicates;
   json.postgres = version ?? '?';
   if (JSON_OUT) process.stdout.write(JSON.stringify(json) + '\n');
