@@ -44,9 +44,9 @@ describe('infraflow stack approve', () => {
     writeFileSync(file, doc(name));
     const a = await run(['apply', '-f', file, '--no-wait']);
     expect(a.code, a.err).toBe(0);
-    const stack = await s.stacks.get(name, 'default');
-    await until(async () => !!stack.lastRunId && (await s.engine.get((await s.stacks.get(name, 'default')).lastRunId!)).status === 'waiting', 'the apply to wait for approval');
-    return (await s.stacks.get(name, 'default')).lastRunId!;
+    const stack = await s.stacks.get(name, { project: 'default' });
+    await until(async () => !!stack.lastRunId && (await s.engine.get((await s.stacks.get(name, { project: 'default' })).lastRunId!)).status === 'waiting', 'the apply to wait for approval');
+    return (await s.stacks.get(name, { project: 'default' })).lastRunId!;
   };
 
   beforeAll(async () => {
