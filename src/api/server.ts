@@ -340,20 +340,18 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
   }
 
   // request id on every response; metrics; audit
-  app.addHook('onRequest', async (req, reply) => {
+  // (callback-style hooks: no promise per request on the paths that have nothing to wait for)
+  app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', String(req.id));
+    done();
   });
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
     httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    done();
   });
-  app.addHook('onSend', async (req, reply, payload) => {
-    const spec = req.routeOptions.config.routeSpec;
-    if (!spec) return payload;
-    const denied = req.decision !== null && !req.decision.allow;
-    if (!denied && !MUTATING.has(req.method) && spec.audit !== 'always') return payload;
-    if (spec.url === '/healthz' || spec.url === '/readyz') return payload;
+  const writeAudit = async (req: FastifyRequest, reply: FastifyReply, spec: AnyRoute, denied: boolean): Promise<void> => {
     const params = (req.params ?? {}) as Record<string, unknown>;
     try {
       await deps.iam.audit({
@@ -373,7 +371,16 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
     } catch (err) {
       req.log.error({ err }, 'could not write the audit entry');
     }
-    return payload;
+  };
+  // audit: every mutating call, every refusal, and reads marked `audit: 'always'` (written before the response leaves)
+  app.addHook('onSend', (req, reply, payload, done) => {
+    const spec = req.routeOptions.config.routeSpec;
+    const denied = req.decision !== null && !req.decision.allow;
+    if (!spec || (!denied && !MUTATING.has(req.method) && spec.audit !== 'always') || spec.url === '/healthz' || spec.url === '/readyz') {
+      done(null, payload);
+      return;
+    }
+    void writeAudit(req, reply, spec, denied).then(() => done(null, payload));
   });
 
   // engine metrics from the event stream: runs and steps by outcome, resource phase changes, allocations…
