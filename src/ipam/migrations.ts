@@ -109,4 +109,37 @@ export const ipamMigrations: AreaMigration[] = [
       await db.schema.alterTable('ipam_prefixes').addColumn('child_seq', col.bigint, (c) => c.notNull().defaultTo(0)).execute();
     },
   },
+  {
+    // SQLite: address and VLAN allocations become WITHOUT ROWID tables keyed by
+    // their id, so an allocation writes one b-tree fewer (no separate rowid
+    // table beside the id index). PostgreSQL has no rowid: nothing to do.
+    name: '0303_ipam_without_rowid',
+    async up(db, dialect) {
+      if (dialect !== 'sqlite') return;
+      const rebuild = async (table: string, columns: string, indexes: string[]) => {
+        await sql.raw(`create table ${table}_new (${columns}, primary key (id)) without rowid`).execute(db);
+        await sql.raw(`insert into ${table}_new select * from ${table}`).execute(db);
+        await sql.raw(`drop table ${table}`).execute(db);
+        await sql.raw(`alter table ${table}_new rename to ${table}`).execute(db);
+        for (const ix of indexes) await sql.raw(ix).execute(db);
+      };
+      await rebuild('ipam_addresses',
+        'id text not null, prefix_id text not null references ipam_prefixes (id), family integer not null, address_hex text not null, address text not null, holder text not null, target text, reservation_id text, expires_at bigint, idem_key text, created_at bigint not null',
+        [
+          'create unique index ipam_addresses_uniq on ipam_addresses (prefix_id, address_hex)',
+          'create unique index ipam_addresses_key on ipam_addresses (idem_key) where idem_key is not null',
+          'create index ipam_addresses_resv on ipam_addresses (reservation_id) where reservation_id is not null',
+          'create index ipam_addresses_exp on ipam_addresses (expires_at) where expires_at is not null',
+          'create index ipam_addresses_holder on ipam_addresses (holder)',
+        ]);
+      await rebuild('ipam_vlan_allocs',
+        'id text not null, pool_id text not null references ipam_vlan_pools (id), vid integer not null, holder text not null, reservation_id text, expires_at bigint, idem_key text, created_at bigint not null',
+        [
+          'create unique index ipam_vlan_allocs_uniq on ipam_vlan_allocs (pool_id, vid)',
+          'create unique index ipam_vlan_allocs_key on ipam_vlan_allocs (idem_key) where idem_key is not null',
+          'create index ipam_vlan_allocs_resv on ipam_vlan_allocs (reservation_id) where reservation_id is not null',
+          'create index ipam_vlan_allocs_exp on ipam_vlan_allocs (expires_at) where expires_at is not null',
+        ]);
+    },
+  },
 ];
