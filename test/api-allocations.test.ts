@@ -202,6 +202,25 @@ describe.each(DIALECTS)('API reservations and feasibility on %s', (dialect) => {
     expect(never.json().detail).toMatch(/^servers\.0: .*no\.such\.type.*waiting would not help/);
   });
 
+  it('takes prefixes written as <scope>:<cidr> as well as by id', async () => {
+    const before = await util();
+    const f = await h.req('POST', '/api/v1/allocations/feasibility', { token: reader, body: { addresses: [{ prefixId: 'dc1:10.30.0.0/29', count: 99 }], prefixes: [{ parentId: 'dc1:10.40.0.0/16', length: 24 }], floatingIps: [{ poolId: 'dc1:198.51.100.0/28' }] } });
+    expect(f.statusCode, f.body).toBe(200);
+    expect(f.json().shortfalls.map((x: any) => x.path)).toEqual(['addresses.0']);
+    const unknown = await h.req('POST', '/api/v1/allocations/feasibility', { token: reader, body: { addresses: [{ prefixId: 'dc9:10.30.0.0/29' }] } });
+    expect(unknown.json().shortfalls[0]).toMatchObject({ path: 'addresses.0', code: 'ipam.prefix_not_found' });
+    expect(unknown.json().shortfalls[0].reason).toContain('dc9:10.30.0.0/29');
+    const r = await h.req('POST', '/api/v1/allocations/reservations', { token: h.adminToken, body: { holder: 'by-cidr', addresses: [{ prefixId: 'dc1:10.30.0.0/29' }], prefixes: [{ parentId: 'dc1:10.40.0.0/16', length: 24 }] } });
+    expect(r.statusCode, r.body).toBe(201);
+    expect(r.json().addresses[0].prefixId).toBe(net);
+    expect(r.json().prefixes[0].parentId).toBe(container);
+    const direct = await h.req('POST', '/api/v1/ipam/addresses/allocate', { token: h.adminToken, body: { prefixId: 'dc1:10.30.0.0/29', holder: 'by-cidr-direct' } });
+    expect(direct.statusCode, direct.body).toBe(200);
+    await h.req('POST', `/api/v1/allocations/reservations/${r.json().id}/abort`, { token: h.adminToken });
+    await h.ipam.releaseAddress({ id: direct.json().items[0].id });
+    expect(await util()).toEqual(before);
+  });
+
   it('lets only system admins reserve; unknown ids are 404', async () => {
     const body = { holder: 'x', vlans: [{ poolId: vlanPool }] };
     expect((await h.req('POST', '/api/v1/allocations/reservations', { token: member, body })).statusCode).toBe(403);

@@ -34,6 +34,14 @@ describe.each(DIALECTS)('simulator wired to IPAM and the inventory on %s', (dial
     const subR = await advanceUntil(sim, clock, 'network/Subnet', sub.externalId);
     expect(subR.outputs.cidr).toMatch(/^10\.40\.\d+\.0\/24$/);
     expect((await ipam.listPrefixes({ holder: `sim:${sub.externalId}` })).map((p) => p.cidr)).toEqual([subR.outputs.cidr]);
+    // a subnet's pool written as <scope>:<cidr>
+    const other = await ipam.createPrefix({ cidr: '10.50.0.0/16', scope: 'dc1', kind: 'container' });
+    const sub2 = await sim.create('network/Subnet', { network: net.externalId, prefixLength: 26, pool: 'dc1:10.50.0.0/16' }, call('sub2'));
+    const sub2R = await advanceUntil(sim, clock, 'network/Subnet', sub2.externalId);
+    expect(sub2R.outputs.cidr).toMatch(/^10\.50\.0\.\d+\/26$/);
+    expect((await ipam.listPrefixes({ parentId: other.id })).map((p) => p.cidr)).toEqual([sub2R.outputs.cidr]);
+    await sim.delete('network/Subnet', sub2.externalId, call('sub2-del'));
+    await advanceUntil(sim, clock, 'network/Subnet', sub2.externalId, 'absent');
     const fip = await sim.create('network/FloatingIP', {}, call('fip'));
     const fipR = await advanceUntil(sim, clock, 'network/FloatingIP', fip.externalId);
     expect(fipR.outputs.address).toMatch(/^198\.51\.100\.\d+$/);

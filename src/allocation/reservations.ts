@@ -11,7 +11,7 @@ import type { Ipam } from '../ipam/ipam.js';
 import type { Store, Trx } from '../store/store.js';
 import {
   FeasibilityRequestSchema, ReserveSchema,
-  type FeasibilityRequestInput, type DnsName, type Feasibility, type Reservation, type ReservationStatus, type ReserveInput, type Shortfall,
+  type AllocationRequest, type FeasibilityRequestInput, type DnsName, type Feasibility, type Reservation, type ReservationStatus, type ReserveInput, type Shortfall,
 } from './schemas.js';
 import type { AllocDnsNameTable, AllocReservationTable } from './tables.js';
 import './tables.js';
@@ -67,9 +67,20 @@ export class Allocations {
     }
   }
 
+  /** Prefix references written as `<scope>:<cidr>` (parents, address prefixes, floating pools) → ids. */
+  private async resolveRefs<T extends Pick<AllocationRequest, 'prefixes' | 'addresses' | 'floatingIps'>>(req: T): Promise<T> {
+    const r = (ref: string) => this.ipam.resolvePrefixRef(ref);
+    return {
+      ...req,
+      prefixes: await Promise.all(req.prefixes.map(async (p) => ({ ...p, parentId: await r(p.parentId) }))),
+      addresses: await Promise.all(req.addresses.map(async (a) => ({ ...a, prefixId: await r(a.prefixId) }))),
+      floatingIps: await Promise.all(req.floatingIps.map(async (f) => ({ ...f, poolId: await r(f.poolId) }))),
+    };
+  }
+
   /** Allocates everything requested, held for `ttlMs`, or nothing (the error names the item that could not be met). */
   async reserve(input: ReserveInput): Promise<Reservation> {
-    const req = parseInput(ReserveSchema, input, 'reservation');
+    const req = await this.resolveRefs(parseInput(ReserveSchema, input, 'reservation'));
     const rid = await withTx(this.store, async (trx) => {
       if (req.key) {
         const existing = await trx.selectFrom('alloc_reservations').select('id').where('idem_key', '=', req.key).executeTakeFirst();
@@ -240,7 +251,7 @@ export class Allocations {
    * `reserve` is the guarantee.
    */
   async feasibility(input: FeasibilityRequestInput): Promise<Feasibility> {
-    const req = parseInput(FeasibilityRequestSchema, input, 'reservation');
+    const req = await this.resolveRefs(parseInput(FeasibilityRequestSchema, input, 'reservation'));
     const shortfalls: Shortfall[] = [];
     // an item that names something unknown or is invalid can never be met as written: its shortfall carries the error's code
     const errorReason = (e: unknown) => (e instanceof InfraflowError ? e.message : String(e));

@@ -46,6 +46,9 @@ export interface IpamOptions {
  * Methods taking `trx` run inside the caller's transaction (reservations
  * compose several allocations atomically); without it they run in their own.
  */
+/** `<scope>:<cidr>`, e.g. `dc1:10.20.0.0/16` or `public:2001:db8::/48` (the scope has no colon). */
+const PREFIX_REF = /^([^:/]+):(.+\/\d{1,3})$/;
+
 export class Ipam {
   readonly store: Store;
   readonly clock: Clock;
@@ -147,10 +150,25 @@ export class Ipam {
     return toPrefix(row);
   }
 
+  /**
+   * A prefix reference as people write it: a prefix id, or `<scope>:<cidr>`
+   * (e.g. `dc1:10.20.0.0/16`). Returns the id; a `<scope>:<cidr>` that names
+   * no prefix comes back unchanged, so the caller's lookup reports it.
+   */
+  async resolvePrefixRef(ref: string, trx: Trx = this.store.db): Promise<string> {
+    const m = PREFIX_REF.exec(ref);
+    if (!m) return ref;
+    try {
+      return (await this.findPrefix(m[1]!, m[2]!, trx))?.id ?? ref;
+    } catch {
+      return ref;
+    }
+  }
+
   /** The prefix with exactly this CIDR in a scope. */
-  async findPrefix(scope: string, cidr: string): Promise<Prefix | undefined> {
+  async findPrefix(scope: string, cidr: string, trx: Trx = this.store.db): Promise<Prefix | undefined> {
     const p = parsePrefix(cidr, 'cidr');
-    const row = await this.store.db.selectFrom('ipam_prefixes').selectAll()
+    const row = await trx.selectFrom('ipam_prefixes').selectAll()
       .where('scope', '=', scope).where('family', '=', p.family).where('network_hex', '=', toHex(p.network)).where('length', '=', p.length).executeTakeFirst();
     return row ? toPrefix(row) : undefined;
   }

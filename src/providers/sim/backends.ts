@@ -49,11 +49,9 @@ function mapError(e: unknown, what: string): never {
 
 /** `<scope>:<cidr>` → prefix id (resolved once, before any transaction); ids pass through. */
 async function resolvePrefix(ipam: Ipam, ref: string): Promise<string> {
-  const m = /^([^:]+):(.+\/\d+)$/.exec(ref);
-  if (!m) return ref;
-  const p = await ipam.findPrefix(m[1]!, m[2]!);
-  if (!p) throw new ValidationError('sim.unknown_prefix', `prefix ${m[2]} does not exist in IPAM scope ${m[1]}: create it first (or fix the simulator's allocator configuration)`);
-  return p.id;
+  const id = await ipam.resolvePrefixRef(ref);
+  if (id === ref && ref.includes(':')) throw new ValidationError('sim.unknown_prefix', `prefix ${ref} does not exist in IPAM (<scope>:<cidr>): create it first (or fix the simulator's allocator configuration)`);
+  return id;
 }
 
 export function allocatorBackends(opts: AllocatorBackendOptions): SimBackends {
@@ -67,7 +65,8 @@ export function allocatorBackends(opts: AllocatorBackendOptions): SimBackends {
       for (const [k, v] of Object.entries(floating)) floating[k] = await resolvePrefix(ipam, v);
     };
     b.allocatePrefix = async (req, trx) => {
-      const pool = req.pool ?? subnetParent;
+      // a subnet's pool: a prefix id or `<scope>:<cidr>` (read in the caller's transaction)
+      const pool = req.pool ? await ipam.resolvePrefixRef(req.pool, trx) : subnetParent;
       if (!pool) return undefined;
       try {
         const p = await ipam.allocatePrefix({ parentId: pool, length: req.length, holder: req.holder, key: req.key, gateway: 'first', description: 'subnet (simulator)' }, trx);
