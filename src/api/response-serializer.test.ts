@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { isResponseSerializationError } from 'fastify-type-provider-zod';
-import { isId } from '../core/ids.js';
-import { fastSerializerFor, newRequestId, responseSerializerCompiler } from './server.js';
+import { fastSerializerFor, responseSerializerCompiler } from './server.js';
 import { ResourceOut } from './routes/resources.js';
 
 const compile = (schema: z.ZodType, validate = false) => responseSerializerCompiler({ validate })({ schema, method: 'GET', url: '/t' });
@@ -65,14 +64,5 @@ describe('response serializer (fast-json-stringify compiled from the zod schema)
     });
     const data = { items: [r(1), r(2), r(3)], nextCursor: null };
     expect(JSON.parse(compile(Page, true)(data))).toEqual(zodWrites(Page, data));
-  });
-});
-
-describe('request ids', () => {
-  it('have the shape of newId(\'req\'), sort by time and do not repeat', () => {
-    const ids = Array.from({ length: 5000 }, () => newRequestId());
-    expect(ids.every((id) => isId(id, 'req'))).toBe(true);
-    expect(new Set(ids).size).toBe(ids.length);
-    expect([...ids].sort()).toEqual(ids);
   });
 });

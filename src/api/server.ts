@@ -1,4 +1,4 @@
-import { hash, randomBytes } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
@@ -8,6 +8,7 @@ import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, val
 import fastJsonStringify from 'fast-json-stringify';
 import { z } from 'zod';
 import { InfraflowError, NotFoundError, UnauthorizedError, ValidationError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
 import type { Logger } from '../core/log.js';
 import { authorize, can, canSee, visibleProjects, type Decision, type Principal } from '../iam/policy.js';
 import { notFoundHandler, problemFor, sendProblem } from './problem.js';
@@ -102,33 +103,6 @@ export function parseIfMatch(h: string | string[] | undefined): number | undefin
   const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(v);
   if (!m) throw new ValidationError('api.invalid_if_match', 'If-Match: send the ETag you received, e.g. "3"', { details: { field: 'If-Match' } });
   return Number(m[1]);
-}
-
-/**
- * Request ids: `req_<ts36><seq36><10 hex>`, the shape of `newId('req')`, with
- * the random part drawn from a pool refilled every 819 requests (a
- * `randomBytes` call per request cost as much as the rest of /healthz's
- * routing).
- */
-let reqLastTs = 0;
-let reqSeq = 0;
-let reqPool = Buffer.alloc(0);
-let reqPoolAt = 0;
-export function newRequestId(now = Date.now()): string {
-  if (now <= reqLastTs) {
-    reqSeq++;
-    now = reqLastTs;
-  } else {
-    reqLastTs = now;
-    reqSeq = 0;
-  }
-  if (reqPoolAt + 5 > reqPool.length) {
-    reqPool = randomBytes(4095);
-    reqPoolAt = 0;
-  }
-  const rand = reqPool.toString('hex', reqPoolAt, reqPoolAt + 5);
-  reqPoolAt += 5;
-  return `req_${now.toString(36).padStart(10, '0')}${reqSeq.toString(36).padStart(3, '0')}${rand}`;
 }
 
 /**
@@ -281,7 +255,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
     genReqId: (req) => {
       const h = req.headers['x-request-id'];
       const v = Array.isArray(h) ? h[0] : h;
-      return v && /^[A-Za-z0-9._-]{1,64}$/.test(v) ? v : newRequestId();
+      return v && /^[A-Za-z0-9._-]{1,64}$/.test(v) ? v : newId('req');
     },
     routerOptions: { maxParamLength: 200 },
     forceCloseConnections: true,
