@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Writable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { makeFullHarness, type FullHarness } from './api-fixtures.js';
-import { runCli } from '../src/cli/main.js';
+import { runCliCaptured } from './fixtures/cli-run.js';
 import { importInventory } from '../src/inventory/yaml.js';
 import { connectCapacitySignals } from '../src/inventory/wait.js';
 import { until } from '../src/engine/test-helpers.js';
@@ -24,16 +23,8 @@ describe('infraflow alloc', () => {
   let vlanPool: string;
   let net: string;
 
-  const run = async (args: string[], token: string | undefined = h.adminToken) => {
-    let out = '';
-    let err = '';
-    const sink = (f: (s: string) => void) => new Writable({ write(c, _e, cb) { f(String(c)); cb(); } });
-    const code = await runCli(args, {
-      out: sink((s) => (out += s)), err: sink((s) => (err += s)), isTty: false,
-      env: { INFRAFLOW_CLI_CONFIG: join(dir, 'cli.yaml'), INFRAFLOW_URL: url, ...(token ? { INFRAFLOW_TOKEN: token } : {}) },
-    });
-    return { code, out, err };
-  };
+  const run = (args: string[], token: string | undefined = h.adminToken) =>
+    runCliCaptured(args, { INFRAFLOW_CLI_CONFIG: join(dir, 'cli.yaml'), INFRAFLOW_URL: url, ...(token ? { INFRAFLOW_TOKEN: token } : {}) });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'infraflow-cli-alloc-'));

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Writable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../src/cli/main.js';
+import { runCliCaptured } from './fixtures/cli-run.js';
 import { resourceHarness, type ResourceHarness } from './fixtures/resource-harness.js';
 
 /**
@@ -17,16 +16,7 @@ describe('infraflow resource', () => {
   let dir: string;
   let token: string;
 
-  const run = async (args: string[]) => {
-    let out = '';
-    let err = '';
-    const sink = (f: (s: string) => void) => new Writable({ write(c, _e, cb) { f(String(c)); cb(); } });
-    const code = await runCli(args, {
-      out: sink((s) => (out += s)), err: sink((s) => (err += s)), isTty: false,
-      env: { INFRAFLOW_CLI_CONFIG: join(dir, 'cli.yaml'), INFRAFLOW_URL: url, INFRAFLOW_TOKEN: token, INFRAFLOW_PROJECT: 'cli' },
-    });
-    return { code, out, err };
-  };
+  const run = (args: string[]) => runCliCaptured(args, { INFRAFLOW_CLI_CONFIG: join(dir, 'cli.yaml'), INFRAFLOW_URL: url, INFRAFLOW_TOKEN: token, INFRAFLOW_PROJECT: 'cli' });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'infraflow-cli-res-'));

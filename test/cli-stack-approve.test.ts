@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Writable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openTestStore, type TestDb } from './support/dialects.js';
 import { makeHarness, type Harness } from './api-harness.js';
 import { stackHarness, type StackHarness } from './fixtures/stacks-harness.js';
-import { runCli } from '../src/cli/main.js';
+import { runCliCaptured } from './fixtures/cli-run.js';
 import { until } from '../src/engine/test-helpers.js';
 
 const doc = (name: string) => `apiVersion: infraflow.dev/v1
@@ -32,13 +31,7 @@ describe('infraflow stack approve', () => {
   let url: string;
   let dir: string;
 
-  const run = async (args: string[]) => {
-    let out = '';
-    let err = '';
-    const sink = (f: (x: string) => void) => new Writable({ write(c, _e, cb) { f(String(c)); cb(); } });
-    const code = await runCli(args, { out: sink((x) => (out += x)), err: sink((x) => (err += x)), isTty: false, env: { INFRAFLOW_CLI_CONFIG: join(dir, 'cli.yaml'), INFRAFLOW_URL: url, INFRAFLOW_TOKEN: h.adminToken, INFRAFLOW_PROJECT: 'default' } });
-    return { code, out, err };
-  };
+  const run = (args: string[]) => runCliCaptured(args, { INFRAFLOW_CLI_CONFIG: join(dir, 'cli.yaml'), INFRAFLOW_URL: url, INFRAFLOW_TOKEN: h.adminToken, INFRAFLOW_PROJECT: 'default' });
   const parked = async (name: string) => {
     const file = join(dir, `${name}.yaml`);
     writeFileSync(file, doc(name));
