@@ -1,14 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { stackHarness, type StackHarness } from './fixtures/stacks-harness.js';
 import { ManualClock } from '../src/core/clock.js';
-import { silentLogger } from '../src/core/log.js';
-import { Engine } from '../src/engine/index.js';
-import { SimDatacenter, SimProvider } from '../src/providers/sim/index.js';
-import { ProviderRegistry } from '../src/resources/registry.js';
-import { ResourceStore } from '../src/resources/store.js';
-import { Stacks } from '../src/stacks/index.js';
 import { DIALECTS, openTestStore, type TestDb } from './support/dialects.js';
 
 /**
@@ -31,31 +23,12 @@ spec:
       - ${step}
 `;
 
-interface H {
-  clock: ManualClock;
-  engine: Engine;
-  sim: SimDatacenter;
-  stacks: Stacks;
-  close(): Promise<void>;
-}
+type H = StackHarness & { clock: ManualClock };
 
 async function harness(t: TestDb): Promise<H> {
   // the simulator at a huge speed finishes every operation in the call: only the approval waits on the clock
   const clock = new ManualClock(Date.UTC(2026, 0, 5, 9, 0, 0));
-  const engine = new Engine({ store: t.store, clock, logger: silentLogger, pollMs: 20 });
-  const sim = await new SimDatacenter({ store: t.store, clock, config: { speed: 1_000_000 } }).init();
-  const resources = new ResourceStore(t.store, { engine, clock });
-  const registry = new ProviderRegistry({ '*': 'sim' }).register(new SimProvider(sim));
-  const workDir = mkdtempSync(join(tmpdir(), 'infraflow-stacks-approval-'));
-  const stacks = new Stacks({ store: t.store, engine, resources, registry, clock, workDir, pollIntervalMs: 20, actionRetry: { maxAttempts: 1 } });
-  engine.startWorker();
-  return {
-    clock, engine, sim, stacks,
-    close: async () => {
-      await engine.stop({ graceful: false });
-      rmSync(workDir, { recursive: true, force: true });
-    },
-  };
+  return { ...(await stackHarness(t.store, { clock, leaseMs: 30_000, stacks: { actionRetry: { maxAttempts: 1 } } })), clock };
 }
 
 async function until(cond: () => Promise<boolean>): Promise<void> {

@@ -1,15 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { stackHarness, type StackHarness } from './fixtures/stacks-harness.js';
 import { ManualClock } from '../src/core/clock.js';
-import { silentLogger } from '../src/core/log.js';
 import { Engine } from '../src/engine/index.js';
 import type { EngineEvent } from '../src/engine/types.js';
-import { SimDatacenter, SimProvider } from '../src/providers/sim/index.js';
-import { ProviderRegistry } from '../src/resources/registry.js';
-import { ResourceStore } from '../src/resources/store.js';
-import { Stacks, type DriftReport } from '../src/stacks/index.js';
+import type { DriftReport } from '../src/stacks/index.js';
 import { DIALECTS, openTestStore, type TestDb } from './support/dialects.js';
 
 /**
@@ -41,33 +35,13 @@ ${drift}
 const EVERY_15 = '    drift: { schedule: "*/15 * * * *", autoReconcile: true }';
 const REPORT_ONLY = '    drift: { schedule: "0 * * * *" }';
 
-interface H {
-  clock: ManualClock;
-  engine: Engine;
-  sim: SimDatacenter;
-  resources: ResourceStore;
-  stacks: Stacks;
-  close(): Promise<void>;
-}
+type H = StackHarness & { clock: ManualClock };
 
 async function harness(t: TestDb): Promise<H> {
   // one clock for all: the schedule fires when this clock passes it; the simulator at a huge
   // speed finishes every operation in the call, so nothing else waits on the clock
   const clock = new ManualClock(Date.UTC(2026, 0, 5, 10, 1, 0));
-  const engine = new Engine({ store: t.store, clock, logger: silentLogger, pollMs: 20 });
-  const sim = await new SimDatacenter({ store: t.store, clock, config: { speed: 1_000_000 } }).init();
-  const resources = new ResourceStore(t.store, { engine, clock });
-  const registry = new ProviderRegistry({ '*': 'sim' }).register(new SimProvider(sim));
-  const workDir = mkdtempSync(join(tmpdir(), 'infraflow-stacks-schedule-'));
-  const stacks = new Stacks({ store: t.store, engine, resources, registry, clock, workDir, pollIntervalMs: 20, actionRetry: { maxAttempts: 1 } });
-  engine.startWorker();
-  return {
-    clock, engine, sim, resources, stacks,
-    close: async () => {
-      await engine.stop({ graceful: false });
-      rmSync(workDir, { recursive: true, force: true });
-    },
-  };
+  return { ...(await stackHarness(t.store, { clock, leaseMs: 30_000, stacks: { actionRetry: { maxAttempts: 1 } } })), clock };
 }
 
 /** Waits for a condition (checked every 20 ms of real time; the worker runs meanwhile). */
