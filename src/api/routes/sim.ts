@@ -168,26 +168,16 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
       schema: {},
       handler: async () => ({ items: await sim.hosts(), nextCursor: null }),
     }),
-    defineRoute({
-      method: 'POST', url: '/sim/hosts/:name/disable', summary: 'Put a hypervisor into maintenance: no new placements (admin)', tags, policy: control,
+    ...([['disable', 'Put a hypervisor into maintenance: no new placements (admin)'], ['enable', 'Take a hypervisor out of maintenance (admin)']] as const).map(([verb, summary]) => defineRoute({
+      method: 'POST', url: `/sim/hosts/:name/${verb}`, summary, tags, policy: control,
       schema: { params: HostName },
       handler: async ({ params, auditNote }) => {
         await mustHost(params.name);
-        await sim.setHostEnabled(params.name, false);
-        auditNote(`hypervisor ${params.name} disabled`);
+        await sim.setHostEnabled(params.name, verb === 'enable');
+        auditNote(`hypervisor ${params.name} ${verb}d`);
         return mustHost(params.name);
       },
-    }),
-    defineRoute({
-      method: 'POST', url: '/sim/hosts/:name/enable', summary: 'Take a hypervisor out of maintenance (admin)', tags, policy: control,
-      schema: { params: HostName },
-      handler: async ({ params, auditNote }) => {
-        await mustHost(params.name);
-        await sim.setHostEnabled(params.name, true);
-        auditNote(`hypervisor ${params.name} enabled`);
-        return mustHost(params.name);
-      },
-    }),
+    })),
     defineRoute({
       method: 'POST', url: '/sim/hosts/sync', summary: 'Re-read the hypervisors from the inventory (when the simulator uses it) (admin)', tags, policy: control,
       schema: {},
