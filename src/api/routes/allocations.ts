@@ -4,6 +4,7 @@ import { ValidationError } from '../../core/errors.js';
 import { redact } from '../../core/secrets.js';
 import { RESERVE_WORKFLOW, ReserveWhenAvailableInput } from '../../allocation/wait.js';
 import { runView } from './runs.js';
+import { json as ipamJson } from './ipam.js';
 import { Allocations } from '../../allocation/reservations.js';
 import { FeasibilityRequestSchema, ReservationStatusSchema, ReserveSchema } from '../../allocation/schemas.js';
 import { decodeCursor, defineRoute, encodeCursor, ID_PARAM, PageQuery, type AnyRoute, type ApiDeps } from '../route.js';
@@ -12,8 +13,8 @@ export function isAllocationsApi(x: unknown): x is Allocations {
   return x instanceof Allocations;
 }
 
-/** bigint-free JSON, BMC credentials and other secret-looking fields redacted. */
-const json = <T>(v: T): T => redact(JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x))) as T);
+/** IPAM's JSON (bigints as strings), BMC credentials and other secret-looking fields redacted. */
+const json = <T>(v: T): T => redact(ipamJson(v));
 
 /**
  * Reservations and feasibility (src/allocation): the all-or-nothing front

@@ -9,7 +9,8 @@ export function isIpamApi(x: unknown): x is Ipam {
   return x instanceof Ipam;
 }
 
-const json = (v: unknown) => JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)));
+/** IPAM values as JSON: 128-bit counts (bigint) become decimal strings. */
+export const json = <T>(v: T): T => JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x))) as T;
 
 /**
  * IPAM: prefixes, addresses, floating IPs, VLAN/VNI pools and their
