@@ -146,6 +146,8 @@ export class Engine implements EngineApi {
   private tailSeq: number | null = null;
   private tailRunning: Promise<void> | null = null;
   private tailAgain = false;
+  /** Engine time of the first remote subscription: the tail starts with the events created from then on. */
+  private tailFrom: number | null = null;
   private tailTimer: NodeJS.Timeout | null = null;
   private readonly triggers = new Map<string, TriggerSpec & { registeredAt: number }>();
   private running = false;
@@ -616,7 +618,11 @@ export class Engine implements EngineApi {
   private dispatch(evs: EngineEvent[]): void {
     if (!evs.length) return;
     const sorted = [...evs].sort((a, b) => a.seq - b.seq);
-    if (this.tailSeq === null) this.tailSeq = sorted[0]!.seq - 1;
+    if (this.tailSeq === null) {
+      // where remote subscribers start is being read from the table: let the tail deliver these too
+      if (this.tailFrom !== null) return this.requestTail();
+      this.tailSeq = sorted[0]!.seq - 1;
+    }
     const contiguous = sorted.every((e, i) => e.seq === this.tailSeq! + 1 + i);
     if (contiguous && !this.tailRunning) this.deliver(sorted);
     else if (sorted.at(-1)!.seq > this.tailSeq) this.requestTail();
@@ -654,8 +660,12 @@ export class Engine implements EngineApi {
         this.tailAgain = false;
         try {
           if (this.tailSeq === null) {
-            const m = await this.db.selectFrom('engine_events').select((eb) => eb.fn.max('seq').as('m')).executeTakeFirst();
-            this.tailSeq = Number(m?.m ?? 0);
+            // start after the events created before the first remote subscription, not after
+            // whatever happens to be committed when this query runs (that would skip events)
+            const from = this.tailFrom ?? this.clock.now();
+            const m = await this.db.selectFrom('engine_events').select((eb) => eb.fn.max('seq').as('m')).where('at', '<', from).executeTakeFirst();
+            if (this.tailSeq === null) this.tailSeq = Number(m?.m ?? 0);
+            this.tailAgain = true;
             continue;
           }
           for (;;) {
@@ -674,6 +684,7 @@ export class Engine implements EngineApi {
   private updateTailTimer(): void {
     const remote = [...this.subscribers].some((s) => s.remote);
     if (remote && !this.tailTimer) {
+      this.tailFrom ??= this.clock.now();
       // Events committed by other processes reach subscribers within pollMs.
       this.tailTimer = setInterval(() => this.requestTail(), this.pollMs);
       this.tailTimer.unref();
