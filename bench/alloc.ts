@@ -35,7 +35,7 @@ const secIdx = args.indexOf('--seconds');
 const SECONDS = secIdx >= 0 ? Number(args[secIdx + 1]) : 2;
 const DURATION = SECONDS * 1000;
 // enough that neither server run exhausts the pool at today's rates (a run that runs dry measures the error path)
-const SERVERS = 40_000;
+const SERVERS = 100_000;
 const log = (s: string) => process.stderr.write(s + '\n');
 
 type Kind = 'address' | 'prefix' | 'vlan' | 'server';

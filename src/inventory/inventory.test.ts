@@ -6,6 +6,7 @@ import { DIALECTS, openTestStore, type TestDb } from '../../test/support/dialect
 import { ManualClock } from '../core/clock.js';
 import { SecretBox } from '../core/secrets.js';
 import { Inventory } from './inventory.js';
+import { migrate } from '../store/migrate.js';
 import { inventoryMigrations } from './migrations.js';
 import { exportInventory, importInventory } from './yaml.js';
 import { reconcileHotPool, SimulatedDiscovery } from './hotpool.js';
@@ -220,6 +221,41 @@ describe.each(DIALECTS)('inventory on %s', (dialect) => {
     expect((await snapshot(t)).servers).toEqual([]);
     const err2 = await importInventory(inv, 'servers:\n  - serial: 1\n', { source: 'x.yaml' }).then(() => undefined, (e: unknown) => e);
     expect((err2 as Error).message).toMatch(/^servers\.0\.serial: .*\(x\.yaml:2\)$/);
+  });
+
+  it('a lone request takes the lowest available server, also one released or moved into its type after the last pick', async () => {
+    const s = await seed(inv, 2);
+    const reg = (serial: string, type: string) => inv.registerServer({ serial, type, datacenter: 'dc1', state: 'available' });
+    const x = await reg('X', 'g1');
+    const s2 = await reg('S2', 'm1');
+    const s3 = await reg('S3', 'm1');
+    const one = async () => (await inv.allocateServers({ type: 'm1', datacenter: 'dc1', holder: 'h' }))[0]!.id;
+    expect([await one(), await one(), await one()]).toEqual([s[0]!.id, s[1]!.id, s2.id]);
+    // X sorts between S1 and S2: moved into m1 it is the lowest available one
+    await reg('X', 'm1');
+    expect(await one()).toBe(x.id);
+    await inv.releaseServers({ ids: [s[0]!.id] });
+    expect(await one()).toBe(s[0]!.id);
+    expect(await one()).toBe(s3.id);
+    await expect(one()).rejects.toMatchObject({ code: 'inventory.servers_exhausted' });
+  });
+
+  it('migration 0202 keeps every lifecycle event and keys them by server', async () => {
+    const old = await openTestStore(dialect, { migrations: inventoryMigrations.filter((m) => m.name < '0202') });
+    try {
+      const inv0 = new Inventory({ store: old.store, clock, secrets: SecretBox.random() });
+      const s = await seed(inv0, 3);
+      await inv0.allocateServers({ type: 'm1', datacenter: 'dc1', count: 2, holder: 'h' });
+      await inv0.releaseServers({ holder: 'h' });
+      const before = await Promise.all(s.map((x) => inv0.serverHistory(x.id)));
+      expect(before.flat().length).toBeGreaterThanOrEqual(7);
+      expect(await migrate(old.store, inventoryMigrations)).toEqual(['0202_inventory_events_by_server']);
+      expect(await Promise.all(s.map((x) => inv0.serverHistory(x.id)))).toEqual(before);
+      await inv0.allocateServers({ type: 'm1', datacenter: 'dc1', holder: 'h2' });
+      expect((await inv0.serverHistory(s[0]!.id)).at(-1)).toMatchObject({ from: 'available', to: 'allocated', reason: 'allocated to h2' });
+    } finally {
+      await old.cleanup();
+    }
   });
 
   it('server allocation agrees with a sequential model', async () => {

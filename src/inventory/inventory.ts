@@ -15,7 +15,7 @@ import {
 import type { InvServerTable } from './tables.js';
 import { parseJson, RaceLost, withTx } from './tx.js';
 import { parseInput } from './validate.js';
-import { pgClaimServer, sqliteServerFast, type ClaimedServer, type SqliteServerFast } from './fastalloc.js';
+import { pgClaimServer, pickHintsOf, sqliteServerFast, type ClaimedServer, type SqliteServerFast } from './fastalloc.js';
 import './tables.js';
 
 /**
@@ -290,6 +290,8 @@ export class Inventory {
       type_id: s.type, datacenter_id: s.datacenter, rack_id: rackId, position: s.position ?? null, labels: JSON.stringify(s.labels),
       bmc_address: s.bmc?.address ?? existing?.bmc_address ?? null, bmc_credentials: creds, nics: JSON.stringify(s.nics), updated_at: now,
     };
+    // a new server, or one moved to another type or datacenter, may sit below a pick hint (fastalloc.ts)
+    pickHintsOf(this.store).forget();
     if (existing) {
       if (existing.type_id !== s.type && existing.state === 'allocated') throw new ConflictError('inventory.server_in_use', `${f('type')}: server ${s.serial} is allocated; release it before changing its type`, { details: { field: f('type') } });
       await trx.updateTable('inv_servers').set(values).where('id', '=', id).execute();
@@ -380,6 +382,8 @@ export class Inventory {
       throw new ConflictError('inventory.quarantined', `server ${cur.serial} is quarantined (${cur.state_reason}); only an operator can release it`, { details: { serverId: cur.id } });
     }
     const now = this.clock.now();
+    // a server below this process's pick hints may become available (fastalloc.ts)
+    if (to === 'available') pickHintsOf(this.store).forget();
     const release = to === 'available' || to === 'maintenance' || to === 'quarantined';
     await trx.updateTable('inv_servers').set({
       state: to, state_reason: reason, state_changed_at: now, updated_at: now,
@@ -488,13 +492,21 @@ export class Inventory {
   private async serverBatch(typeId: string, reqs: AllocateServersRequest[]): Promise<Outcome<Server[]>[]> {
     const r = reqs[0]!;
     if (reqs.length === 1 && r.count === 1 && r.key === undefined && r.preferred.length === 0 && Object.keys(r.labels).length === 0) {
-      const c = { type: typeId, datacenter: r.datacenter, holder: r.holder, reservationId: r.hold?.reservationId ?? null, expiresAt: r.hold?.expiresAt ?? null, now: this.clock.now() };
+      const hints = pickHintsOf(this.store);
+      const key = `${typeId}\0${r.datacenter}`;
+      const gen = hints.gen;
+      const c = { type: typeId, datacenter: r.datacenter, after: hints.last.get(key) ?? '', holder: r.holder, reservationId: r.hold?.reservationId ?? null, expiresAt: r.hold?.expiresAt ?? null, now: this.clock.now() };
       let row: ClaimedServer | undefined;
       if (this.store.sqlite) {
         // outside a transaction the claim runs synchronously, so nothing else uses the connection meanwhile
         if (!this.store.sqlite.inTransaction) row = (this.sqliteFast ??= sqliteServerFast(this.store.sqlite)).claim(c);
       } else row = await pgClaimServer(this.store.pool!, c);
-      if (row) return [{ ok: true, value: [toServer(row, row.rack_name)] }];
+      if (row) {
+        if (hints.gen === gen && row.id > (hints.last.get(key) ?? '')) hints.last.set(key, row.id);
+        return [{ ok: true, value: [toServer(row, row.rack_name)] }];
+      }
+      // a miss: the full transaction starts from the lowest available server again
+      hints.last.delete(key);
     }
     return withTx(this.store, (trx) => this.allocServersTx(trx, typeId, reqs));
   }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { col, type AreaMigration } from '../store/migrate.js';
+import { col, rebuildSqliteTable, type AreaMigration } from '../store/migrate.js';
 import './tables.js';
 
 export const inventoryMigrations: AreaMigration[] = [
@@ -139,6 +139,24 @@ export const inventoryMigrations: AreaMigration[] = [
         if (unique) b = b.unique();
         await b.execute();
       }
+    },
+  },
+  {
+    // A server's lifecycle events are keyed by (server_id, id): they are only
+    // ever read per server in id order, and an allocation's event is one entry
+    // in one b-tree instead of three on SQLite (rowid table, id index,
+    // server index: two pages fewer per allocation commit) and one index entry
+    // instead of two on PostgreSQL.
+    name: '0202_inventory_events_by_server',
+    async up(db, dialect) {
+      if (dialect === 'sqlite') {
+        await rebuildSqliteTable(db, 'inv_server_events',
+          'create table inv_server_events_new (id text not null, server_id text not null, from_state text, to_state text not null, reason text not null, actor text not null, at bigint not null, primary key (server_id, id)) without rowid',
+          []);
+        return;
+      }
+      await sql`drop index inv_server_events_srv`.execute(db);
+      await sql`alter table inv_server_events drop constraint inv_server_events_pkey, add primary key (server_id, id)`.execute(db);
     },
   },
 ];

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { col, type AreaMigration } from '../store/migrate.js';
+import { col, rebuildSqliteTable, type AreaMigration } from '../store/migrate.js';
 import './tables.js';
 
 export const ipamMigrations: AreaMigration[] = [
@@ -116,13 +116,8 @@ export const ipamMigrations: AreaMigration[] = [
     name: '0303_ipam_without_rowid',
     async up(db, dialect) {
       if (dialect !== 'sqlite') return;
-      const rebuild = async (table: string, columns: string, indexes: string[]) => {
-        await sql.raw(`create table ${table}_new (${columns}, primary key (id)) without rowid`).execute(db);
-        await sql.raw(`insert into ${table}_new select * from ${table}`).execute(db);
-        await sql.raw(`drop table ${table}`).execute(db);
-        await sql.raw(`alter table ${table}_new rename to ${table}`).execute(db);
-        for (const ix of indexes) await sql.raw(ix).execute(db);
-      };
+      const rebuild = (table: string, columns: string, indexes: string[]) =>
+        rebuildSqliteTable(db, table, `create table ${table}_new (${columns}, primary key (id)) without rowid`, indexes);
       await rebuild('ipam_addresses',
         'id text not null, prefix_id text not null references ipam_prefixes (id), family integer not null, address_hex text not null, address text not null, holder text not null, target text, reservation_id text, expires_at bigint, idem_key text, created_at bigint not null',
         [

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { Migrator, type Migration } from 'kysely/migration';
 import type { DialectName, Store } from './store.js';
 
@@ -48,4 +48,26 @@ export async function migrate(store: Store, migrations: readonly AreaMigration[]
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * SQLite: rebuilds `table` from `create` (DDL for `<table>_new`, e.g. to make
+ * it WITHOUT ROWID or change its primary key), copying every row, then
+ * creates `indexes`. One transaction: a crash leaves the old table whole.
+ * (SQLite migrations run outside a transaction: Kysely's SQLite adapter has
+ * no transactional DDL. No other table may reference `table`.)
+ */
+export async function rebuildSqliteTable(db: Kysely<any>, table: string, create: string, indexes: string[]): Promise<void> {
+  await sql.raw('begin immediate').execute(db);
+  try {
+    await sql.raw(create).execute(db);
+    await sql.raw(`insert into ${table}_new select * from ${table}`).execute(db);
+    await sql.raw(`drop table ${table}`).execute(db);
+    await sql.raw(`alter table ${table}_new rename to ${table}`).execute(db);
+    for (const ix of indexes) await sql.raw(ix).execute(db);
+    await sql.raw('commit').execute(db);
+  } catch (e) {
+    await sql.raw('rollback').execute(db);
+    throw e;
+  }
 }
