@@ -12,7 +12,7 @@ import type { InvServerTable } from './tables.js';
  * - PostgreSQL: ONE statement in autocommit (one round trip, one commit):
  *   pick with `FOR UPDATE SKIP LOCKED` (concurrent requesters never wait on
  *   or take each other's pick), update it to allocated only while it is
- *   still available, record the event, return the row with its rack name.
+ *   still available, record the event, return the row.
  * - SQLite: the same statements prepared once and run synchronously in one
  *   BEGIN IMMEDIATE transaction (SQLite has one writer; nothing interleaves).
  *
@@ -30,7 +30,17 @@ export interface ServerClaim {
   now: number;
 }
 
-export type ClaimedServer = InvServerTable & { rack_name: string | null };
+/**
+ * The claimed row. Its BMC credentials are not read back: \`bmc_credentials\`
+ * is '' when the server has some, null when not (all \`toServer\` needs).
+ * The caller adds the rack's name (rack ids never change names).
+ */
+export type ClaimedServer = InvServerTable;
+
+// every column, except the sealed BMC credentials: a claim has no use for them
+const COLS = ['id', 'serial', 'type_id', 'datacenter_id', 'rack_id', 'position', 'state', 'state_reason', 'state_changed_at', 'labels', 'bmc_address',
+  'nics', 'failure_count', 'failure_reasons', 'holder', 'reservation_id', 'expires_at', 'idem_key', 'allocated_at', 'created_at', 'updated_at'];
+const returning = (t: string) => `${COLS.map((c) => t + c).join(', ')}, case when ${t}bmc_credentials is null then null else '' end as bmc_credentials`;
 
 export interface SqliteServerFast {
   claim(c: ServerClaim): ClaimedServer | undefined;
@@ -91,10 +101,9 @@ export function sqliteServerFast(db: BetterSqlite3.Database): SqliteServerFast {
   const commit = db.prepare('COMMIT');
   const rollback = db.prepare('ROLLBACK');
   const pick = db.prepare(PICK_ID).pluck();
-  const take = db.prepare(`update inv_servers set ${SET} where id = ? and state = 'available' returning *`);
-  const takeHold = db.prepare(`update inv_servers set ${SET_HOLD} where id = ? and state = 'available' returning *`);
+  const take = db.prepare(`update inv_servers set ${SET} where id = ? and state = 'available' returning ${returning('')}`);
+  const takeHold = db.prepare(`update inv_servers set ${SET_HOLD} where id = ? and state = 'available' returning ${returning('')}`);
   const event = db.prepare(`insert into inv_server_events (id, server_id, from_state, to_state, reason, actor, at) values (?, ?, 'available', 'allocated', ?, 'system', ?)`);
-  const rack = db.prepare('select name from inv_racks where id = ?').pluck();
   return {
     claim(c) {
       const reason = `allocated to ${c.holder}`;
@@ -109,9 +118,8 @@ export function sqliteServerFast(db: BetterSqlite3.Database): SqliteServerFast {
           return undefined;
         }
         event.run(newId('sev'), row.id, reason, c.now);
-        const rackName = row.rack_id === null ? null : (rack.get(row.rack_id) as string | undefined) ?? null;
         commit.run();
-        return { ...row, rack_name: rackName };
+        return row;
       } catch (e) {
         if (db.inTransaction) rollback.run();
         throw e;
@@ -126,12 +134,12 @@ const PG_CLAIM = `with pick as (
   update inv_servers s set state = 'allocated', state_reason = $3, state_changed_at = $4, updated_at = $4, holder = $5, allocated_at = $4,
     reservation_id = $6, expires_at = $7
   from pick where s.id = pick.id and s.state = 'available'
-  returning s.*
+  returning ${returning('s.')}
 ), ev as (
   insert into inv_server_events (id, server_id, from_state, to_state, reason, actor, at)
   select $8, upd.id, 'available', 'allocated', $3, 'system', $4 from upd
 )
-select upd.*, r.name as rack_name from upd left join inv_racks r on r.id = upd.rack_id`;
+select * from upd`;
 
 /** One statement on any pooled connection; undefined when nothing was taken (the full transaction explains why). */
 export async function pgClaimServer(pool: pg.Pool, c: ServerClaim): Promise<ClaimedServer | undefined> {

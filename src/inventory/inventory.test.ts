@@ -229,8 +229,15 @@ describe.each(DIALECTS)('inventory on %s', (dialect) => {
     const x = await reg('X', 'g1');
     const s2 = await reg('S2', 'm1');
     const s3 = await reg('S3', 'm1');
-    const one = async () => (await inv.allocateServers({ type: 'm1', datacenter: 'dc1', holder: 'h' }))[0]!.id;
-    expect([await one(), await one(), await one()]).toEqual([s[0]!.id, s[1]!.id, s2.id]);
+    const take = async () => (await inv.allocateServers({ type: 'm1', datacenter: 'dc1', holder: 'h' }))[0]!;
+    const one = async () => (await take()).id;
+    // the one-statement claim returns the whole server (its rack by name) but never reads the BMC credentials back
+    const first = await take();
+    expect(first).toMatchObject({ id: s[0]!.id, serial: 'S0', rack: 'r1', position: 1, state: 'allocated', holder: 'h', hasBmcCredentials: true, labels: { zone: 'a' } });
+    expect(first.nics).toEqual(s[0]!.nics);
+    expect(JSON.stringify(first)).not.toContain('hunter0');
+    expect(await take()).toMatchObject({ id: s[1]!.id, rack: 'r1' });
+    expect(await take()).toMatchObject({ id: s2.id, rack: null, hasBmcCredentials: false });
     // X sorts between S1 and S2: moved into m1 it is the lowest available one
     await reg('X', 'm1');
     expect(await one()).toBe(x.id);

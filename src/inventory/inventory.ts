@@ -60,6 +60,7 @@ export class Inventory {
   private readonly groupCommit: boolean;
   private readonly serverGc: GroupCommit<AllocateServersRequest, Server[]>;
   private sqliteFast: SqliteServerFast | undefined;
+  private readonly rackNames = new Map<string, string>();
   private listeners: CapacityListener[] = [];
   private readonly events: EventSink | undefined;
 
@@ -503,7 +504,7 @@ export class Inventory {
       } else row = await pgClaimServer(this.store.pool!, c);
       if (row) {
         if (hints.gen === gen && row.id > (hints.last.get(key) ?? '')) hints.last.set(key, row.id);
-        return [{ ok: true, value: [toServer(row, row.rack_name)] }];
+        return [{ ok: true, value: [toServer(row, row.rack_id === null ? null : this.rackNames.get(row.rack_id) ?? await this.rackName(row.rack_id))] }];
       }
       // a miss: the full transaction starts from the lowest available server again
       hints.last.delete(key);
@@ -732,6 +733,13 @@ export class Inventory {
 
   private async recordEvent(trx: Trx, serverId: string, from: string | null, to: string, reason: string, actor: string): Promise<void> {
     await trx.insertInto('inv_server_events').values({ id: newId('sev'), server_id: serverId, from_state: from, to_state: to, reason, actor, at: this.clock.now() }).execute();
+  }
+
+  /** A committed rack's name; racks are never renamed or deleted, so the answer is kept for good. */
+  private async rackName(id: string): Promise<string | null> {
+    const r = await this.store.db.selectFrom('inv_racks').select('name').where('id', '=', id).executeTakeFirst();
+    if (r) this.rackNames.set(id, r.name);
+    return r?.name ?? null;
   }
 
   private async toServer(trx: Trx, r: InvServerTable): Promise<Server> {
