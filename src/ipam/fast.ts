@@ -144,11 +144,8 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
   const insVlan = db.prepare(`insert into ipam_vlan_allocs (${VLAN_COLS.join(', ')}) select ${VLAN_COLS.map(() => '?').join(', ')}
     where exists (select 1 from ipam_vlan_pools where id = ? and cursor_id = ?)`);
   const setVlanCursor = db.prepare('update ipam_vlan_pools set cursor_id = ? where id = ?');
-  // The carve checks child_seq with its own SELECT inside BEGIN IMMEDIATE: an
-  // INSERT … SELECT that reads the table it inserts into makes SQLite stage
-  // the row in a temporary table first (a third of the carve's SQL time).
-  const insPrefix = db.prepare(`insert into ipam_prefixes (${PREFIX_COLS.join(', ')}) values (${PREFIX_COLS.map(() => '?').join(', ')})`);
-  const childSeq = db.prepare('select child_seq from ipam_prefixes where id = ?').pluck();
+  const insPrefix = db.prepare(`insert into ipam_prefixes (${PREFIX_COLS.join(', ')}) select ${PREFIX_COLS.map(() => '?').join(', ')}
+    where exists (select 1 from ipam_prefixes where id = ? and child_seq = ?)`);
   const moveContainer = db.prepare('update ipam_prefixes set cursor_hex = ? where id = ?');
   // statements and their arguments, no closures: this runs once per allocation
   const single = (ins: BetterSqlite3.Statement, args: unknown[]): boolean => {
@@ -185,22 +182,8 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
       return moveTo === undefined ? single(insVlan, args) : claim(insVlan, args, setVlanCursor, [moveTo, row.pool_id]);
     },
     carve(row, seq, moveTo) {
-      begin.run();
-      try {
-        if (Number(childSeq.get(row.parent_id)) !== seq) {
-          rollback.run();
-          return false;
-        }
-        insPrefix.run(row.id, row.scope, row.family, row.cidr, row.network_hex, row.last_hex, row.length, row.parent_id, row.kind, row.gateway, row.reserved,
-          row.cursor_hex, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.description, row.labels, row.created_at, row.child_seq);
-        if (moveTo !== undefined) moveContainer.run(moveTo, row.parent_id);
-        commit.run();
-        return true;
-      } catch (e) {
-        if (db.inTransaction) rollback.run();
-        if (isUniqueViolation(e)) return false;
-        throw e;
-      }
+      const args = [...PREFIX_COLS.map((c) => row[c]), row.parent_id, seq];
+      return moveTo === undefined ? single(insPrefix, args) : claim(insPrefix, args, moveContainer, [moveTo, row.parent_id]);
     },
   };
 }
