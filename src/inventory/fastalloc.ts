@@ -1,8 +1,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type pg from 'pg';
-import { newId } from '../core/ids.js';
 import { isRetryableDbError } from './tx.js';
-import type { InvServerTable } from './tables.js';
+import type { InvServerEventTable, InvServerTable } from './tables.js';
 
 /**
  * The fast path for a lone request for one server (no labels, no preferred
@@ -12,9 +11,15 @@ import type { InvServerTable } from './tables.js';
  * - PostgreSQL: ONE statement in autocommit (one round trip, one commit):
  *   pick with `FOR UPDATE SKIP LOCKED` (concurrent requesters never wait on
  *   or take each other's pick), update it to allocated only while it is
- *   still available, record the event, return the row.
+ *   still available, return the row.
  * - SQLite: the same statements prepared once and run synchronously in one
  *   BEGIN IMMEDIATE transaction (SQLite has one writer; nothing interleaves).
+ *
+ * The claim writes no row in inv_server_events: the transition is on the
+ * server's own row (state, reason, time), and `deferredEvent` turns it into
+ * its history event — shown by `serverHistory`, written down by the
+ * server's next transition. One b-tree fewer per claim on SQLite (about a
+ * fifth of its commit), one insert and its index on PostgreSQL.
  *
  * No pick is an answer only the full transaction can explain (unknown type
  * or datacenter, exhausted, lost race): the caller then runs it.
@@ -31,8 +36,8 @@ export interface ServerClaim {
 }
 
 /**
- * The claimed row. Its BMC credentials are not read back: \`bmc_credentials\`
- * is '' when the server has some, null when not (all \`toServer\` needs).
+ * The claimed row. Its BMC credentials are not read back: `bmc_credentials`
+ * is '' when the server has some, null when not (all `toServer` needs).
  * The caller adds the rack's name (rack ids never change names).
  */
 export type ClaimedServer = InvServerTable;
@@ -100,10 +105,10 @@ export function sqliteServerFast(db: BetterSqlite3.Database): SqliteServerFast {
   const begin = db.prepare('BEGIN IMMEDIATE');
   const commit = db.prepare('COMMIT');
   const rollback = db.prepare('ROLLBACK');
+  // the pick is its own statement: as a subquery of the UPDATE it made the claim a fifth slower
   const pick = db.prepare(PICK_ID).pluck();
   const take = db.prepare(`update inv_servers set ${SET} where id = ? and state = 'available' returning ${returning('')}`);
   const takeHold = db.prepare(`update inv_servers set ${SET_HOLD} where id = ? and state = 'available' returning ${returning('')}`);
-  const event = db.prepare(`insert into inv_server_events (id, server_id, from_state, to_state, reason, actor, at) values (?, ?, 'available', 'allocated', ?, 'system', ?)`);
   return {
     claim(c) {
       const reason = `allocated to ${c.holder}`;
@@ -112,13 +117,9 @@ export function sqliteServerFast(db: BetterSqlite3.Database): SqliteServerFast {
         const id = pick.get(c.type, c.datacenter, c.after) as string | undefined;
         const row = (id === undefined ? undefined : c.reservationId === null && c.expiresAt === null
           ? take.get(reason, c.now, c.now, c.holder, c.now, id)
-          : takeHold.get(reason, c.now, c.now, c.holder, c.now, c.reservationId, c.expiresAt, id)) as InvServerTable | undefined;
-        if (!row) {
-          rollback.run();
-          return undefined;
-        }
-        event.run(newId('sev'), row.id, reason, c.now);
-        commit.run();
+          : takeHold.get(reason, c.now, c.now, c.holder, c.now, c.reservationId, c.expiresAt, id)) as ClaimedServer | undefined;
+        if (row) commit.run();
+        else rollback.run();
         return row;
       } catch (e) {
         if (db.inTransaction) rollback.run();
@@ -129,28 +130,38 @@ export function sqliteServerFast(db: BetterSqlite3.Database): SqliteServerFast {
 }
 
 const PG_CLAIM = `with pick as (
-  select id from inv_servers where type_id = $1 and datacenter_id = $2 and state = 'available' and id > $9 order by id limit 1 for update skip locked
-), upd as (
-  update inv_servers s set state = 'allocated', state_reason = $3, state_changed_at = $4, updated_at = $4, holder = $5, allocated_at = $4,
-    reservation_id = $6, expires_at = $7
-  from pick where s.id = pick.id and s.state = 'available'
-  returning ${returning('s.')}
-), ev as (
-  insert into inv_server_events (id, server_id, from_state, to_state, reason, actor, at)
-  select $8, upd.id, 'available', 'allocated', $3, 'system', $4 from upd
+  select id from inv_servers where type_id = $1 and datacenter_id = $2 and state = 'available' and id > $8 order by id limit 1 for update skip locked
 )
-select * from upd`;
+update inv_servers s set state = 'allocated', state_reason = $3, state_changed_at = $4, updated_at = $4, holder = $5, allocated_at = $4,
+  reservation_id = $6, expires_at = $7
+from pick where s.id = pick.id and s.state = 'available'
+returning ${returning('s.')}`;
 
 /** One statement on any pooled connection; undefined when nothing was taken (the full transaction explains why). */
 export async function pgClaimServer(pool: pg.Pool, c: ServerClaim): Promise<ClaimedServer | undefined> {
   try {
     const r = await pool.query<ClaimedServer>({
       name: 'inv_server_fast', text: PG_CLAIM,
-      values: [c.type, c.datacenter, `allocated to ${c.holder}`, c.now, c.holder, c.reservationId, c.expiresAt, newId('sev'), c.after],
+      values: [c.type, c.datacenter, `allocated to ${c.holder}`, c.now, c.holder, c.reservationId, c.expiresAt, c.after],
     });
     return r.rows[0];
   } catch (e) {
     if (isRetryableDbError(e)) return undefined;
     throw e;
   }
+}
+
+/**
+ * The event of a transition recorded only on the server's row (a fast
+ * claim), if the newest event written down (`last`) does not already end in
+ * the row's state. Its id sorts right after `last` (and before any event
+ * written after it) and is the same whenever it is computed, so the history
+ * shows one id before and after the event is written down.
+ */
+export function deferredEvent(row: Pick<InvServerTable, 'id' | 'state' | 'state_reason' | 'state_changed_at'>, last: { id: string; to_state: string } | undefined): InvServerEventTable | undefined {
+  if (last?.to_state === row.state) return undefined;
+  return {
+    id: last ? `${last.id}z` : `sev_0000000000000${row.id.slice(-10)}`, server_id: row.id, from_state: last?.to_state ?? null, to_state: row.state,
+    reason: row.state_reason, actor: 'system', at: Number(row.state_changed_at),
+  };
 }

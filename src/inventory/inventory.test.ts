@@ -247,6 +247,27 @@ describe.each(DIALECTS)('inventory on %s', (dialect) => {
     await expect(one()).rejects.toMatchObject({ code: 'inventory.servers_exhausted' });
   });
 
+  it('a one-statement claim is in the history at once; the next transition writes it down under the same id, in order', async () => {
+    const [s0] = await seed(inv, 1);
+    const written = async () => (await t.store.db.selectFrom('inv_server_events').select('id').where('server_id', '=', s0!.id).execute()).length;
+    const before = await inv.serverHistory(s0!.id);
+    expect(before.at(-1)).toMatchObject({ to: 'available' });
+    const [a] = await inv.allocateServers({ type: 'm1', datacenter: 'dc1', holder: 'h' });
+    const shown = await inv.serverHistory(s0!.id);
+    expect(shown.slice(0, -1)).toEqual(before);
+    expect(shown.at(-1)).toMatchObject({ serverId: s0!.id, from: 'available', to: 'allocated', reason: 'allocated to h', actor: 'system', at: a!.stateChangedAt });
+    expect(await written()).toBe(before.length);
+    await inv.releaseServers({ ids: [s0!.id] });
+    const after = await inv.serverHistory(s0!.id);
+    expect(after.slice(0, shown.length)).toEqual(shown);
+    expect(after.slice(shown.length)).toMatchObject([{ from: 'allocated', to: 'available' }]);
+    expect(await written()).toBe(after.length);
+    // twice more, so that deferred events follow each other
+    await inv.allocateServers({ type: 'm1', datacenter: 'dc1', holder: 'h2' });
+    await inv.releaseServers({ ids: [s0!.id] });
+    expect((await inv.serverHistory(s0!.id)).slice(after.length).map((e) => [e.from, e.to, e.reason])).toEqual([['available', 'allocated', 'allocated to h2'], ['allocated', 'available', 'released']]);
+  });
+
   it('migration 0202 keeps every lifecycle event and keys them by server', async () => {
     const old = await openTestStore(dialect, { migrations: inventoryMigrations.filter((m) => m.name < '0202') });
     try {

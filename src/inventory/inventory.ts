@@ -15,7 +15,7 @@ import {
 import type { InvServerTable } from './tables.js';
 import { parseJson, RaceLost, withTx } from './tx.js';
 import { parseInput } from './validate.js';
-import { pgClaimServer, pickHintsOf, sqliteServerFast, type ClaimedServer, type SqliteServerFast } from './fastalloc.js';
+import { deferredEvent, pgClaimServer, pickHintsOf, sqliteServerFast, type ClaimedServer, type SqliteServerFast } from './fastalloc.js';
 import './tables.js';
 
 /**
@@ -356,6 +356,10 @@ export class Inventory {
 
   async serverHistory(serverId: string): Promise<ServerEvent[]> {
     const rows = await this.store.db.selectFrom('inv_server_events').selectAll().where('server_id', '=', serverId).orderBy('id').execute();
+    // the newest transition may be only on the server's row (a fast claim, fastalloc.ts)
+    const cur = await this.store.db.selectFrom('inv_servers').select(['id', 'state', 'state_reason', 'state_changed_at']).where('id', '=', serverId).executeTakeFirst();
+    const pending = cur && deferredEvent(cur, rows.at(-1));
+    if (pending) rows.push(pending);
     return rows.map((r) => ({ id: r.id, serverId: r.server_id, from: r.from_state as ServerState | null, to: r.to_state as ServerState, reason: r.reason, actor: r.actor, at: Number(r.at) }));
   }
 
@@ -391,6 +395,10 @@ export class Inventory {
       ...(release ? { holder: null, reservation_id: null, expires_at: null, idem_key: null, allocated_at: null } : {}),
       ...(from === 'quarantined' && to === 'available' ? { failure_count: 0 } : {}),
     }).where('id', '=', cur.id).where('state', '=', from).execute();
+    // first the transition into `from` if only the row holds it (a fast claim, fastalloc.ts), then this one
+    const last = await trx.selectFrom('inv_server_events').select(['id', 'to_state']).where('server_id', '=', cur.id).orderBy('id', 'desc').limit(1).executeTakeFirst();
+    const pending = deferredEvent(cur, last);
+    if (pending) await trx.insertInto('inv_server_events').values(pending).execute();
     await this.recordEvent(trx, cur.id, from, to, reason, actor);
     return this.getServer(cur.id, trx);
   }
