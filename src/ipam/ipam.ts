@@ -181,7 +181,7 @@ export class Ipam {
     if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
     if (filter.holder !== undefined) q = q.where('holder', '=', filter.holder);
     const rows = await q.orderBy('scope').orderBy('family').orderBy('network_hex').orderBy('length').execute();
-    return rows.map(toPrefix);
+    return rows.map((r) => toPrefix(r));
   }
 
   /** Deletes a prefix that holds no child prefixes and no addresses. */
@@ -244,7 +244,7 @@ export class Ipam {
     const block = { start, end: start + size - 1n };
     const children = [...h.children, block].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
     const cursor = advanceOver(h.cursor, h.last, h.reserved, children);
-    const row = childRow({ id: h.id, scope: h.scope, family: h.family }, req, start, this.clock.now());
+    const { row, reserved } = childRow({ id: h.id, scope: h.scope, family: h.family }, req, start, this.clock.now());
     const cursorHex = toHex(cursor);
     if (cursorHex.length !== 32) return undefined;
     if (this.store.sqlite) {
@@ -258,7 +258,7 @@ export class Ipam {
     }
     h.cursor = cursor;
     h.children = children.filter((c) => c.end >= cursor);
-    return toPrefix(row);
+    return toPrefix(row, reserved);
   }
 
   /**
@@ -299,11 +299,11 @@ export class Ipam {
         if (start === null) {
           throw new ExhaustedError('ipam.prefix_exhausted', `${parent.cidr} in ${parent.scope} has no free /${req.length} left`, { details: { prefixId: parent.id, cidr: parent.cidr, length: req.length } });
         }
-        const row = childRow({ id: parent.id, scope: parent.scope, family }, req, start, now);
+        const { row, reserved } = childRow({ id: parent.id, scope: parent.scope, family }, req, start, now);
         rows.push(row);
         fresh.push({ start, end: fromHex(row.last_hex) });
         if (req.key) keysInBatch.set(req.key, row);
-        outs.push({ ok: true, value: toPrefix(row) });
+        outs.push({ ok: true, value: toPrefix(row, reserved) });
       } catch (e) {
         if (!(e instanceof InfraflowError)) throw e; // database errors fail (and retry) the whole batch
         outs.push({ ok: false, error: e });
@@ -1027,7 +1027,8 @@ function advanceOver(c: bigint, last: bigint, reserved: Range[], children: Range
 }
 
 /** The row of a child prefix carved at `start` for `req`. */
-function childRow(parent: { id: string; scope: string; family: Family }, req: PrefixReq, start: bigint, now: number): IpamPrefixTable {
+/** The row of a carved child, and its reserved ranges (sorted) for `toPrefix`. */
+function childRow(parent: { id: string; scope: string; family: Family }, req: PrefixReq, start: bigint, now: number): { row: IpamPrefixTable; reserved: StoredRanges } {
   const family = parent.family;
   const size = 1n << BigInt(bitsOf(family) - req.length);
   const last = start + size - 1n;
@@ -1038,12 +1039,14 @@ function childRow(parent: { id: string; scope: string; family: Family }, req: Pr
     gateway = formatAddress(family, g);
     reserved.push({ start: g, end: g, reason: 'gateway' });
   }
-  return {
+  const sorted = sortRanges(reserved);
+  const row: IpamPrefixTable = {
     id: newId('pfx'), scope: parent.scope, family, cidr: formatPrefix(family, start, req.length), network_hex: toHex(start), last_hex: toHex(last),
-    length: req.length, parent_id: parent.id, kind: req.kind, gateway, reserved: encodeRanges(reserved),
+    length: req.length, parent_id: parent.id, kind: req.kind, gateway, reserved: encodeRanges(sorted),
     cursor_hex: toHex(start), holder: req.holder, reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null,
     idem_key: req.key ?? null, description: req.description, labels: '{}', created_at: now, child_seq: 0,
   };
+  return { row, reserved: sorted };
 }
 
 interface ChildChunkCache {
@@ -1073,9 +1076,21 @@ function storedRanges(json: string): Range[] {
   return mergeRanges(parseJson<StoredRange[]>(json, []).map((r) => ({ start: fromHex(r.start), end: fromHex(r.end) })));
 }
 
-function encodeRanges(ranges: (Range & { reason: string })[]): string {
-  const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  return JSON.stringify(sorted.map((r) => ({ start: toHex(r.start), end: toHex(r.end), reason: r.reason })));
+type StoredRanges = (Range & { reason: string })[];
+
+function sortRanges(ranges: StoredRanges): StoredRanges {
+  return ranges.length < 2 ? ranges : [...ranges].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+}
+
+/** Sorted by start, as JSON; written out by hand (one string, no intermediate objects: this runs once per carve). */
+function encodeRanges(ranges: StoredRanges): string {
+  const sorted = sortRanges(ranges);
+  let out = '[';
+  for (let i = 0; i < sorted.length; i++) {
+    const r = sorted[i]!;
+    out += `${i === 0 ? '' : ','}{"start":"${toHex(r.start)}","end":"${toHex(r.end)}","reason":${JSON.stringify(r.reason)}}`;
+  }
+  return out + ']';
 }
 
 /**
@@ -1098,13 +1113,16 @@ function util(id: string, size: bigint, reserved: bigint, allocated: bigint): Ut
   return { id, size: size.toString(), reserved: reserved.toString(), allocated: allocated.toString(), free: (free < 0n ? 0n : free).toString(), percent };
 }
 
-export function toPrefix(r: IpamPrefixTable): Prefix {
+/** `reserved`: the row's reserved ranges when the caller has them decoded already (a carve), else read from the row. */
+export function toPrefix(r: IpamPrefixTable, reserved?: StoredRanges): Prefix {
   const family = r.family as Family;
   return {
     id: r.id, scope: r.scope, family, cidr: r.cidr, length: r.length, parentId: r.parent_id, kind: r.kind as PrefixKind, gateway: r.gateway,
-    reserved: parseJson<StoredRange[]>(r.reserved, []).map((x) => ({ start: formatAddress(family, fromHex(x.start)), end: formatAddress(family, fromHex(x.end)), reason: x.reason })),
+    reserved: reserved
+      ? reserved.map((x) => ({ start: formatAddress(family, x.start), end: formatAddress(family, x.end), reason: x.reason }))
+      : parseJson<StoredRange[]>(r.reserved, []).map((x) => ({ start: formatAddress(family, fromHex(x.start)), end: formatAddress(family, fromHex(x.end)), reason: x.reason })),
     holder: r.holder, reservationId: r.reservation_id, expiresAt: r.expires_at === null ? null : Number(r.expires_at),
-    description: r.description, labels: parseJson(r.labels, {}), createdAt: Number(r.created_at),
+    description: r.description, labels: r.labels === '{}' ? {} : parseJson(r.labels, {}), createdAt: Number(r.created_at),
   };
 }
 
