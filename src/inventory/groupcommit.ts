@@ -21,12 +21,27 @@ export class GroupCommit<R, O> {
   ) {}
 
   submit(key: string, req: R): Promise<O> {
+    if (!this.running.has(key)) return this.lone(key, req);
     return new Promise<O>((resolve, reject) => {
       let q = this.queues.get(key);
       if (!q) this.queues.set(key, (q = []));
       q.push({ req, resolve, reject });
       if (!this.running.has(key)) void this.drain(key);
     });
+  }
+
+  /** Nothing in flight for the key: serve the request at once, without a queue; whatever arrives meanwhile is drained after it. */
+  private async lone(key: string, req: R): Promise<O> {
+    this.running.add(key);
+    let out: Outcome<O>;
+    try {
+      out = (await this.process(key, [req]))[0]!;
+    } finally {
+      this.running.delete(key);
+      if (this.queues.get(key)?.length) void this.drain(key);
+    }
+    if (out.ok) return out.value;
+    throw out.error;
   }
 
   private async drain(key: string): Promise<void> {

@@ -133,7 +133,7 @@ export class Ipam {
       if (parent) await this.lockPrefix(trx, parent.id);
       const row: IpamPrefixTable = {
         id, scope: inp.scope, family: p.family, cidr: p.cidr, network_hex: toHex(p.network), last_hex: toHex(p.last), length: p.length,
-        parent_id: parent?.id ?? null, kind: inp.kind, gateway, reserved: encodeRanges(reserved),
+        parent_id: parent?.id ?? null, kind: inp.kind, gateway, reserved: encodeRanges(sortRanges(reserved)),
         cursor_hex: toHex(p.network), holder: null, reservation_id: null, expires_at: null, idem_key: null,
         description: inp.description, labels: JSON.stringify(inp.labels), created_at: this.clock.now(), child_seq: 0,
       };
@@ -1037,9 +1037,12 @@ function childRow(parent: { id: string; scope: string; family: Family }, req: Pr
   if (req.gateway === 'first' && req.kind !== 'container') {
     const g = size > 2n ? start + 1n : start;
     gateway = formatAddress(family, g);
-    reserved.push({ start: g, end: g, reason: 'gateway' });
+    // the defaults are sorted: keep them so with the gateway in its place
+    let at = 0;
+    while (at < reserved.length && reserved[at]!.start <= g) at++;
+    reserved.splice(at, 0, { start: g, end: g, reason: 'gateway' });
   }
-  const sorted = sortRanges(reserved);
+  const sorted = reserved;
   const row: IpamPrefixTable = {
     id: newId('pfx'), scope: parent.scope, family, cidr: formatPrefix(family, start, req.length), network_hex: toHex(start), last_hex: toHex(last),
     length: req.length, parent_id: parent.id, kind: req.kind, gateway, reserved: encodeRanges(sorted),
@@ -1083,13 +1086,12 @@ function sortRanges(ranges: StoredRanges): StoredRanges {
 }
 
 /**
- * Sorted by start, as JSON; written out by hand (one string, no intermediate
+ * Ranges sorted by start, as JSON; written out by hand (one string, no intermediate
  * objects: this runs once per carve). The hex carries no leading zeros — the
  * ranges are only ever decoded (`fromHex` reads both forms), never compared
  * as text — which keeps a carved /30's row half as wide.
  */
-function encodeRanges(ranges: StoredRanges): string {
-  const sorted = sortRanges(ranges);
+function encodeRanges(sorted: StoredRanges): string {
   let out = '[';
   for (let i = 0; i < sorted.length; i++) {
     const r = sorted[i]!;
@@ -1101,7 +1103,7 @@ function encodeRanges(ranges: StoredRanges): string {
 /**
  * Never handed out: the network and broadcast addresses of an IPv4 network
  * up to /30 (a /31 or /32 has none, RFC 3021), and the subnet-router anycast
- * address (the first) of an IPv6 network.
+ * address (the first) of an IPv6 network. Sorted by start.
  */
 function defaultReserved(kind: PrefixKind, family: Family, network: bigint, length: number): (Range & { reason: string })[] {
   if (kind === 'container') return [];
