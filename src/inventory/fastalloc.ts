@@ -36,16 +36,25 @@ export interface ServerClaim {
 }
 
 /**
- * The claimed row. Its BMC credentials are not read back: `bmc_credentials`
- * is '' when the server has some, null when not (all `toServer` needs).
- * The caller adds the rack's name (rack ids never change names).
+ * What a claim reads back: the columns it did not just write (the rest —
+ * state, reason, times, holder, hold, type, datacenter — are the claim's
+ * own values, see `claimedRow`), and whether the server has BMC credentials
+ * instead of the sealed credentials themselves.
  */
-export type ClaimedServer = InvServerTable;
+export type ClaimedServer = Pick<InvServerTable, 'id' | 'serial' | 'rack_id' | 'position' | 'labels' | 'bmc_address' | 'nics' | 'failure_count' | 'failure_reasons' | 'created_at'> & { has_bmc: number | boolean };
 
-// every column, except the sealed BMC credentials: a claim has no use for them
-const COLS = ['id', 'serial', 'type_id', 'datacenter_id', 'rack_id', 'position', 'state', 'state_reason', 'state_changed_at', 'labels', 'bmc_address',
-  'nics', 'failure_count', 'failure_reasons', 'holder', 'reservation_id', 'expires_at', 'idem_key', 'allocated_at', 'created_at', 'updated_at'];
-const returning = (t: string) => `${COLS.map((c) => t + c).join(', ')}, case when ${t}bmc_credentials is null then null else '' end as bmc_credentials`;
+const COLS = ['id', 'serial', 'rack_id', 'position', 'labels', 'bmc_address', 'nics', 'failure_count', 'failure_reasons', 'created_at'];
+const returning = (t: string) => `${COLS.map((c) => t + c).join(', ')}, ${t}bmc_credentials is not null as has_bmc`;
+
+/** The whole row after a claim: what it read back plus what it wrote (an available server has no idempotency key: every way back to `available` clears it). */
+export function claimedRow(c: ServerClaim, r: ClaimedServer): InvServerTable {
+  return {
+    id: r.id, serial: r.serial, type_id: c.type, datacenter_id: c.datacenter, rack_id: r.rack_id, position: r.position, state: 'allocated',
+    state_reason: `allocated to ${c.holder}`, state_changed_at: c.now, labels: r.labels, bmc_address: r.bmc_address, bmc_credentials: r.has_bmc ? '' : null,
+    nics: r.nics, failure_count: r.failure_count, failure_reasons: r.failure_reasons, holder: c.holder, reservation_id: c.reservationId,
+    expires_at: c.expiresAt, idem_key: null, allocated_at: c.now, created_at: r.created_at, updated_at: c.now,
+  };
+}
 
 export interface SqliteServerFast {
   claim(c: ServerClaim): ClaimedServer | undefined;

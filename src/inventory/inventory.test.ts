@@ -236,6 +236,8 @@ describe.each(DIALECTS)('inventory on %s', (dialect) => {
     expect(first).toMatchObject({ id: s[0]!.id, serial: 'S0', rack: 'r1', position: 1, state: 'allocated', holder: 'h', hasBmcCredentials: true, labels: { zone: 'a' } });
     expect(first.nics).toEqual(s[0]!.nics);
     expect(JSON.stringify(first)).not.toContain('hunter0');
+    // what the claim answers is what the database now holds
+    expect(first).toEqual(await inv.getServer(first.id));
     expect(await take()).toMatchObject({ id: s[1]!.id, rack: 'r1' });
     expect(await take()).toMatchObject({ id: s2.id, rack: null, hasBmcCredentials: false });
     // X sorts between S1 and S2: moved into m1 it is the lowest available one

@@ -15,7 +15,7 @@ import {
 import type { InvServerTable } from './tables.js';
 import { parseJson, RaceLost, withTx } from './tx.js';
 import { parseInput } from './validate.js';
-import { deferredEvent, pgClaimServer, pickHintsOf, sqliteServerFast, type ClaimedServer, type SqliteServerFast } from './fastalloc.js';
+import { claimedRow, deferredEvent, pgClaimServer, pickHintsOf, sqliteServerFast, type ClaimedServer, type SqliteServerFast } from './fastalloc.js';
 import './tables.js';
 
 /**
@@ -512,7 +512,7 @@ export class Inventory {
       } else row = await pgClaimServer(this.store.pool!, c);
       if (row) {
         if (hints.gen === gen && row.id > (hints.last.get(key) ?? '')) hints.last.set(key, row.id);
-        return [{ ok: true, value: [toServer(row, row.rack_id === null ? null : this.rackNames.get(row.rack_id) ?? await this.rackName(row.rack_id))] }];
+        return [{ ok: true, value: [toServer(claimedRow(c, row), row.rack_id === null ? null : this.rackNames.get(row.rack_id) ?? await this.rackName(row.rack_id))] }];
       }
       // a miss: the full transaction starts from the lowest available server again
       hints.last.delete(key);
