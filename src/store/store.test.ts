@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { sql } from 'kysely';
-import { DIALECTS, openTestStore, type TestDb } from '../../test/support/dialects.js';
+import { createPgDatabase, DIALECTS, openTestStore, type TestDb } from '../../test/support/dialects.js';
 import { Store } from './store.js';
 import { col, type AreaMigration } from './migrate.js';
 
@@ -39,6 +39,31 @@ describe.each(DIALECTS)('store on %s', (dialect) => {
     expect(await migrate(t.store, [testMigration])).toEqual([]);
     const r = await sql<{ c: number }>`select count(*) as c from schema_migrations`.execute(t.store.db);
     expect(Number(r.rows[0]!.c)).toBe(1);
+  });
+});
+
+describe('postgres pool', () => {
+  it('close ends every pooled connection, also when only the raw pool was used', async () => {
+    const pg = await createPgDatabase('store');
+    try {
+      const store = Store.open({ url: pg.url, poolSize: 4 });
+      await Promise.all(Array.from({ length: 8 }, () => store.pool!.query('select pg_sleep(0.01)')));
+      expect(store.pool!.totalCount).toBe(4);
+      await store.close();
+      expect(store.pool!.totalCount).toBe(0);
+      // the server sees none of them any more (a backend exits just after its client says goodbye)
+      const admin = Store.open({ url: pg.url, poolSize: 1 });
+      let others = -1;
+      for (let i = 0; i < 50 && others !== 0; i++) {
+        const r = await admin.pool!.query<{ n: string }>('select count(*) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()');
+        others = Number(r.rows[0]!.n);
+        if (others !== 0) await new Promise((res) => setTimeout(res, 20));
+      }
+      await admin.close();
+      expect(others).toBe(0);
+    } finally {
+      await pg.drop();
+    }
   });
 });
 

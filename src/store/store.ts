@@ -109,6 +109,10 @@ export class Store {
     if (this.closed) return;
     this.closed = true;
     await this.db.destroy();
+    // Kysely ends the pool only if it ever ran a query through it; the fast
+    // paths use the pool directly, and their connections kept the process
+    // alive after close.
+    if (this.pool && !this.pool.ending) await this.pool.end();
     if (this.lockFile) releaseProcessLock(this.lockFile);
   }
 }
