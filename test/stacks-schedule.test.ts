@@ -88,6 +88,9 @@ describe.each(DIALECTS)('scheduled drift detection on %s', (dialect) => {
     const done = await h.stacks.wait(runId);
     expect(done.error).toBeUndefined();
     expect(done.status).toBe('succeeded');
+    // found with the stack's other drift runs (the ones started by hand carry the same label)
+    expect((await h.engine.get(runId)).labels).toEqual({ stackDrift: stackId, schedule: schedule.id });
+    expect((await h.engine.list({ labels: { stackDrift: stackId } })).map((r) => r.id)).toContain(runId);
     const events = await h.engine.events({ subject: stackId, types: ['stack.drift.detected'], afterSeq: after });
     return { report: done.output as DriftReport, runId, event: events[0] };
   }
@@ -97,7 +100,7 @@ describe.each(DIALECTS)('scheduled drift detection on %s', (dialect) => {
     h = await harness(t);
     const { stack, ext } = await applied('watched', EVERY_15);
     const schedules = await h.engine.listSchedules();
-    expect(schedules.find((s) => s.id === `stack-drift:${stack.id}`)).toMatchObject({ cron: '*/15 * * * *', workflow: 'stacks.drift', input: { stackId: stack.id }, nextAt: Date.UTC(2026, 0, 5, 10, 15, 0) });
+    expect(schedules.find((s) => s.id === `stack-drift:${stack.id}`)).toMatchObject({ cron: '*/15 * * * *', workflow: 'stacks.drift', input: { stackId: stack.id }, labels: { stackDrift: stack.id }, nextAt: Date.UTC(2026, 0, 5, 10, 15, 0) });
 
     // a quiet fire: nothing drifted, the stack is marked in sync, nothing is applied
     const quiet = await fire(stack.id);

@@ -783,7 +783,7 @@ export class Engine implements EngineApi {
     }
     if (next === null) throw new ValidationError('engine.invalid_cron', `schedule ${spec.id}: cron expression "${spec.cron}" never fires`);
     const overlap: OverlapPolicy = spec.overlap ?? 'skip';
-    const values = { cron: spec.cron, timezone: spec.timezone ?? null, workflow: spec.workflow, input: JSON.stringify(spec.input ?? null), overlap, paused: spec.paused ? 1 : 0, next_at: next, updated_at: now };
+    const values = { cron: spec.cron, timezone: spec.timezone ?? null, workflow: spec.workflow, input: JSON.stringify(spec.input ?? null), overlap, paused: spec.paused ? 1 : 0, labels: JSON.stringify(spec.labels ?? {}), next_at: next, updated_at: now };
     await this.db
       .insertInto('engine_schedules')
       .values({ id: spec.id, ...values, last_run_id: null, buffered: 0, created_at: now })
@@ -798,7 +798,11 @@ export class Engine implements EngineApi {
 
   async listSchedules(): Promise<(ScheduleSpec & { nextAt: number; lastRunId: string | null })[]> {
     const rows = await this.db.selectFrom('engine_schedules').selectAll().orderBy('id').execute();
-    return rows.map((r: any) => ({ id: r.id, cron: r.cron, ...(r.timezone ? { timezone: r.timezone } : {}), workflow: r.workflow, input: parseJson(r.input), overlap: r.overlap, paused: Number(r.paused) === 1, nextAt: Number(r.next_at), lastRunId: r.last_run_id }));
+    return rows.map((r: any) => {
+      const labels = parseJson(r.labels) as Record<string, string> | null;
+      return { id: r.id, cron: r.cron, ...(r.timezone ? { timezone: r.timezone } : {}), workflow: r.workflow, input: parseJson(r.input), overlap: r.overlap, paused: Number(r.paused) === 1,
+        ...(labels && Object.keys(labels).length > 0 ? { labels } : {}), nextAt: Number(r.next_at), lastRunId: r.last_run_id };
+    });
   }
 
   addTrigger(spec: TriggerSpec): void {
@@ -842,7 +846,7 @@ export class Engine implements EngineApi {
             const u = await trx.updateTable('engine_schedules').set({ buffered: 0 }).where('id', '=', s.id).where('buffered', '=', 1).executeTakeFirst();
             if (Number(u.numUpdatedRows) === 0) return;
           }
-          const p = this.prepareRun(s.workflow, parseJson(s.input), { id: `${s.id}@${isDue ? fireAt : now}`, labels: { schedule: s.id } });
+          const p = this.prepareRun(s.workflow, parseJson(s.input), { id: `${s.id}@${isDue ? fireAt : now}`, labels: { ...(parseJson(s.labels) as Record<string, string> | null), schedule: s.id } });
           const evs = await this.insertRunTx(trx, p);
           await trx.updateTable('engine_schedules').set({ last_run_id: p.row.id as string }).where('id', '=', s.id).execute();
           return evs;

@@ -191,7 +191,7 @@ describe.each(DIALECTS)('engine operations on %s', (dialect) => {
     }
     // Align to a minute boundary so fires are predictable.
     h.clock.set(Math.ceil(h.clock.now() / 60_000) * 60_000 + 1_000);
-    await A.upsertSchedule({ id: 'every-minute', cron: '* * * * *', workflow: 'tick', input: {} });
+    await A.upsertSchedule({ id: 'every-minute', cron: '* * * * *', workflow: 'tick', input: {}, labels: { team: 'infra' } });
     await A.upsertSchedule({ id: 'skip', cron: '* * * * *', workflow: 'gated', input: {}, overlap: 'skip' });
     await A.upsertSchedule({ id: 'buffer', cron: '* * * * *', workflow: 'gated', input: {}, overlap: 'buffer_one' });
     await A.upsertSchedule({ id: 'all', cron: '* * * * *', workflow: 'gated', input: {}, overlap: 'allow_all' });
@@ -206,6 +206,10 @@ describe.each(DIALECTS)('engine operations on %s', (dialect) => {
       await until(async () => (await runsOf('all')) === minute, `allow_all fire ${minute}`);
       await until(async () => (await A.list({ labels: { schedule: 'skip' }, status: 'waiting' })).length === 1, 'skip run waiting');
     }
+    // a schedule's labels are on its runs, with the schedule's own
+    expect((await A.list({ labels: { team: 'infra' } })).map((r) => r.labels)).toEqual(Array.from({ length: 3 }, () => ({ team: 'infra', schedule: 'every-minute' })));
+    expect((await A.listSchedules()).find((s) => s.id === 'every-minute')?.labels).toEqual({ team: 'infra' });
+    expect((await A.listSchedules()).find((s) => s.id === 'skip')).not.toHaveProperty('labels');
     expect(await runsOf('skip')).toBe(1);
     expect(await runsOf('buffer')).toBe(1);
     // Finishing the buffered schedule's run lets exactly one buffered fire start.

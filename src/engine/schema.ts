@@ -92,6 +92,8 @@ export interface EngineScheduleTable {
   next_at: number;
   last_run_id: string | null;
   buffered: number;
+  /** JSON object: labels every run it starts carries (besides `schedule`). */
+  labels: string;
   created_at: number;
   updated_at: number;
 }
@@ -219,6 +221,14 @@ export const engineMigrations: AreaMigration[] = [
         .addColumn('trigger_id', col.id, (c) => c.primaryKey())
         .addColumn('last_seq', col.bigint, (c) => c.notNull())
         .execute();
+    },
+  },
+  {
+    // Labels for a schedule's runs, so that e.g. a stack's scheduled drift
+    // checks are found with the stack's other drift runs.
+    name: '0101_engine_schedule_labels',
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('engine_schedules').addColumn('labels', col.json, (c) => c.notNull().defaultTo('{}')).execute();
     },
   },
 ];

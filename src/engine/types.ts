@@ -199,6 +199,8 @@ export interface ScheduleSpec {
   input: unknown;
   overlap?: OverlapPolicy;
   paused?: boolean;
+  /** Labels on every run the schedule starts; `schedule: <id>` is always added. */
+  labels?: Record<string, string>;
 }
 
 export interface TriggerSpec {

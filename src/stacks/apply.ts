@@ -562,7 +562,7 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
             await deps.stacks.setStatus(stack.id, { status: 'applied', appliedRevision: input.revision, outputs, error: null });
             // the schedule follows the applied document: added, changed, or removed with it
             const drift = model?.document.spec.options.drift;
-            if (drift?.schedule) await deps.engine.upsertSchedule({ id: driftScheduleId(stack.id), cron: drift.schedule, workflow: DRIFT_WORKFLOW, input: { stackId: stack.id }, overlap: 'skip' });
+            if (drift?.schedule) await deps.engine.upsertSchedule({ id: driftScheduleId(stack.id), cron: drift.schedule, workflow: DRIFT_WORKFLOW, input: { stackId: stack.id }, overlap: 'skip', labels: { stackDrift: stack.id } });
             else await deps.engine.deleteSchedule(driftScheduleId(stack.id));
           }
           void publish(stack.id, `stack.${input.mode}.succeeded`, { runId: ctx.runId, revision: input.revision, succeeded });
