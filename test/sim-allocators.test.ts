@@ -55,10 +55,16 @@ describe.each(DIALECTS)('simulator wired to IPAM and the inventory on %s', (dial
     // types the inventory does not know still come from the simulator's own inventory
     const own = await sim.create('metal/Instance', { serverType: 'gp-small', osTemplate: 'rocky-9' }, call('own'));
     expect((await advanceUntil(sim, clock, 'metal/Instance', own.externalId, 'ready', 60_000)).outputs.serverName).toBe('gp-small-001');
+    // what `sim status` shows: the inventory's servers for its types, the simulator's pools for the rest
+    const metal = await sim.metalInventory();
+    expect(metal['bm-std']).toEqual({ total: 2, allocated: 2 });
+    expect(metal['gp-small']).toMatchObject({ allocated: 1 });
+    expect(metal['gp-small']!.total).toBeGreaterThan(1);
 
     await sim.delete('metal/Instance', bm2.externalId, call('bm2-del'));
     await advanceUntil(sim, clock, 'metal/Instance', bm2.externalId, 'absent', 60_000);
     expect((await inventory.listServers({ holder: `sim:${bm2.externalId}` })).length).toBe(0);
+    expect((await sim.metalInventory())['bm-std']).toEqual({ total: 2, allocated: 1 });
     await sim.delete('network/FloatingIP', fip.externalId, call('fip-del'));
     await advanceUntil(sim, clock, 'network/FloatingIP', fip.externalId, 'absent');
     expect((await ipam.listAddresses({ holder: `sim:${fip.externalId}` })).length).toBe(0);

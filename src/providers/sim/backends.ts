@@ -38,6 +38,9 @@ export interface AllocatorBackendOptions {
   hypervisorLabels?: Record<string, string>;
 }
 
+/** Server states that count as in use in the simulator's view of bare metal. */
+const IN_USE = ['allocated', 'provisioning', 'provisioned', 'deprovisioning'] as const;
+
 function mapError(e: unknown, what: string): never {
   if (e instanceof ProviderError) throw e;
   if (e instanceof ExhaustedError) throw new ProviderError('CapacityExhausted', `${what}: ${e.message}`, { cause: e, details: { code: e.code } });
@@ -150,6 +153,20 @@ export function allocatorBackends(opts: AllocatorBackendOptions): SimBackends {
     };
     b.releaseMetalServer = async ({ serverId, holder }) => {
       await inventory.releaseServers({ ids: [serverId], holder, reason: 'released by the simulator (instance deleted)' });
+    };
+    b.metalInventory = async () => {
+      const out: Record<string, { total: number; allocated: number }> = {};
+      const [types, dcs] = await Promise.all([inventory.listServerTypes(), inventory.listDatacenters()]);
+      for (const t of types) {
+        // a type the inventory knows is the inventory's, even with no servers: that is where its instances go
+        const e = (out[t.name] = { total: 0, allocated: 0 });
+        for (const dc of dcs) {
+          const c = await inventory.capacity({ type: t.name, datacenter: dc.name });
+          e.total += c.total;
+          e.allocated += IN_USE.reduce((n, st) => n + (c.byState[st] ?? 0), 0);
+        }
+      }
+      return out;
     };
   }
   return b;

@@ -63,6 +63,8 @@ export interface SimBackends {
   releaseFloatingIp?(req: { ref: string; holder: string }): Promise<void>;
   allocateMetalServer?(req: { serverType: string; datacenter?: string; key: string; holder: string }, trx: Trx): Promise<{ serverId: string; name: string; vcpus?: number; ramMb?: number; bmcAddress?: string | null } | undefined>;
   releaseMetalServer?(req: { serverId: string; holder: string }): Promise<void>;
+  /** Bare-metal servers per server type the backend holds (all datacenters): how many, and how many are in use. */
+  metalInventory?(): Promise<Record<string, { total: number; allocated: number }>>;
 }
 
 /** What a kind behaviour can do inside the simulator's transaction. */

@@ -760,9 +760,15 @@ export class SimDatacenter {
   }
 
   /** Bare-metal servers per type: total and allocated (simulated inventory). */
+  /**
+   * Bare metal per server type: the types the inventory backend holds (its
+   * servers, as bare-metal instances take them), then the simulator's own
+   * pools for the other configured types — as instances are placed.
+   */
   async metalInventory(): Promise<Record<string, { total: number; allocated: number }>> {
-    const out: Record<string, { total: number; allocated: number }> = {};
+    const out: Record<string, { total: number; allocated: number }> = { ...(await this.backends.metalInventory?.()) };
     for (const [t, c] of Object.entries(this.config.serverTypes)) {
+      if (out[t]) continue;
       const n = await this.store.db.selectFrom('sim_allocations').select((eb) => eb.fn.countAll<number>().as('n')).where('pool', '=', `metal:${t}`).executeTakeFirst();
       out[t] = { total: c.count, allocated: Number(n?.n ?? 0) };
     }
