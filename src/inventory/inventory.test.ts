@@ -223,6 +223,17 @@ describe.each(DIALECTS)('inventory on %s', (dialect) => {
     expect((err2 as Error).message).toMatch(/^servers\.0\.serial: .*\(x\.yaml:2\)$/);
   });
 
+  it('utilization counts servers by state for every type and datacenter that has any, as capacity does one by one', async () => {
+    const s = await seed(inv, 5);
+    await inv.registerServer({ serial: 'G1', type: 'g1', datacenter: 'dc2', state: 'available' });
+    await inv.allocateServers({ type: 'm1', datacenter: 'dc1', count: 2, holder: 'h' });
+    await inv.transition({ serverId: s[4]!.id, to: 'maintenance', reason: 'fan' });
+    const util = await inv.utilization();
+    expect(util.map((c) => [c.type, c.datacenter])).toEqual([['g1', 'dc2'], ['m1', 'dc1']]);
+    for (const c of util) expect(c).toEqual(await inv.capacity({ type: c.type, datacenter: c.datacenter }));
+    expect(util[1]).toMatchObject({ byState: { allocated: 2, available: 2, maintenance: 1 }, available: 2, total: 5 });
+  });
+
   it('a lone request takes the lowest available server, also one released or moved into its type after the last pick', async () => {
     const s = await seed(inv, 2);
     const reg = (serial: string, type: string) => inv.registerServer({ serial, type, datacenter: 'dc1', state: 'available' });

@@ -512,7 +512,7 @@ export class Inventory {
       } else row = await pgClaimServer(this.store.pool!, c);
       if (row) {
         if (hints.gen === gen && row.id > (hints.last.get(key) ?? '')) hints.last.set(key, row.id);
-        return [{ ok: true, value: [toServer(claimedRow(c, row), row.rack_id === null ? null : this.rackNames.get(row.rack_id) ?? await this.rackName(row.rack_id))] }];
+        return [{ ok: true, value: [toServer(claimedRow(c, row), await this.rackName(row.rack_id))] }];
       }
       // a miss: the full transaction starts from the lowest available server again
       hints.last.delete(key);
@@ -686,6 +686,23 @@ export class Inventory {
     }
   }
 
+  /** Counts by state for every server type and datacenter that has servers (one grouped query). */
+  async utilization(): Promise<CapacitySummary[]> {
+    const rows = await this.store.db.selectFrom('inv_servers').select(['type_id', 'datacenter_id', 'state', (eb) => eb.fn.countAll<number>().as('n')])
+      .groupBy(['type_id', 'datacenter_id', 'state']).orderBy('type_id').orderBy('datacenter_id').execute();
+    const out = new Map<string, CapacitySummary>();
+    for (const r of rows) {
+      const k = `${r.type_id}\0${r.datacenter_id}`;
+      let c = out.get(k);
+      if (!c) out.set(k, (c = { type: r.type_id, datacenter: r.datacenter_id, byState: {}, available: 0, total: 0 }));
+      const n = Number(r.n);
+      c.byState[r.state as ServerState] = n;
+      c.total += n;
+      if (r.state === 'available') c.available = n;
+    }
+    return [...out.values()];
+  }
+
   /** Counts by state for a type in a datacenter; `available` honours labels. */
   async capacity(q: { type: string; datacenter: string; labels?: Record<string, string> }, trx: Trx = this.store.db): Promise<CapacitySummary> {
     await this.getServerType(q.type, trx);
@@ -744,7 +761,10 @@ export class Inventory {
   }
 
   /** A committed rack's name; racks are never renamed or deleted, so the answer is kept for good. */
-  private async rackName(id: string): Promise<string | null> {
+  private async rackName(id: string | null): Promise<string | null> {
+    if (id === null) return null;
+    const known = this.rackNames.get(id);
+    if (known !== undefined) return known;
     const r = await this.store.db.selectFrom('inv_racks').select('name').where('id', '=', id).executeTakeFirst();
     if (r) this.rackNames.set(id, r.name);
     return r?.name ?? null;

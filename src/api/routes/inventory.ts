@@ -59,12 +59,7 @@ export function inventoryRoutes(_deps: ApiDeps, inv: Inventory): AnyRoute[] {
     defineRoute({ method: 'GET', url: '/inventory/hot-pools', summary: 'Hot pool policies', tags, policy: read, schema: {}, handler: async () => items(await inv.listHotPoolPolicies()) }),
     defineRoute({
       method: 'GET', url: '/inventory/utilization', summary: 'Servers by state for every server type and datacenter', tags, policy: read, schema: {},
-      handler: async () => {
-        const [types, dcs] = await Promise.all([inv.listServerTypes(), inv.listDatacenters()]);
-        const out = [];
-        for (const dc of dcs) for (const t of types) out.push(await inv.capacity({ type: t.name, datacenter: dc.name }));
-        return { items: out.filter((c) => c.total > 0), nextCursor: null };
-      },
+      handler: async () => items(await inv.utilization()),
     }),
     defineRoute({
       method: 'GET', url: '/inventory/export', summary: 'The inventory as a YAML document (BMC passwords redacted)', tags, policy: read, schema: {},

@@ -156,15 +156,12 @@ export function allocatorBackends(opts: AllocatorBackendOptions): SimBackends {
     };
     b.metalInventory = async () => {
       const out: Record<string, { total: number; allocated: number }> = {};
-      const [types, dcs] = await Promise.all([inventory.listServerTypes(), inventory.listDatacenters()]);
-      for (const t of types) {
-        // a type the inventory knows is the inventory's, even with no servers: that is where its instances go
-        const e = (out[t.name] = { total: 0, allocated: 0 });
-        for (const dc of dcs) {
-          const c = await inventory.capacity({ type: t.name, datacenter: dc.name });
-          e.total += c.total;
-          e.allocated += IN_USE.reduce((n, st) => n + (c.byState[st] ?? 0), 0);
-        }
+      // a type the inventory knows is the inventory's, even with no servers: that is where its instances go
+      for (const t of await inventory.listServerTypes()) out[t.name] = { total: 0, allocated: 0 };
+      for (const c of await inventory.utilization()) {
+        const e = (out[c.type] ??= { total: 0, allocated: 0 });
+        e.total += c.total;
+        e.allocated += IN_USE.reduce((n, st) => n + (c.byState[st] ?? 0), 0);
       }
       return out;
     };
