@@ -25,8 +25,8 @@ export class GroupCommit<R, O> {
     return new Promise<O>((resolve, reject) => {
       let q = this.queues.get(key);
       if (!q) this.queues.set(key, (q = []));
+      // a request for this key is in flight: its end drains the queue
       q.push({ req, resolve, reject });
-      if (!this.running.has(key)) void this.drain(key);
     });
   }
 

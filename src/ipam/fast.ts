@@ -182,8 +182,7 @@ export function sqliteFast(db: BetterSqlite3.Database): SqliteFast {
       return moveTo === undefined ? single(insVlan, args) : claim(insVlan, args, setVlanCursor, [moveTo, row.pool_id]);
     },
     carve(row, seq, moveTo) {
-      const args = [row.id, row.scope, row.family, row.cidr, row.network_hex, row.last_hex, row.length, row.parent_id, row.kind, row.gateway, row.reserved,
-        row.cursor_hex, row.holder, row.reservation_id, row.expires_at, row.idem_key, row.description, row.labels, row.created_at, row.child_seq, row.parent_id, seq];
+      const args = [...PREFIX_COLS.map((c) => row[c]), row.parent_id, seq];
       return moveTo === undefined ? single(insPrefix, args) : claim(insPrefix, args, moveContainer, [moveTo, row.parent_id]);
     },
   };

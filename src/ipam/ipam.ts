@@ -1026,8 +1026,7 @@ function advanceOver(c: bigint, last: bigint, reserved: Range[], children: Range
   }
 }
 
-/** The row of a child prefix carved at `start` for `req`. */
-/** The row of a carved child, and its reserved ranges (sorted) for `toPrefix`. */
+/** The row of a child prefix carved at `start` for `req`, and its reserved ranges (sorted) for `toPrefix`. */
 function childRow(parent: { id: string; scope: string; family: Family }, req: PrefixReq, start: bigint, now: number): { row: IpamPrefixTable; reserved: StoredRanges } {
   const family = parent.family;
   const size = 1n << BigInt(bitsOf(family) - req.length);
@@ -1042,14 +1041,13 @@ function childRow(parent: { id: string; scope: string; family: Family }, req: Pr
     while (at < reserved.length && reserved[at]!.start <= g) at++;
     reserved.splice(at, 0, { start: g, end: g, reason: 'gateway' });
   }
-  const sorted = reserved;
   const row: IpamPrefixTable = {
     id: newId('pfx'), scope: parent.scope, family, cidr: formatPrefix(family, start, req.length), network_hex: toHex(start), last_hex: toHex(last),
-    length: req.length, parent_id: parent.id, kind: req.kind, gateway, reserved: encodeRanges(sorted),
+    length: req.length, parent_id: parent.id, kind: req.kind, gateway, reserved: encodeRanges(reserved),
     cursor_hex: toHex(start), holder: req.holder, reservation_id: req.hold?.reservationId ?? null, expires_at: req.hold?.expiresAt ?? null,
     idem_key: req.key ?? null, description: req.description, labels: '{}', created_at: now, child_seq: 0,
   };
-  return { row, reserved: sorted };
+  return { row, reserved };
 }
 
 interface ChildChunkCache {

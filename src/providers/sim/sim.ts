@@ -759,7 +759,6 @@ export class SimDatacenter {
     await this.store.db.updateTable('sim_hosts').set({ enabled: enabled ? 1 : 0 }).where('name', '=', name).execute();
   }
 
-  /** Bare-metal servers per type: total and allocated (simulated inventory). */
   /**
    * Bare metal per server type: the types the inventory backend holds (its
    * servers, as bare-metal instances take them), then the simulator's own
