@@ -120,6 +120,21 @@ describe('allocation across 4 processes on postgres', () => {
     expect(new Set(servers.map((s) => s.holder)).size).toBe(60);
   });
 
+  it('one request at a time per process (each claim takes no row lock): exactly 60 of 160 succeed, no server twice', async () => {
+    // each process's only claim in flight picks without FOR UPDATE SKIP LOCKED
+    // (fastalloc.ts): the four processes pick the same servers and race on
+    // the conditional update, which must turn every lost race into a miss
+    const { url, w } = await setup(60);
+    const results = await runWorkers(4, { ALLOC_URL: url, ALLOC_MODE: 'servers', ALLOC_TARGET: 'm1', ALLOC_REQUESTS: '40', ALLOC_CONCURRENCY: '1' });
+    const got = results.flatMap((r) => r.got);
+    expect(got).toHaveLength(60);
+    expect(results.every((r) => Object.keys(r.errors).every((k) => k === 'inventory.servers_exhausted')), JSON.stringify(results.map((r) => r.messages))).toBe(true);
+    expect(dupes(got)).toEqual([]);
+    const servers = await w.inventory.listServers({ type: 'm1' });
+    expect(new Set(servers.map((s) => s.id))).toEqual(new Set(got));
+    expect(new Set(servers.map((s) => s.holder)).size).toBe(60);
+  });
+
   it('mixed release and re-allocate loops never hand one address to two holders', async () => {
     const { url, w, seeded } = await setup();
     const results = await runWorkers(4, { ALLOC_URL: url, ALLOC_MODE: 'churn', ALLOC_TARGET: seeded.net24, ALLOC_REQUESTS: '400', ALLOC_CONCURRENCY: '16' });

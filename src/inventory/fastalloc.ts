@@ -9,9 +9,11 @@ import type { InvServerEventTable, InvServerTable } from './tables.js';
  * the datacenter, taken with one conditional update.
  *
  * - PostgreSQL: ONE statement in autocommit (one round trip, one commit):
- *   pick with `FOR UPDATE SKIP LOCKED` (concurrent requesters never wait on
- *   or take each other's pick), update it to allocated only while it is
- *   still available, return the row.
+ *   pick, update it to allocated only while it is still available, return
+ *   the row. While other claims of this process are in flight the pick
+ *   takes `FOR UPDATE SKIP LOCKED` (concurrent requesters never wait on or
+ *   take each other's pick); a process's only claim in flight picks without
+ *   it (see `pgClaimServer`).
  * - SQLite: the same statements prepared once and run synchronously in one
  *   BEGIN IMMEDIATE transaction (SQLite has one writer; nothing interleaves).
  *
@@ -95,6 +97,8 @@ export class PickHints {
   readonly last = new Map<string, string>();
   /** Bumped by every `forget`: a claim that started before one does not leave its hint. */
   gen = 0;
+  /** Fast claims of this process in flight (PostgreSQL: the only one takes no row lock, see `pgClaimServer`). */
+  inflight = 0;
   forget(): void {
     this.last.clear();
     this.gen++;
@@ -139,22 +143,37 @@ export function sqliteServerFast(db: BetterSqlite3.Database): SqliteServerFast {
   };
 }
 
-const PG_CLAIM = `with pick as (
-  select id from inv_servers where type_id = $1 and datacenter_id = $2 and state = 'available' and id > $8 order by id limit 1 for update skip locked
+const pgClaim = (lock: string) => `with pick as (
+  select id from inv_servers where type_id = $1 and datacenter_id = $2 and state = 'available' and id > $8 order by id limit 1${lock}
 )
 update inv_servers s set state = 'allocated', state_reason = $3, state_changed_at = $4, updated_at = $4, holder = $5, allocated_at = $4,
   reservation_id = $6, expires_at = $7
 from pick where s.id = pick.id and s.state = 'available'
 returning ${returning('s.')}`;
+const PG_CLAIM_LOCKED = pgClaim(' for update skip locked');
+const PG_CLAIM_LONE = pgClaim('');
 
-/** One statement on any pooled connection; undefined when nothing was taken (the full transaction explains why). */
-export async function pgClaimServer(pool: pg.Pool, c: ServerClaim): Promise<ClaimedServer | undefined> {
+/**
+ * One statement on any pooled connection; undefined when nothing was taken
+ * (the full transaction explains why).
+ *
+ * `lone`: no other claim of this process is in flight, so the pick takes no
+ * row lock. The lock only keeps concurrent requesters from waiting on each
+ * other's pick; it costs a WAL record and a second write of the tuple per
+ * claim. Safety never rested on it: the update is conditional on the state,
+ * and under READ COMMITTED an update that meets a row another transaction
+ * is changing waits for it and re-checks the condition on the committed row
+ * (EvalPlanQual), so a server taken in between is a miss. A lone miss tries
+ * once more with the locked pick, which skips rows in flight elsewhere.
+ */
+export async function pgClaimServer(pool: pg.Pool, c: ServerClaim, lone: boolean): Promise<ClaimedServer | undefined> {
+  const values = [c.type, c.datacenter, `allocated to ${c.holder}`, c.now, c.holder, c.reservationId, c.expiresAt, c.after];
   try {
-    const r = await pool.query<ClaimedServer>({
-      name: 'inv_server_fast', text: PG_CLAIM,
-      values: [c.type, c.datacenter, `allocated to ${c.holder}`, c.now, c.holder, c.reservationId, c.expiresAt, c.after],
-    });
-    return r.rows[0];
+    if (lone) {
+      const r = await pool.query<ClaimedServer>({ name: 'inv_server_lone', text: PG_CLAIM_LONE, values });
+      if (r.rows[0]) return r.rows[0];
+    }
+    return (await pool.query<ClaimedServer>({ name: 'inv_server_fast', text: PG_CLAIM_LOCKED, values })).rows[0];
   } catch (e) {
     if (isRetryableDbError(e)) return undefined;
     throw e;

@@ -290,7 +290,7 @@ describe.each(DIALECTS)('inventory on %s', (dialect) => {
       await inv0.releaseServers({ holder: 'h' });
       const before = await Promise.all(s.map((x) => inv0.serverHistory(x.id)));
       expect(before.flat().length).toBeGreaterThanOrEqual(7);
-      expect(await migrate(old.store, inventoryMigrations)).toEqual(['0202_inventory_events_by_server']);
+      expect(await migrate(old.store, inventoryMigrations)).toEqual(inventoryMigrations.filter((m) => m.name >= '0202').map((m) => m.name));
       expect(await Promise.all(s.map((x) => inv0.serverHistory(x.id)))).toEqual(before);
       await inv0.allocateServers({ type: 'm1', datacenter: 'dc1', holder: 'h2' });
       expect((await inv0.serverHistory(s[0]!.id)).at(-1)).toMatchObject({ from: 'available', to: 'allocated', reason: 'allocated to h2' });

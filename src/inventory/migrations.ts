@@ -159,4 +159,21 @@ export const inventoryMigrations: AreaMigration[] = [
       await sql`alter table inv_server_events drop constraint inv_server_events_pkey, add primary key (server_id, id)`.execute(db);
     },
   },
+  {
+    // PostgreSQL: the pick index holds available servers only, (type,
+    // datacenter, id) WHERE state = 'available'. A claim is a non-HOT update
+    // (state and holder are indexed), and a non-HOT update adds an entry to
+    // every index whose predicate the new row version meets: an allocated
+    // server now gets none in this one (WAL per claim: 4 index entries -> 3;
+    // -15 µs of about 420 in an experiment). Counting by state (capacity,
+    // utilization) reads the table instead. SQLite writes only the indexes
+    // whose columns an update changes, where a claim wrote the same pages
+    // either way (3.3 WAL frames per claim): its index stays.
+    name: '0203_inventory_pick_available_pg',
+    async up(db, dialect) {
+      if (dialect !== 'postgres') return;
+      await db.schema.dropIndex('inv_servers_pick').execute();
+      await db.schema.createIndex('inv_servers_pick').on('inv_servers').columns(['type_id', 'datacenter_id', 'id']).where(sql.ref('state'), '=', 'available').execute();
+    },
+  },
 ];
