@@ -157,17 +157,17 @@ const PG_CLAIM_LONE = pgClaim('');
  * One statement on any pooled connection; undefined when nothing was taken
  * (the full transaction explains why).
  *
- * `lone`: no other claim of this process is in flight, so the pick takes no
- * row lock. The lock only keeps concurrent requesters from waiting on each
- * other's pick; it costs a WAL record and a second write of the tuple per
- * claim. Safety never rested on it: the update is conditional on the state,
+ * The process's only claim in flight (`hints.inflight`) takes no row lock.
+ * The lock only keeps concurrent requesters from waiting on each other's
+ * pick; it costs a WAL record and a second write of the tuple per claim. Safety never rested on it: the update is conditional on the state,
  * and under READ COMMITTED an update that meets a row another transaction
  * is changing waits for it and re-checks the condition on the committed row
  * (EvalPlanQual), so a server taken in between is a miss. A lone miss tries
  * once more with the locked pick, which skips rows in flight elsewhere.
  */
-export async function pgClaimServer(pool: pg.Pool, c: ServerClaim, lone: boolean): Promise<ClaimedServer | undefined> {
+export async function pgClaimServer(pool: pg.Pool, c: ServerClaim, hints: PickHints): Promise<ClaimedServer | undefined> {
   const values = [c.type, c.datacenter, `allocated to ${c.holder}`, c.now, c.holder, c.reservationId, c.expiresAt, c.after];
+  const lone = hints.inflight++ === 0;
   try {
     if (lone) {
       const r = await pool.query<ClaimedServer>({ name: 'inv_server_lone', text: PG_CLAIM_LONE, values });
@@ -177,6 +177,8 @@ export async function pgClaimServer(pool: pg.Pool, c: ServerClaim, lone: boolean
   } catch (e) {
     if (isRetryableDbError(e)) return undefined;
     throw e;
+  } finally {
+    hints.inflight--;
   }
 }
 

@@ -509,13 +509,7 @@ export class Inventory {
       if (this.store.sqlite) {
         // outside a transaction the claim runs synchronously, so nothing else uses the connection meanwhile
         if (!this.store.sqlite.inTransaction) row = (this.sqliteFast ??= sqliteServerFast(this.store.sqlite)).claim(c);
-      } else {
-        try {
-          row = await pgClaimServer(this.store.pool!, c, hints.inflight++ === 0);
-        } finally {
-          hints.inflight--;
-        }
-      }
+      } else row = await pgClaimServer(this.store.pool!, c, hints);
       if (row) {
         if (hints.gen === gen && row.id > (hints.last.get(key) ?? '')) hints.last.set(key, row.id);
         return [{ ok: true, value: [toServer(claimedRow(c, row), await this.rackName(row.rack_id))] }];
