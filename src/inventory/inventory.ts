@@ -760,19 +760,18 @@ export class Inventory {
     await trx.insertInto('inv_server_events').values({ id: newId('sev'), server_id: serverId, from_state: from, to_state: to, reason, actor, at: this.clock.now() }).execute();
   }
 
-  /** A committed rack's name; racks are never renamed or deleted, so the answer is kept for good. */
-  private async rackName(id: string | null): Promise<string | null> {
+  /** A rack's name; racks are never renamed or deleted, so the answer is kept for good. */
+  private async rackName(id: string | null, trx: Trx = this.store.db): Promise<string | null> {
     if (id === null) return null;
     const known = this.rackNames.get(id);
     if (known !== undefined) return known;
-    const r = await this.store.db.selectFrom('inv_racks').select('name').where('id', '=', id).executeTakeFirst();
+    const r = await trx.selectFrom('inv_racks').select('name').where('id', '=', id).executeTakeFirst();
     if (r) this.rackNames.set(id, r.name);
     return r?.name ?? null;
   }
 
   private async toServer(trx: Trx, r: InvServerTable): Promise<Server> {
-    const rack = r.rack_id ? await trx.selectFrom('inv_racks').select('name').where('id', '=', r.rack_id).executeTakeFirst() : undefined;
-    return toServer(r, rack?.name ?? null);
+    return toServer(r, await this.rackName(r.rack_id, trx));
   }
 }
 
