@@ -1,20 +1,8 @@
 #!/usr/bin/env node
-// The `infraflow` command. Runs the TypeScript sources through tsx (no build
-// step needed after `npm ci`); uses the compiled output (dist/) when the
-// sources are not there.
-import { existsSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { dirname, join } from 'node:path';
+// The `infraflow` command: runs the compiled CLI (dist/cli). In a checkout,
+// dist/ is (re)built first when src/ is newer (scripts/build.js, ~0.5 s once).
+import { ensureBuilt } from '../scripts/build.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'src', 'cli', 'main.ts');
-const built = join(root, 'dist', 'cli', 'main.js');
-let mod;
-if (!existsSync(source) && existsSync(built)) {
-  mod = await import(pathToFileURL(built).href);
-} else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  mod = await import(pathToFileURL(source).href);
-}
-process.exitCode = await mod.runCli(process.argv.slice(2), mod.nodeIo());
+await ensureBuilt();
+const { runCli, nodeIo } = await import('../dist/cli/main.js');
+process.exitCode = await runCli(process.argv.slice(2), nodeIo());

@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { DIALECTS, createPgDatabase } from './support/dialects.js';
 
 /**
- * The CLI end to end against a real server process (`src/main.ts`): log in,
+ * The CLI end to end against a real server process (`bin/infraflow-server.js`, what `npm start` runs): log in,
  * configure, administer, read in every output format, exit codes; apply an
  * example stack, watch it to completion and destroy it; shut down gracefully.
  */
@@ -22,7 +22,7 @@ interface Cli { code: number; out: string; err: string }
 
 function startServer(env: NodeJS.ProcessEnv): Promise<{ proc: ChildProcess; url: string; output: () => string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [join(ROOT, 'bin/infraflow-server.js')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     const onData = (d: Buffer) => {
       buf += d.toString();

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { ApiClient } from './client.js';
 import { loadCliConfig, saveCliConfig, configPath, SETTABLE_KEYS, type CliConfig } from './config.js';
 import { CliError, EXIT } from './errors.js';
+import { cliVersion } from './version.js';
 import { printList, printObject, type Column, type OutputFormat } from './output.js';
 import { describeEvent, watchRun } from './watch.js';
 import type { CliContext, CommandModule } from './commands/context.js';
@@ -89,6 +90,7 @@ function parseParams(pairs: string[]): Record<string, unknown> {
 export function buildProgram(io: CliIo): Command {
   const program = new Command('infraflow')
     .description('Infraflow: infrastructure provisioning control plane')
+    .version(cliVersion(), '-V, --version', 'print the version')
     .option('--server <url>', 'API server (default from config, INFRAFLOW_URL)')
     .addOption(new Option('-o, --output <format>', 'output format of reads').choices(['table', 'json', 'yaml'] as const))
     .option('-p, --project <name>', 'project (default from config, INFRAFLOW_PROJECT)')

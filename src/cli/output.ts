@@ -1,4 +1,4 @@
-import { stringify } from 'yaml';
+import { yaml } from './lazy.js';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
 export interface Column<T = any> {
@@ -23,7 +23,7 @@ export function renderTable<T>(rows: T[], columns: Column<T>[]): string {
 /** Prints a list (table, json or yaml). */
 export function printList(out: NodeJS.WritableStream, format: OutputFormat, rows: any[], columns: Column<any>[], extra?: { nextCursor?: string | null }): void {
   if (format === 'json') out.write(JSON.stringify({ items: rows, ...(extra?.nextCursor !== undefined ? { nextCursor: extra.nextCursor } : {}) }, null, 2) + '\n');
-  else if (format === 'yaml') out.write(stringify({ items: rows, ...(extra?.nextCursor ? { nextCursor: extra.nextCursor } : {}) }));
+  else if (format === 'yaml') out.write(yaml().stringify({ items: rows, ...(extra?.nextCursor ? { nextCursor: extra.nextCursor } : {}) }));
   else {
     out.write(rows.length ? renderTable(rows, columns) : 'No items.\n');
     if (extra?.nextCursor) out.write(`(more: --cursor ${extra.nextCursor})\n`);
@@ -33,12 +33,12 @@ export function printList(out: NodeJS.WritableStream, format: OutputFormat, rows
 /** Prints one object: table is a key/value listing. */
 export function printObject(out: NodeJS.WritableStream, format: OutputFormat, obj: unknown): void {
   if (format === 'json') out.write(JSON.stringify(obj, null, 2) + '\n');
-  else if (format === 'yaml') out.write(stringify(obj));
+  else if (format === 'yaml') out.write(yaml().stringify(obj));
   else {
     const rec = (obj ?? {}) as Record<string, unknown>;
     const w = Math.max(...Object.keys(rec).map((k) => k.length), 1);
     for (const [k, v] of Object.entries(rec)) {
-      if (v !== null && typeof v === 'object') out.write(`${k.padEnd(w)}  ${stringify(v).trimEnd().split('\n').join('\n' + ' '.repeat(w + 2))}\n`);
+      if (v !== null && typeof v === 'object') out.write(`${k.padEnd(w)}  ${yaml().stringify(v).trimEnd().split('\n').join('\n' + ' '.repeat(w + 2))}\n`);
       else out.write(`${k.padEnd(w)}  ${cell(v)}\n`);
     }
   }

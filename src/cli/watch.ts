@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DefaultRenderer, Listr, ListrLogger, ProcessOutput } from 'listr2';
 import type { ApiClient, SseEvent } from './client.js';
 
 /**
@@ -93,10 +92,6 @@ async function progressOf(client: ApiClient, runId: string): Promise<{ status: s
   return run;
 }
 
-/** The default (live, redrawing) renderer, drawing on the stream it is given whatever process.stdout is. */
-class TerminalRenderer extends DefaultRenderer {
-  static override nonTTY = true;
-}
 
 export async function watchRun(client: ApiClient, runId: string, opts: { tty: boolean; out: NodeJS.WritableStream; refreshMs?: number }): Promise<{ status: string; error?: { message?: string } | undefined }> {
   const run = await client.get(`/runs/${encodeURIComponent(runId)}`);
@@ -115,6 +110,12 @@ export async function watchRun(client: ApiClient, runId: string, opts: { tty: bo
   if (!opts.tty) {
     await follow(() => undefined);
   } else {
+    // listr2 is loaded only here, when a terminal watches a run
+    const { DefaultRenderer, Listr, ListrLogger, ProcessOutput } = await import('listr2');
+    /** The default (live, redrawing) renderer, drawing on the stream it is given whatever process.stdout is. */
+    class TerminalRenderer extends DefaultRenderer {
+      static override nonTTY = true;
+    }
     const title = () => `run ${runId} (${run.workflow}) — ${status}${now}`;
     // events carry finished steps and status changes; the run's progress (what it waits for) is read every refreshMs
     const list = new Listr([{

@@ -1,4 +1,4 @@
-import { parse as parseYaml } from 'yaml';
+import { yaml } from '../lazy.js';
 import { CliError, EXIT } from '../errors.js';
 import { printList, printObject, type Column } from '../output.js';
 import { watchRun } from '../watch.js';
@@ -108,7 +108,7 @@ export const registerAllocationCommands: CommandModule = (program, ctx) => {
     if (o.file) {
       let parsed: unknown;
       try {
-        parsed = parseYaml(ctx.readDoc(o.file));
+        parsed = yaml().parse(ctx.readDoc(o.file));
       } catch (e) {
         if (e instanceof CliError) throw e;
         throw new CliError(`${o.file}: not valid YAML or JSON (${(e as Error).message.split('\n')[0]})`, EXIT.usage);

@@ -1,4 +1,4 @@
-import { parse as parseYaml } from 'yaml';
+import { yaml } from '../lazy.js';
 import { CliError, EXIT } from '../errors.js';
 import { printObject } from '../output.js';
 import { watchRun } from '../watch.js';
@@ -13,7 +13,7 @@ import type { CliContext, CommandModule } from './context.js';
 function parseDoc(ctx: CliContext, file: string): Record<string, unknown> {
   let doc: unknown;
   try {
-    doc = parseYaml(ctx.readDoc(file));
+    doc = yaml().parse(ctx.readDoc(file));
   } catch (e) {
     if (e instanceof CliError) throw e;
     throw new CliError(`${file}: not valid YAML or JSON (${(e as Error).message.split('\n')[0]})`, EXIT.usage);

@@ -1,4 +1,4 @@
-import { parse as parseYaml } from 'yaml';
+import { yaml } from '../lazy.js';
 import { CliError, EXIT } from '../errors.js';
 import { printList, printObject, renderTable, type Column } from '../output.js';
 import type { CliContext, CommandModule } from './context.js';
@@ -41,7 +41,7 @@ function number(what: string, v: string, opts: { integer?: boolean; min?: number
 
 function parseDoc(text: string, file: string): unknown {
   try {
-    return parseYaml(text);
+    return yaml().parse(text);
   } catch (e) {
     throw new CliError(`${file}: not valid YAML or JSON (${(e as Error).message.split('\n')[0]})`, EXIT.usage);
   }
