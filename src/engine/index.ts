@@ -10,7 +10,7 @@ import { seededRng, type Rng } from '../core/rng.js';
 import type { Store } from '../store/store.js';
 import { invalidInput, runFinished, runNotFound, workflowNotFound } from './errors.js';
 import { DONE, FOREVER, notifyParent, parseJson, RunExecution, toJournalEntry, wakeRun, type JournalEntry, type LoadedRun } from './execution.js';
-import { EVENTS_LOCK, GroupWriter, insertEvents, limitIdleInTransaction, type EventInput, type StepRow } from './writer.js';
+import { EVENTS_LOCK, GroupWriter, insertEvents, limitIdleInTransaction, preparedName, type EventInput, type StepRow } from './writer.js';
 import {
   TERMINAL_STATUSES,
   type EngineApi,
@@ -67,6 +67,8 @@ export interface PreparedRun {
   row: Record<string, unknown>;
   labels: Record<string, string>;
   event: EventInput;
+  /** Set when the run is inserted already leased to this worker (see Engine.start): its run.started event. */
+  started?: EventInput;
 }
 
 const ACTIVE_STATUSES = ['running', 'waiting', 'cancelling'];
@@ -109,6 +111,27 @@ function toRunInfo(r: any): RunInfo {
     startedAt: r.started_at === null ? null : Number(r.started_at),
     finishedAt: r.finished_at === null ? null : Number(r.finished_at),
     updatedAt: Number(r.updated_at),
+  };
+}
+
+/** A run row (as claimed, or as inserted leased) as an execution loads it. */
+function toLoadedRun(r: any): LoadedRun {
+  return {
+    id: r.id,
+    workflow: r.workflow,
+    version: Number(r.version),
+    status: r.status,
+    input: parseJson(r.input),
+    labels: (parseJson(r.labels) as Record<string, string>) ?? {},
+    queue: r.queue,
+    concurrencyKey: r.concurrency_key,
+    parentRunId: r.parent_run_id,
+    deadlineAt: r.deadline_at === null ? null : Number(r.deadline_at),
+    timeoutMs: r.timeout_ms === null ? null : Number(r.timeout_ms),
+    epoch: Number(r.lease_epoch),
+    cancelRequested: Number(r.cancel_requested) === 1,
+    cancelReason: r.cancel_reason,
+    progress: (parseJson(r.progress) as Record<string, unknown>) ?? null,
   };
 }
 
@@ -276,29 +299,75 @@ export class Engine implements EngineApi {
     }
     const entries = Object.entries(p.labels);
     if (entries.length) await trx.insertInto('engine_run_labels').values(entries.map(([key, value]) => ({ run_id: p.row.id, key, value }))).execute();
-    return [p.event];
+    return p.started ? [p.event, p.started] : [p.event];
   }
 
   private async startPg(p: PreparedRun): Promise<boolean> {
     const cols = Object.keys(p.row);
     const labels = Object.entries(p.labels);
     const n = cols.length;
-    const e = p.event;
+    const evs = p.started ? [p.event, p.started] : [p.event];
+    // a run leased to this worker already is not announced to other workers
+    const notify = p.started ? '' : `,
+      nt as (select pg_notify('${NOTIFY_CHANNEL}', 'run') from ins)`;
     const text = `with ins as (insert into engine_runs (${cols.join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')}) on conflict (id) do nothing returning id),
       lab as (insert into engine_run_labels (run_id, key, value) select ins.id, x.k, x.v from ins, unnest($${n + 1}::text[], $${n + 2}::text[]) as x(k, v) returning 1),
       l as materialized (select pg_advisory_xact_lock($${n + 3}) as x from ins),
-      ev as (insert into engine_events (type, subject, run_id, data, at) select $${n + 4}::text, $${n + 5}::text, $${n + 6}::text, $${n + 7}::text, $${n + 8}::bigint from l returning seq),
-      nt as (select pg_notify('${NOTIFY_CHANNEL}', 'run') from ins)
-      select 'i' as k, id as v from ins union all select 'e', seq::text from ev union all select 'l', count(*)::text from lab union all select 'n', '' from nt`;
-    const res = await this.store.pool!.query(text, [...cols.map((c) => p.row[c]), labels.map((x) => x[0]), labels.map((x) => x[1]), EVENTS_LOCK, e.type, e.subject, e.runId ?? null, JSON.stringify(e.data), e.at]);
-    const seq = (res.rows as { k: string; v: string }[]).find((r) => r.k === 'e');
-    if (!seq) return false;
-    this.dispatch([{ seq: Number(seq.v), type: e.type, subject: e.subject, runId: e.runId ?? null, data: e.data, at: e.at }]);
+      ev as (insert into engine_events (type, subject, run_id, data, at)
+        select e.type, e.subject, e.run_id, e.data, e.at from l, unnest($${n + 4}::text[], $${n + 5}::text[], $${n + 6}::text[], $${n + 7}::text[], $${n + 8}::bigint[]) with ordinality as e(type, subject, run_id, data, at, ord)
+        order by e.ord returning seq)${notify}
+      select 'i' as k, id as v from ins union all select 'e', seq::text from ev union all select 'l', count(*)::text from lab${p.started ? '' : ` union all select 'n', '' from nt`}`;
+    const res = await this.store.pool!.query({ name: preparedName(text), text, values: [
+      ...cols.map((c) => p.row[c]), labels.map((x) => x[0]), labels.map((x) => x[1]), EVENTS_LOCK,
+      evs.map((e) => e.type), evs.map((e) => e.subject), evs.map((e) => e.runId ?? null), evs.map((e) => JSON.stringify(e.data)), evs.map((e) => e.at),
+    ] });
+    const seqs = (res.rows as { k: string; v: string }[]).filter((r) => r.k === 'e').map((r) => Number(r.v)).sort((a, b) => a - b);
+    if (!seqs.length) return false;
+    this.dispatch(evs.map((e, i) => ({ seq: seqs[i]!, type: e.type, subject: e.subject, runId: e.runId ?? null, data: e.data, at: e.at })));
     return true;
   }
 
+  /**
+   * A run this worker can execute at once: the worker runs and has a free
+   * slot, the run is due now, and no queue or concurrency-key limit applies
+   * (those are decided by the claim, which counts what runs everywhere).
+   * Such a run is inserted already leased to this worker (status running,
+   * run.created and run.started in the one transaction) and starts executing
+   * without a claim transaction or a wake-up of the worker loop.
+   */
+  private leaseAtStart(p: PreparedRun): boolean {
+    const r = p.row;
+    if (!this.running || this.draining || this.active.size + this.starting >= this.concurrency) return false;
+    if (r.concurrency_key !== null || this.queueLimit(r.queue as string) || (r.available_at as number) > (r.created_at as number)) return false;
+    if (!this.defs.get(r.workflow as string)?.has(r.version as number)) return false;
+    const now = r.created_at as number;
+    Object.assign(r, {
+      status: 'running',
+      started_at: now,
+      lease_owner: this.workerId,
+      lease_epoch: 1,
+      lease_expires_at: now + this.leaseMs,
+      deadline_at: r.timeout_ms === null ? null : now + (r.timeout_ms as number),
+    });
+    p.started = { type: 'run.started', subject: r.id as string, runId: r.id as string, data: { workflow: r.workflow, worker: this.workerId }, at: now };
+    return true;
+  }
+
+  /** Runs leased at start whose execution has not been created yet (they hold a slot). */
+  private starting = 0;
+
   async start<I>(workflow: string, input: I, opts: StartOptions = {}): Promise<RunInfo> {
     const p = this.prepareRun(workflow, input, opts);
+    const here = this.leaseAtStart(p);
+    if (here) this.starting++;
+    try {
+      return await this.insertAndStart(p, workflow, here);
+    } finally {
+      if (here) this.starting--;
+    }
+  }
+
+  private async insertAndStart(p: PreparedRun, workflow: string, here: boolean): Promise<RunInfo> {
     let inserted = false;
     if (this.store.pool) {
       // PostgreSQL: one statement on its own connection, alongside the group-commit flush.
@@ -311,6 +380,10 @@ export class Engine implements EngineApi {
           return evs;
         },
       });
+    }
+    if (inserted && here) {
+      this.execute(toLoadedRun(p.row), new Map());
+      return toRunInfo(p.row);
     }
     if (inserted) {
       this.kick();
@@ -1083,7 +1156,7 @@ export class Engine implements EngineApi {
   private async tick(): Promise<number> {
     const now = this.clock.now();
     if (now >= this.earliestDue) this.earliestDue = FOREVER;
-    const capacity = this.concurrency - this.active.size;
+    const capacity = this.concurrency - this.active.size - this.starting;
     let claimed = 0;
     if (capacity > 0 && !this.draining && this.defs.size) claimed = await this.claim(capacity, now);
     // One cheap query: the next due run, the next schedule fire, and whether a buffered fire waits.
@@ -1234,29 +1307,17 @@ export class Engine implements EngineApi {
         m.set(Number(r.seq), toJournalEntry(r as StepRow));
       }
     }
-    for (const r of claimed) {
-      const run: LoadedRun = {
-        id: r.id,
-        workflow: r.workflow,
-        version: Number(r.version),
-        status: r.status,
-        input: parseJson(r.input),
-        labels: (parseJson(r.labels) as Record<string, string>) ?? {},
-        queue: r.queue,
-        concurrencyKey: r.concurrency_key,
-        parentRunId: r.parent_run_id,
-        deadlineAt: r.deadline_at === null ? null : Number(r.deadline_at),
-        timeoutMs: r.timeout_ms === null ? null : Number(r.timeout_ms),
-        epoch: Number(r.lease_epoch),
-        cancelRequested: Number(r.cancel_requested) === 1,
-        cancelReason: r.cancel_reason,
-        progress: (parseJson(r.progress) as Record<string, unknown>) ?? null,
-      };
-      const exec = new RunExecution(this, run, journals.get(r.id) ?? new Map());
-      this.active.set(r.id, exec);
-      void exec.execute(this.defs.get(run.workflow)?.get(run.version));
-    }
+    for (const r of claimed) this.execute(toLoadedRun(r), journals.get(r.id) ?? new Map());
     return claimed.length;
+  }
+
+  /** Starts executing a run leased to this worker. */
+  private execute(run: LoadedRun, journal: Map<number, JournalEntry>): void {
+    const exec = new RunExecution(this, run, journal);
+    this.active.set(run.id, exec);
+    // stopping meanwhile: the run starts no step and is handed back (drain)
+    if (this.draining) exec.drain();
+    void exec.execute(this.defs.get(run.workflow)?.get(run.version));
   }
 
   private async heartbeat(): Promise<void> {

@@ -164,6 +164,16 @@ export class GroupWriter {
       this.stats.oneStatement++;
       return this.writePurePg(batch);
     }
+    const raw = this.store.sqlite;
+    // SQLite, no caller statements and plain column values (every step, event and finish):
+    // the whole batch as one synchronous transaction on the raw handle — no query
+    // building and no promise hop between statements. Not while a Kysely
+    // transaction is open on the (single) connection: that one waits its turn below.
+    if (raw && !raw.inTransaction && batch.every((p) => !p.entry.extra && plainRun(p.entry))) {
+      this.stats.oneStatement++;
+      this.sqliteBatch ??= raw.transaction((b: Pending[]) => this.writeSqliteSync(b));
+      return this.sqliteBatch.immediate(batch);
+    }
     return this.store.transaction(async (trx0) => {
       const trx = trx0 as unknown as Kysely<any>;
       await limitIdleInTransaction(trx, this.store.dialect, this.idleInTransactionMs);
@@ -243,6 +253,50 @@ export class GroupWriter {
     });
   }
 
+  private sqliteBatch: BetterSqlite3.Transaction<(b: Pending[]) => (EngineEvent[] | Error)[]> | undefined;
+
+  /** The SQLite batch, synchronously, inside `raw.transaction(...).immediate` (see writeBatch). */
+  private writeSqliteSync(batch: Pending[]): (EngineEvent[] | Error)[] {
+    const st = this.sqlite!;
+    const raw = this.store.sqlite!;
+    const results: (EngineEvent[] | Error)[] = batch.map(() => []);
+    const leases = new Map<string, { lease_owner: string | null; lease_epoch: number } | undefined>();
+    const live: { p: Pending; i: number }[] = [];
+    batch.forEach((p, i) => {
+      const f = p.entry.fence;
+      if (f) {
+        if (!leases.has(f.runId)) leases.set(f.runId, st.fence.get(f.runId) as { lease_owner: string | null; lease_epoch: number } | undefined);
+        const r = leases.get(f.runId);
+        if (!r || r.lease_owner !== this.owner || Number(r.lease_epoch) !== f.epoch) {
+          results[i] = new LeaseLostError(f.runId);
+          return;
+        }
+      }
+      live.push({ p, i });
+    });
+    for (const r of dedupeSteps(live.map(({ p }) => p.entry.steps ?? []))) st.step.run(r.run_id, r.seq, r.name, r.kind, r.status, r.attempts, r.output, r.error, r.logs, r.started_at, r.finished_at);
+    const evIn: { idx: number; ev: EventInput }[] = [];
+    for (const { p, i } of live) {
+      const e = p.entry;
+      const run = runColumns(e);
+      if (run) {
+        const id = e.fence?.runId;
+        if (!id) throw new Error('run update needs a fence');
+        const cols = Object.keys(run);
+        const key = cols.join(',');
+        let u = this.runUpdates.get(key);
+        if (!u) this.runUpdates.set(key, (u = raw.prepare(`update engine_runs set ${cols.map((c) => `${c} = ?`).join(', ')} where id = ?`)));
+        u.run(...cols.map((c) => run[c]), id);
+      }
+      for (const ev of e.events ?? []) evIn.push({ idx: i, ev });
+    }
+    if (evIn.length) {
+      const inserted = this.sqliteEvents(evIn.map((x) => x.ev));
+      evIn.forEach((x, k) => (results[x.idx] as EngineEvent[]).push(inserted[k]!));
+    }
+    return results;
+  }
+
   private sqliteEvents(evs: EventInput[]): EngineEvent[] {
     const st = this.sqlite!.event;
     return evs.map((e) => {
@@ -314,7 +368,7 @@ export class GroupWriter {
       union all select 's', count(*)::text from s
       union all select 'u', count(*)::text from fin
       union all select 'e', seq::text from e`;
-    const res = await this.store.pool!.query(text, params);
+    const res = await this.store.pool!.query({ name: preparedName(text), text, values: params });
     const okRuns = new Set<string>();
     const seqs: number[] = [];
     for (const r of res.rows as { k: string; v: string }[]) {
@@ -331,6 +385,34 @@ export class GroupWriter {
     }
     return results;
   }
+}
+
+const preparedNames = new Map<string, string>();
+
+/**
+ * PostgreSQL: a name for a statement the engine runs on every step or start,
+ * so that each connection parses and plans it once (a named prepared
+ * statement) instead of on every call.
+ */
+export function preparedName(text: string): string {
+  let n = preparedNames.get(text);
+  if (!n) preparedNames.set(text, (n = `infraflow_engine_${preparedNames.size + 1}`));
+  return n;
+}
+
+/** The run columns an entry sets: `run`, plus the terminal columns of `finish`. */
+function runColumns(e: WriteEntry): Record<string, unknown> | undefined {
+  const f = e.finish;
+  if (!f) return e.run;
+  return { ...e.run, status: f.status, output: f.output, error: f.error, progress: f.progress, finished_at: f.at, updated_at: f.at, available_at: null, lease_owner: null, lease_expires_at: null };
+}
+
+/** True when the entry's run columns are plain values a cached statement can bind. */
+function plainRun(e: WriteEntry): boolean {
+  const run = runColumns(e);
+  if (!run) return true;
+  for (const [c, v] of Object.entries(run)) if (!/^[a-z_]+$/.test(c) || (v !== null && typeof v === 'object')) return false;
+  return true;
 }
 
 const STEPS_UPSERT = `on conflict (run_id, seq) do update set name = excluded.name, kind = excluded.kind, status = excluded.status, attempts = excluded.attempts,
