@@ -89,6 +89,10 @@ describe.each(DIALECTS)('API runs, events and resources on %s', (dialect) => {
     expect(get.headers.etag).toBeTruthy();
     const tl = await h.req('GET', `/api/v1/runs/${run.id}/timeline`, { token: readerA });
     expect(tl.json().steps.map((s: any) => s.name)).toEqual(expect.arrayContaining(['greet', 'maybe-fail']));
+    // which worker (process) executed the run and each of its steps
+    expect(get.json().worker).toBe(engine.workerId);
+    expect(get.json().takenOverFrom).toBeNull();
+    expect(tl.json().steps.every((s: any) => s.worker === engine.workerId)).toBe(true);
     const logs = await h.req('GET', `/api/v1/runs/${run.id}/logs`, { token: readerA });
     expect(logs.json().items.map((l: any) => l.message)).toContain('hello alpha');
     const evs = await h.req('GET', `/api/v1/runs/${run.id}/events`, { token: readerA });

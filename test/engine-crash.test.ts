@@ -6,9 +6,15 @@
  * in the ledger exactly once under its idempotency key, and no step body may
  * have run after its result was committed.
  *
- * Default (`npm test`): SQLite, 40 runs x 10 steps, 8 kills.
- * Full (`npm run test:crash`, CRASH_FULL=1): 200 runs x 10 steps, 50 kills,
- * on SQLite and on PostgreSQL. CRASH_SEED=<n> replays a kill schedule.
+ * The first kill is made to land inside a step body (that worker's first
+ * step sleeps until it is killed), so every run of the test interrupts at
+ * least one body and must see it re-run; the others land anywhere.
+ *
+ * Default (`npm test`): SQLite, 40 runs x 10 steps, 8 kills; PostgreSQL, 24
+ * runs x 10 steps, 5 kills. Full (`npm run test:crash`, CRASH_FULL=1): 200
+ * runs x 10 steps, 50 kills, on both. CRASH_SEED=<n> replays a kill
+ * schedule and every random draw of the workers (their failures, delays and
+ * retry jitter are seeded from it).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,18 +31,18 @@ import { verifyExactlyOnce, WorkerProcess, type RunView } from './fixtures/engin
 import type { WorkerConfig } from './fixtures/engine-worker-shared.js';
 
 const FULL = process.env.CRASH_FULL === '1';
-const RUNS = FULL ? 200 : 40;
 const STEPS = 10;
-const KILLS = FULL ? 50 : 8;
 const SEED = Number(process.env.CRASH_SEED ?? Date.now() % 1_000_000);
-const dialects: DialectName[] = FULL ? ['sqlite', 'postgres'] : ['sqlite'];
+const dialects: { dialect: DialectName; RUNS: number; KILLS: number }[] = FULL
+  ? [{ dialect: 'sqlite', RUNS: 200, KILLS: 50 }, { dialect: 'postgres', RUNS: 200, KILLS: 50 }]
+  : [{ dialect: 'sqlite', RUNS: 40, KILLS: 8 }, { dialect: 'postgres', RUNS: 24, KILLS: 5 }];
 
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-describe.each(dialects)('engine crash test on %s', (dialect) => {
+describe.each(dialects)('engine crash test on $dialect', ({ dialect, RUNS, KILLS }) => {
   it(
     `every run succeeds with exactly-once effects across ${KILLS} SIGKILLs (${RUNS} runs x ${STEPS} steps, seed ${SEED})`,
     async () => {
@@ -65,6 +71,14 @@ describe.each(dialects)('engine crash test on %s', (dialect) => {
       let kills = 0;
       let killedBeforeReady = 0;
       for (let k = 0; k < KILLS; k++) {
+        if (k === 0) {
+          // inside a body for sure: this worker's step s0 sleeps until the kill
+          const w = new WorkerProcess({ ...base, workerId: `crash-${k}`, seed: SEED + k, slow: { step: 's0', ms: 600_000 } });
+          await w.waitForLine((l) => /^BODY crash-\d+ s0 /.test(l), 60_000);
+          await w.kill();
+          kills++;
+          continue;
+        }
         const w = new WorkerProcess({ ...base, workerId: `crash-${k}`, seed: SEED + k });
         if (rng.next() < 0.2) {
           // anywhere: during start-up, migration, enqueueing, recovery
@@ -114,11 +128,16 @@ describe.each(dialects)('engine crash test on %s', (dialect) => {
       expect(violations.slice(0, 20), `seed ${SEED}: ${violations.length} violations`).toEqual([]);
       expect(kills).toBe(KILLS);
       expect(view.effects.length).toBe(RUNS * STEPS);
-      // Some bodies must have been interrupted and re-run, or the test saw no crash inside a step.
+      // Some bodies must have been interrupted and re-run, or the test saw no crash inside a step:
+      // an interrupted body never recorded its end, and a later execution of the same step did.
+      const interrupted = view.executions.filter((e) => e.ended_at === null);
+      const rerun = interrupted.filter((e) => view.executions.some((x) => x.run_id === e.run_id && x.step === e.step && x.exec_id > e.exec_id && x.ended_at !== null));
+      expect(interrupted.length, `seed ${SEED}: no step body was interrupted by a kill`).toBeGreaterThan(0);
+      expect(rerun.length, `seed ${SEED}: interrupted bodies were not re-run`).toBe(interrupted.length);
       const reruns = view.executions.length - RUNS * STEPS;
-      console.log(`crash test ${dialect}: seed ${SEED}, ${kills} kills (${killedBeforeReady} before ready; ${doneAtLastKill}/${RUNS} runs done at the last kill), ${view.executions.length} body executions for ${RUNS * STEPS} steps (${reruns} re-executions of uncommitted steps)`);
+      console.log(`crash test ${dialect}: seed ${SEED}, ${kills} kills (${killedBeforeReady} before ready; ${doneAtLastKill}/${RUNS} runs done at the last kill), ${view.executions.length} body executions for ${RUNS * STEPS} steps (${reruns} re-executions, ${interrupted.length} bodies interrupted by a kill and re-run)`);
     },
-    FULL ? 1_800_000 : 240_000,
+    FULL ? 1_800_000 : 300_000,
   );
 });
 

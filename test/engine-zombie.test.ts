@@ -19,7 +19,7 @@ import { Engine, engineMigrations } from '../src/engine/index.js';
 import { silentLogger } from '../src/core/log.js';
 import { createPgDatabase } from './support/dialects.js';
 import { openPgLedger } from './fixtures/engine-worker-ledger.js';
-import { waitUntil, WorkerProcess } from './fixtures/engine-worker-harness.js';
+import { WorkerProcess } from './fixtures/engine-worker-harness.js';
 import { LEDGER_WORKFLOW, ledgerWorkflowStub, type WorkerConfig } from './fixtures/engine-worker-shared.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -90,7 +90,10 @@ describe.each(modes)('engine zombie worker on postgres (A wakes up via its $mode
     // Thaw A: it finishes the body of s1, then tries to journal it (or its heartbeat finds the lease gone).
     a.signal('SIGCONT');
     const aS1 = async () => (await ledger.executions()).find((e) => e.run_id === runId && e.step === 's1' && e.worker === 'A');
-    await waitUntil('A finishes its step body', async () => (await aS1())?.ended_at != null, 60_000);
+    // A says when the body has ended (its ledger row is written by then): wait for that line, not by polling the ledger
+    const aS1Exec = Number(bodyLine.split(' ')[3]);
+    await a.waitForLine(`BODYEND ${runId} s1 ${aS1Exec}`, 120_000);
+    expect((await aS1())?.ended_at).not.toBeNull();
     if (mode === 'fence') await a.waitForLine((l) => l.startsWith(`WRITE ${runId} `) && l.includes(' s1:'), 60_000);
     // A graceful stop waits for A's in-flight work to end.
     await a.stop();
@@ -151,9 +154,14 @@ describe('engine worker frozen inside a transaction on postgres', () => {
         "select pid, xact_start from pg_stat_activity where datname = current_database() and state = 'idle in transaction' and pid <> pg_backend_pid()",
       )).rows;
     let frozen: { pid: number; xact_start: Date } | undefined;
-    for (let attempt = 0; attempt < 5000 && !frozen; attempt++) {
+    // A opens a claim transaction every few ms; look for one with a growing pause between looks
+    // (never a busy loop against the database), a few hundred looks at most
+    for (let attempt = 0; attempt < 400 && !frozen; attempt++) {
       const rows = await inTx();
-      if (!rows.length) continue;
+      if (!rows.length) {
+        await new Promise((r) => setTimeout(r, Math.min(1 + attempt, 25)));
+        continue;
+      }
       a.signal('SIGSTOP');
       await new Promise((r) => setTimeout(r, 100));
       const still = (await inTx()).find((r) => r.pid === rows[0]!.pid && r.xact_start.getTime() === rows[0]!.xact_start.getTime());

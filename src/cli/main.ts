@@ -37,7 +37,7 @@ const KINDS: Record<string, KindDef> = {
   runs: {
     path: '/runs', aliases: ['run'], projectScoped: true,
     columns: [{ header: 'id', get: (r) => r.id }, { header: 'workflow', get: (r) => r.workflow }, { header: 'status', get: (r) => r.status }, { header: 'project', get: (r) => r.project }, { header: 'stage', get: (r) => r.progress?.stage }, { header: 'created', get: (r) => ts(r.createdAt) }],
-    describe: async (c, id) => c.get(`/runs/${encodeURIComponent(id)}/timeline`).then((t) => ({ ...t.run, steps: t.steps.map((s: any) => ({ name: s.name, kind: s.kind, status: s.status, attempts: s.attempts, ...(s.error ? { error: s.error.message } : {}) })) })),
+    describe: async (c, id) => c.get(`/runs/${encodeURIComponent(id)}/timeline`).then((t) => ({ ...t.run, steps: t.steps.map((s: any) => ({ name: s.name, kind: s.kind, status: s.status, attempts: s.attempts, ...(s.worker ? { worker: s.worker } : {}), ...(s.error ? { error: s.error.message } : {}) })) })),
   },
   resources: {
     path: '/resources', aliases: ['resource', 'res'], projectScoped: true,

@@ -423,6 +423,7 @@ export class RunExecution {
       logs: logs.length ? JSON.stringify(logs) : null,
       started_at: startedAt,
       finished_at: extra.finishedAt === undefined ? this.clock.now() : extra.finishedAt,
+      worker: this.engine.workerId,
     };
   }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { sql, type Kysely } from 'kysely';
 import type pg from 'pg';
 import { Cron } from 'croner';
@@ -72,6 +73,16 @@ export interface PreparedRun {
 }
 
 const ACTIVE_STATUSES = ['running', 'waiting', 'cancelling'];
+/**
+ * PostgreSQL: every worker holds a session advisory lock (this class, the
+ * hash of its id) on its LISTEN connection for as long as it lives. When its
+ * process dies, PostgreSQL ends the session and the lock goes with it, so
+ * another worker that can take the lock knows the worker is dead and takes
+ * its runs over at once instead of waiting for the leases to expire.
+ */
+const WORKER_LOCK_CLASS = 0x1f10_a11e;
+/** Workers running in this process, by store (a test may run several engines on one store). */
+const localWorkers = new WeakMap<Store, Set<string>>();
 const CLAIM_LOCK = 0x1f10_c1a1;
 
 function matches(f: EventFilter, e: EngineEvent): boolean {
@@ -111,6 +122,9 @@ function toRunInfo(r: any): RunInfo {
     startedAt: r.started_at === null ? null : Number(r.started_at),
     finishedAt: r.finished_at === null ? null : Number(r.finished_at),
     updatedAt: Number(r.updated_at),
+    worker: r.worker ?? null,
+    takenOverAt: r.taken_over_at === null || r.taken_over_at === undefined ? null : Number(r.taken_over_at),
+    takenOverFrom: r.taken_over_from ?? null,
   };
 }
 
@@ -193,7 +207,8 @@ export class Engine implements EngineApi {
     this.db = opts.store.db as unknown as Kysely<any>;
     this.clock = opts.clock ?? systemClock;
     this.logger = (opts.logger ?? silentLogger).child({ component: 'engine' });
-    this.workerId = opts.workerId ?? `w-${process.pid}-${randomBytes(4).toString('hex')}`;
+    // host-pid-nonce: says which process executes a run (API, CLI describe, logs)
+    this.workerId = opts.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.rng = opts.rng ?? seededRng(Number.parseInt(randomBytes(4).toString('hex'), 16));
     this.concurrency = opts.concurrency ?? 64;
     this.leaseMs = opts.leaseMs ?? 30_000;
@@ -280,6 +295,9 @@ export class Engine implements EngineApi {
         lease_expires_at: null,
         cancel_requested: 0,
         cancel_reason: null,
+        worker: null,
+        taken_over_at: null,
+        taken_over_from: null,
       },
       event: { type: 'run.created', subject: id, runId: id, data: { workflow, version: def.version, ...(opts.parentRunId ? { parentRunId: opts.parentRunId } : {}) }, at: now },
     };
@@ -348,6 +366,7 @@ export class Engine implements EngineApi {
       lease_epoch: 1,
       lease_expires_at: now + this.leaseMs,
       deadline_at: r.timeout_ms === null ? null : now + (r.timeout_ms as number),
+      worker: this.workerId,
     });
     p.started = { type: 'run.started', subject: r.id as string, runId: r.id as string, data: { workflow: r.workflow, worker: this.workerId }, at: now };
     return true;
@@ -446,6 +465,7 @@ export class Engine implements EngineApi {
         logs: j.logs,
         startedAt: j.startedAt,
         finishedAt: j.finishedAt,
+        worker: (r.worker as string | null) ?? null,
       };
     });
   }
@@ -988,6 +1008,9 @@ export class Engine implements EngineApi {
 
   startWorker(): void {
     if (this.running) return;
+    let local = localWorkers.get(this.store);
+    if (!local) localWorkers.set(this.store, (local = new Set()));
+    local.add(this.workerId);
     this.running = true;
     this.draining = false;
     this.stopAc = new AbortController();
@@ -1020,13 +1043,18 @@ export class Engine implements EngineApi {
           else this.stopAc.signal.addEventListener('abort', () => resolve(), { once: true });
         });
         await c.query(`LISTEN ${NOTIFY_CHANNEL}`);
+        // this worker's liveness lock: held while this session lives (see WORKER_LOCK_CLASS)
+        const got = await c.query<{ got: boolean }>('select pg_try_advisory_lock($1, hashtext($2)) as got', [WORKER_LOCK_CLASS, this.workerId]);
+        this.holdsLivenessLock = Boolean(got.rows[0]?.got);
+        if (!this.holdsLivenessLock) this.logger.warn({ worker: this.workerId }, 'engine: another session holds this worker id\'s liveness lock (two workers with one id?); dead-worker detection is off for this worker');
         // anything that happened while not listening is found by one pass now
         this.kick();
         await lost;
       } catch (err) {
         if (this.running) this.logger.warn({ err }, 'engine: LISTEN connection failed; polling until it is back');
       } finally {
-        // never hand a LISTENing connection back to the pool
+        // never hand a LISTENing connection back to the pool (destroying it also frees the liveness lock)
+        this.holdsLivenessLock = false;
         client?.removeAllListeners('notification');
         client?.release(true);
       }
@@ -1111,6 +1139,79 @@ export class Engine implements EngineApi {
     this.loopDone = null;
     this.heartbeatDone = null;
     this.listenDone = null;
+    localWorkers.get(this.store)?.delete(this.workerId);
+  }
+
+  // ---- dead workers --------------------------------------------------------------------------
+
+  private sqliteSwept = false;
+  private nextDeadCheck = 0;
+  /** PostgreSQL: workers found without their liveness lock, and since when (confirmed on a second look). */
+  private readonly suspects = new Map<string, number>();
+  /** PostgreSQL: the LISTEN connection holds this worker's liveness lock. */
+  private holdsLivenessLock = false;
+
+  /**
+   * Ends at once the leases of workers known to be dead, so that the next
+   * claim takes their runs over instead of waiting for the leases to expire:
+   * on SQLite, when this process owns the database file, every worker not in
+   * this process (a server killed and restarted on the same file); on
+   * PostgreSQL, workers whose liveness lock is free (their session ended)
+   * on two looks a few seconds apart. Each takeover is logged and recorded.
+   */
+  private async expireDeadLeases(): Promise<void> {
+    const sqliteOwner = this.store.ownsDatabase;
+    if (sqliteOwner ? this.sqliteSwept : !(this.store.pool && this.holdsLivenessLock)) return;
+    if (!sqliteOwner && Date.now() < this.nextDeadCheck) return;
+    const confirmMs = Math.max(2000, this.pollMs * 8);
+    this.nextDeadCheck = Date.now() + Math.max(1000, this.pollMs * 4);
+    this.sqliteSwept = true;
+    const now = this.clock.now();
+    const local = [...(localWorkers.get(this.store) ?? [this.workerId])];
+    const owners = (await this.db.selectFrom('engine_runs').select('lease_owner').distinct()
+      .where('available_at', 'is not', null).where('lease_owner', 'is not', null).where('lease_expires_at', '>=', now)
+      .where('lease_owner', 'not in', local).execute()).map((r: { lease_owner: string }) => r.lease_owner);
+    let dead: string[] = owners;
+    let why = 'this process owns the SQLite database file, so the process of that worker is gone';
+    if (!sqliteOwner) {
+      why = 'its database session ended (liveness lock free)';
+      dead = [];
+      const free = new Set<string>();
+      if (owners.length) {
+        const client = await this.store.pool!.connect();
+        try {
+          for (const o of owners) {
+            const r = await client.query<{ got: boolean }>('select pg_try_advisory_lock($1, hashtext($2)) as got', [WORKER_LOCK_CLASS, o]);
+            if (r.rows[0]?.got) {
+              free.add(o);
+              await client.query('select pg_advisory_unlock($1, hashtext($2))', [WORKER_LOCK_CLASS, o]);
+            }
+          }
+        } finally {
+          client.release();
+        }
+      }
+      for (const o of [...this.suspects.keys()]) if (!free.has(o)) this.suspects.delete(o);
+      for (const o of free) {
+        const since = this.suspects.get(o);
+        if (since === undefined) this.suspects.set(o, Date.now());
+        else if (Date.now() - since >= confirmMs) {
+          dead.push(o);
+          this.suspects.delete(o);
+        }
+      }
+      // look again soon for the suspects
+      if (this.suspects.size) this.nextDeadCheck = Math.min(this.nextDeadCheck, Date.now() + confirmMs);
+    }
+    if (!dead.length) return;
+    const rows = await this.db.updateTable('engine_runs').set({ lease_expires_at: now - 1 })
+      .where('available_at', 'is not', null).where('lease_owner', 'in', dead).where('lease_expires_at', '>=', now)
+      .returning(['id', 'lease_owner']).execute();
+    for (const o of dead) {
+      const runs = rows.filter((r: { lease_owner: string }) => r.lease_owner === o).map((r: { id: string }) => r.id);
+      if (runs.length) this.logger.warn({ deadWorker: o, runs: runs.slice(0, 20), count: runs.length, worker: this.workerId }, `worker ${o} is gone (${why}); taking over its ${runs.length} run(s) now instead of when their leases expire`);
+    }
+    this.kick();
   }
 
   /** @internal */
@@ -1156,6 +1257,7 @@ export class Engine implements EngineApi {
   private async tick(): Promise<number> {
     const now = this.clock.now();
     if (now >= this.earliestDue) this.earliestDue = FOREVER;
+    await this.expireDeadLeases();
     const capacity = this.concurrency - this.active.size - this.starting;
     let claimed = 0;
     if (capacity > 0 && !this.draining && this.defs.size) claimed = await this.claim(capacity, now);
@@ -1204,6 +1306,8 @@ export class Engine implements EngineApi {
     const isPg = this.store.dialect === 'postgres';
     const claimed: any[] = [];
     const fresh = new Set<string>();
+    /** Runs whose lease (expired, or of a dead worker) another worker held: taken over. */
+    const takenFrom = new Map<string, string>();
     await this.tx(async (trx) => {
       if (isPg) await sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`.execute(trx);
       const limit = max * 4 + 16;
@@ -1217,7 +1321,7 @@ export class Engine implements EngineApi {
       for (let round = 0; round < 4 && chosen.length < max; round++) {
         let q = trx
           .selectFrom('engine_runs')
-          .select(['id', 'queue', 'concurrency_key', 'started_at', 'status'])
+          .select(['id', 'queue', 'concurrency_key', 'started_at', 'status', 'lease_owner'])
           .where('available_at', '<=', now)
           .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<', now)]))
           .where('workflow', 'in', names);
@@ -1274,6 +1378,7 @@ export class Engine implements EngineApi {
             fresh.add(c.id);
           }
           chosen.push(c.id);
+          if (c.lease_owner !== null && c.lease_owner !== this.workerId) takenFrom.set(c.id, c.lease_owner);
         }
         if (!full || rejected === 0) break;
       }
@@ -1288,13 +1393,25 @@ export class Engine implements EngineApi {
           started_at: sql`coalesce(started_at, cast(${now} as bigint))`,
           deadline_at: sql`coalesce(deadline_at, case when timeout_ms is null then null else cast(${now} as bigint) + timeout_ms end)`,
           updated_at: now,
+          worker: this.workerId,
+          taken_over_at: sql`case when lease_owner is not null and lease_owner <> ${this.workerId} then cast(${now} as bigint) else taken_over_at end`,
+          taken_over_from: sql`case when lease_owner is not null and lease_owner <> ${this.workerId} then lease_owner else taken_over_from end`,
         })
         .where('id', 'in', chosen)
         .returningAll()
         .execute();
       claimed.push(...rows);
-      return rows.filter((r: any) => fresh.has(r.id)).map((r: any): EventInput => ({ type: 'run.started', subject: r.id, runId: r.id, data: { workflow: r.workflow, worker: this.workerId }, at: now }));
+      const evs = rows.filter((r: any) => fresh.has(r.id)).map((r: any): EventInput => ({ type: 'run.started', subject: r.id, runId: r.id, data: { workflow: r.workflow, worker: this.workerId }, at: now }));
+      for (const r of rows) {
+        const from = takenFrom.get(r.id);
+        if (from) evs.push({ type: 'run.taken_over', subject: r.id, runId: r.id, data: { workflow: r.workflow, from, worker: this.workerId }, at: now });
+      }
+      return evs;
     });
+    for (const r of claimed) {
+      const from = takenFrom.get(r.id);
+      if (from) this.logger.warn({ runId: r.id, workflow: r.workflow, from, worker: this.workerId, epoch: Number(r.lease_epoch) }, `run taken over from worker ${from}`);
+    }
     if (!claimed.length) return 0;
     // Replay only on (re)claim: load journals of runs that ran before.
     const resumed = claimed.filter((r) => !fresh.has(r.id)).map((r) => r.id as string);

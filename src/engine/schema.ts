@@ -38,6 +38,11 @@ export interface EngineRunTable {
   lease_expires_at: number | null;
   cancel_requested: number;
   cancel_reason: string | null;
+  /** The worker that executes (or last executed) the run. */
+  worker: string | null;
+  /** When and from which worker the run was last taken over (its lease expired or its worker died). */
+  taken_over_at: number | null;
+  taken_over_from: string | null;
 }
 
 export interface EngineStepTable {
@@ -52,6 +57,8 @@ export interface EngineStepTable {
   logs: string | null;
   started_at: number;
   finished_at: number | null;
+  /** The worker that wrote this journal row (executed the step). */
+  worker: string | null;
 }
 
 export interface EngineSignalTable {
@@ -229,6 +236,17 @@ export const engineMigrations: AreaMigration[] = [
     name: '0101_engine_schedule_labels',
     async up(db: Kysely<any>) {
       await db.schema.alterTable('engine_schedules').addColumn('labels', col.json, (c) => c.notNull().defaultTo('{}')).execute();
+    },
+  },
+  {
+    // Which worker (host-pid-nonce) executes a run and wrote each journal row,
+    // and when a run was taken over from another worker.
+    name: '0102_engine_workers',
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('engine_runs').addColumn('worker', col.text).execute();
+      await db.schema.alterTable('engine_runs').addColumn('taken_over_at', col.ts).execute();
+      await db.schema.alterTable('engine_runs').addColumn('taken_over_from', col.text).execute();
+      await db.schema.alterTable('engine_steps').addColumn('worker', col.text).execute();
     },
   },
 ];

@@ -141,6 +141,11 @@ export interface RunInfo {
   startedAt?: number | null;
   finishedAt?: number | null;
   updatedAt: number;
+  /** The worker (host-pid-nonce) executing the run now, or the last one that did. */
+  worker?: string | null;
+  /** When the run was last taken over from a worker that died or lost its lease, and which one. */
+  takenOverAt?: number | null;
+  takenOverFrom?: string | null;
 }
 
 export interface StepRecord {
@@ -155,6 +160,8 @@ export interface StepRecord {
   logs: { at: number; message: string; data?: Record<string, unknown> }[];
   startedAt: number;
   finishedAt?: number | null;
+  /** The worker that executed the step (wrote its journal row). */
+  worker?: string | null;
 }
 
 export interface RunFilter {

@@ -82,7 +82,7 @@ export class GroupWriter {
     if (raw && !this.sqliteStmts) {
       this.sqliteStmts = {
         fence: raw.prepare('select lease_owner, lease_epoch from engine_runs where id = ?'),
-        step: raw.prepare(`insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${STEPS_UPSERT}`),
+        step: raw.prepare(`insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at, worker) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${STEPS_UPSERT}`),
         event: raw.prepare('insert into engine_events (type, subject, run_id, data, at) values (?, ?, ?, ?, ?)'),
       };
     }
@@ -210,9 +210,9 @@ export class GroupWriter {
       if (steps.length) {
         if (this.sqlite) {
           const st = this.sqlite.step;
-          for (const r of steps) st.run(r.run_id, r.seq, r.name, r.kind, r.status, r.attempts, r.output, r.error, r.logs, r.started_at, r.finished_at);
+          for (const r of steps) st.run(r.run_id, r.seq, r.name, r.kind, r.status, r.attempts, r.output, r.error, r.logs, r.started_at, r.finished_at, r.worker);
         } else {
-          await trx.executeQuery(CompiledQuery.raw(`insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at) ${PG_STEPS_SELECT} ${STEPS_UPSERT}`, stepArrays(steps)));
+          await trx.executeQuery(CompiledQuery.raw(`insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at, worker) ${PG_STEPS_SELECT} ${STEPS_UPSERT}`, stepArrays(steps)));
         }
       }
       // 3. Run updates and extra statements, in submission order.
@@ -274,7 +274,7 @@ export class GroupWriter {
       }
       live.push({ p, i });
     });
-    for (const r of dedupeSteps(live.map(({ p }) => p.entry.steps ?? []))) st.step.run(r.run_id, r.seq, r.name, r.kind, r.status, r.attempts, r.output, r.error, r.logs, r.started_at, r.finished_at);
+    for (const r of dedupeSteps(live.map(({ p }) => p.entry.steps ?? []))) st.step.run(r.run_id, r.seq, r.name, r.kind, r.status, r.attempts, r.output, r.error, r.logs, r.started_at, r.finished_at, r.worker);
     const evIn: { idx: number; ev: EventInput }[] = [];
     for (const { p, i } of live) {
       const e = p.entry;
@@ -332,18 +332,19 @@ export class GroupWriter {
     const sa = stepArrays(steps);
     const fins = batch.filter((p) => p.entry.finish && p.entry.fence);
     const params: unknown[] = [
-      fenceIds, fenceEpochs, this.owner, ...sa, EVENTS_LOCK,
+      fenceIds, fenceEpochs, this.owner, ...sa.slice(0, 11), EVENTS_LOCK,
       evIn.map((x) => x.ev.type), evIn.map((x) => x.ev.subject), evIn.map((x) => x.ev.runId ?? null), evIn.map((x) => JSON.stringify(x.ev.data)), evIn.map((x) => x.ev.at), evIn.map((x) => x.fence),
       fins.map((p) => p.entry.fence!.runId), fins.map((p) => p.entry.finish!.status), fins.map((p) => p.entry.finish!.output), fins.map((p) => p.entry.finish!.error), fins.map((p) => p.entry.finish!.progress), fins.map((p) => p.entry.finish!.at),
+      sa[11],
     ];
     const text = `with f as (
         select r.id from engine_runs r join unnest($1::text[], $2::int[]) as fx(id, epoch) on r.id = fx.id and r.lease_epoch = fx.epoch
         where r.lease_owner = $3 order by r.id for update of r
       ),
       s as (
-        insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at)
-        select u.* from unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[])
-          as u(run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at)
+        insert into engine_steps (run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at, worker)
+        select u.* from unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $28::text[])
+          as u(run_id, seq, name, kind, status, attempts, output, error, logs, started_at, finished_at, worker)
         where u.run_id in (select id from f)
         ${STEPS_UPSERT}
         returning 1
@@ -416,8 +417,8 @@ function plainRun(e: WriteEntry): boolean {
 }
 
 const STEPS_UPSERT = `on conflict (run_id, seq) do update set name = excluded.name, kind = excluded.kind, status = excluded.status, attempts = excluded.attempts,
-  output = excluded.output, error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, finished_at = excluded.finished_at`;
-const PG_STEPS_SELECT = `select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])`;
+  output = excluded.output, error = excluded.error, logs = excluded.logs, started_at = excluded.started_at, finished_at = excluded.finished_at, worker = excluded.worker`;
+const PG_STEPS_SELECT = `select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::text[])`;
 
 function dedupeSteps(groups: StepRow[][]): StepRow[] {
   const m = new Map<string, StepRow>();
@@ -438,6 +439,7 @@ function stepArrays(steps: StepRow[]): unknown[] {
     steps.map((s) => s.logs),
     steps.map((s) => s.started_at),
     steps.map((s) => s.finished_at),
+    steps.map((s) => s.worker),
   ];
 }
 

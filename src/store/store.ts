@@ -57,6 +57,11 @@ export class Store {
       // every checkout and release — a twentieth of a lone allocation's time.
       const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, idleTimeoutMillis: 0 });
       pool.on('error', () => { /* idle client errors are reported on next use */ });
+      // A connection the server ends while it is checked out but not running a query
+      // (e.g. idle_in_transaction_session_timeout ended the transaction of a worker that
+      // was frozen) emits 'error' on its client; unhandled, that would kill the process.
+      // The transaction's next query fails instead, and the connection is discarded.
+      pool.on('connect', (client) => client.on('error', () => { /* reported by the next query on this client */ }));
       const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
       return new Store(db, 'postgres', url, undefined, pool);
     }
@@ -103,6 +108,15 @@ export class Store {
         throw e;
       }
     });
+  }
+
+  /**
+   * SQLite, with this process holding the database file's lock: no other
+   * process can use the database, so leases held by workers that are not in
+   * this process belong to dead processes.
+   */
+  get ownsDatabase(): boolean {
+    return this.dialect === 'sqlite' && this.lockFile !== undefined;
   }
 
   async close(): Promise<void> {

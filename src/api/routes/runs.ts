@@ -13,11 +13,15 @@ export const RunOut = z.object({
   input: z.unknown(), output: z.unknown().optional(), error: z.unknown().optional(), labels: z.record(z.string(), z.string()), queue: z.string(),
   concurrencyKey: z.string().nullable().optional(), parentRunId: z.string().nullable().optional(), progress: z.unknown().optional(),
   createdAt: z.number(), startedAt: z.number().nullable().optional(), finishedAt: z.number().nullable().optional(), updatedAt: z.number(),
+  worker: z.string().nullable().optional().describe('the worker (host-pid-nonce) executing the run now, or the last one that did'),
+  takenOverAt: z.number().nullable().optional().describe('when the run was last taken over from a worker that died or lost its lease'),
+  takenOverFrom: z.string().nullable().optional().describe('the worker it was taken over from'),
 }).meta({ id: 'Run' });
 
 export const StepOut = z.object({
   seq: z.number(), name: z.string(), kind: z.string(), status: z.string(), attempts: z.number(), output: z.unknown().optional(), error: z.unknown().optional(),
   logs: z.array(z.object({ at: z.number(), message: z.string(), data: z.unknown().optional() })), startedAt: z.number(), finishedAt: z.number().nullable().optional(),
+  worker: z.string().nullable().optional().describe('the worker that executed the step'),
 }).meta({ id: 'Step' });
 
 /** A run as the API shows it: secret-named fields of input and output redacted. */
