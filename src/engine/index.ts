@@ -303,6 +303,22 @@ export class Engine implements EngineApi {
     };
   }
 
+  private insertLabelStmt: import('better-sqlite3').Statement | undefined;
+
+  /** SQLite: insertRunTx on the raw handle (the caller holds the transaction). */
+  private insertRunSync(p: PreparedRun): EventInput[] {
+    const raw = this.store.sqlite!;
+    const cols = Object.keys(p.row);
+    this.insertRunStmt ??= raw.prepare(`insert into engine_runs (${cols.join(', ')}) values (${cols.map(() => '?').join(', ')}) on conflict (id) do nothing`);
+    if (this.insertRunStmt.run(...cols.map((c) => p.row[c])).changes === 0) return [];
+    const entries = Object.entries(p.labels);
+    if (entries.length) {
+      this.insertLabelStmt ??= raw.prepare('insert into engine_run_labels (run_id, key, value) values (?, ?, ?)');
+      for (const [key, value] of entries) this.insertLabelStmt.run(p.row.id, key, value);
+    }
+    return p.started ? [p.event, p.started] : [p.event];
+  }
+
   /** @internal Inserts a run unless its id exists; returns the run.created event if inserted. */
   async insertRunTx(trx: Kysely<any>, p: PreparedRun): Promise<EventInput[]> {
     const raw = this.store.sqlite;
@@ -392,9 +408,10 @@ export class Engine implements EngineApi {
       // PostgreSQL: one statement on its own connection, alongside the group-commit flush.
       inserted = await this.startPg(p);
     } else {
+      // SQLite: cached statements inside the writer's synchronous transaction
       await this.writer.submit({
-        extra: async (trx) => {
-          const evs = await this.insertRunTx(trx, p);
+        extraSync: () => {
+          const evs = this.insertRunSync(p);
           inserted = evs.length > 0;
           return evs;
         },
@@ -405,6 +422,7 @@ export class Engine implements EngineApi {
       return toRunInfo(p.row);
     }
     if (inserted) {
+      this.mayBeWaiting = true;
       this.kick();
       return toRunInfo(p.row);
     }
@@ -1214,10 +1232,19 @@ export class Engine implements EngineApi {
     this.kick();
   }
 
+  /**
+   * Whether runs may be due that this worker left unclaimed: its last claim
+   * filled every free slot or held runs back for queue or key limits, or a
+   * run was started while no slot was free. Only then does a run that ends
+   * wake the worker loop at once (a lone run ending needs no claim).
+   */
+  private mayBeWaiting = true;
+
   /** @internal */
   executionEnded(e: RunExecution): void {
     if (this.active.get(e.id) === e) this.active.delete(e.id);
-    this.kick();
+    // a child's end makes its parent due; a freed slot matters if runs may wait for one
+    if (this.mayBeWaiting || e.run.parentRunId || this.draining) this.kick();
   }
 
   private async loop(): Promise<void> {
@@ -1260,7 +1287,9 @@ export class Engine implements EngineApi {
     await this.expireDeadLeases();
     const capacity = this.concurrency - this.active.size - this.starting;
     let claimed = 0;
+    this.mayBeWaiting = capacity <= 0;
     if (capacity > 0 && !this.draining && this.defs.size) claimed = await this.claim(capacity, now);
+    if (claimed >= capacity) this.mayBeWaiting = true;
     // One cheap query: the next due run, the next schedule fire, and whether a buffered fire waits.
     // A busy worker (kicked again while claiming) checks it at most every pollMs.
     if (this.kicked && Date.now() < this.nextDueCheck) return now;
@@ -1380,6 +1409,7 @@ export class Engine implements EngineApi {
           chosen.push(c.id);
           if (c.lease_owner !== null && c.lease_owner !== this.workerId) takenFrom.set(c.id, c.lease_owner);
         }
+        if (rejected > 0) this.mayBeWaiting = true;
         if (!full || rejected === 0) break;
       }
       if (!chosen.length) return;

@@ -39,6 +39,8 @@ export interface WriteEntry {
   run?: Record<string, unknown>;
   /** Extra statements inside the same transaction; may return more events. */
   extra?: (trx: Kysely<any>) => Promise<EventInput[] | void>;
+  /** SQLite only: extra statements run synchronously on the raw handle inside the transaction; may return more events. */
+  extraSync?: () => EventInput[] | void;
 }
 
 interface Pending {
@@ -237,6 +239,10 @@ export class GroupWriter {
             await trx.updateTable('engine_runs').set(e.run).where('id', '=', id).execute();
           }
         }
+        if (e.extraSync) {
+          const more = e.extraSync();
+          if (more) for (const ev of more) evIn.push({ idx: i, ev });
+        }
         if (e.extra) {
           const more = await e.extra(trx);
           if (more) for (const ev of more) evIn.push({ idx: i, ev });
@@ -288,6 +294,8 @@ export class GroupWriter {
         if (!u) this.runUpdates.set(key, (u = raw.prepare(`update engine_runs set ${cols.map((c) => `${c} = ?`).join(', ')} where id = ?`)));
         u.run(...cols.map((c) => run[c]), id);
       }
+      const more = e.extraSync?.();
+      if (more) for (const ev of more) evIn.push({ idx: i, ev });
       for (const ev of e.events ?? []) evIn.push({ idx: i, ev });
     }
     if (evIn.length) {
