@@ -2,7 +2,9 @@
  * Stacks benchmark: plan and apply generated stacks of 1k, 10k and 20k
  * resources on the simulator at zero latency, each size in its own process
  * (so peak memory is that size's own), and print time and peak RSS per size
- * and the 20k/10k ratio (the target is ≤ 2.2: cost grows linearly).
+ * and the 20k/10k and 100k/50k ratios (the target is ≤ 2.2: cost grows
+ * linearly); with 100k in --sizes the JSON adds apply_100k_s, plan_100k_s,
+ * ratio_100k_50k (with 50k) and peak_rss_mb_100k.
  *
  *   npm run bench:stacks                     # sizes 1000,10000,20000 on SQLite
  *   npm run bench:stacks -- --sizes 1000,5000 --json
@@ -186,6 +188,17 @@ export async function main(): Promise<void> {
       peak_rss_mb_10k: r10.peak_rss_mb, peak_rss_mb_20k: r20.peak_rss_mb,
     });
     if (!json) console.log(`ratio 20k/10k: plan ${planRatio.toFixed(2)}, apply ${applyRatio.toFixed(2)} (target ≤ 2.2)`);
+  }
+  const r50 = by(50_000);
+  const r100 = by(100_000);
+  if (r100) Object.assign(summary, { apply_100k_s: r100.apply_s, plan_100k_s: r100.plan_s, plan_new_100k_s: r100.plan_new_s, peak_rss_mb_100k: r100.peak_rss_mb });
+  if (r50) Object.assign(summary, { apply_50k_s: r50.apply_s, plan_50k_s: r50.plan_s, peak_rss_mb_50k: r50.peak_rss_mb });
+  if (r50 && r100) {
+    const planRatio = r100.plan_s / r50.plan_s;
+    const applyRatio = r100.apply_s / r50.apply_s;
+    // the larger of plan and apply ratios, as for 20k/10k
+    Object.assign(summary, { plan_ratio_100k_50k: round(planRatio), apply_ratio_100k_50k: round(applyRatio), ratio_100k_50k: round(Math.max(planRatio, applyRatio)) });
+    if (!json) console.log(`ratio 100k/50k: plan ${planRatio.toFixed(2)}, apply ${applyRatio.toFixed(2)} (target ≤ 2.2)`);
   }
   if (json) console.log(JSON.stringify(summary));
 }
