@@ -81,20 +81,33 @@ describe.each(DIALECTS)('API stacks and servers on %s', (dialect) => {
     });
     expect(r.statusCode, r.body).toBe(202);
     const { run, server } = r.json();
-    expect(server.stack).toMatch(/^stk_/);
+    expect(server.stack).toBe('server-vm1');
     const final = await s.engine.result(run.id);
     expect(final.status, JSON.stringify(final.error)).toBe('succeeded');
     const vms = await h.req('GET', '/api/v1/resources?project=default&kind=compute/Server', { token: member });
     expect(vms.json().items.map((x: any) => x.status.phase)).toEqual(['ready']);
-    const kinds = (await h.req('GET', `/api/v1/stacks/${server.stack}/resources`, { token: member })).json().items.map((x: any) => x.kind).sort();
-    expect(kinds).toEqual(['compute/Keypair', 'compute/Server', 'network/Network', 'network/SecurityGroup', 'network/Subnet']);
+    // the server's stack holds the server; what it needed sits in shared stacks, one per name
+    const kinds = (await h.req('GET', `/api/v1/stacks/${server.stack}/resources?project=default`, { token: member })).json().items.map((x: any) => x.kind).sort();
+    expect(kinds).toEqual(['compute/Server']);
+    const shared = (await h.req('GET', '/api/v1/stacks?project=default', { token: member })).json().items.map((x: any) => x.name).sort();
+    expect(shared).toEqual(['server-vm1', 'shared-key-ops', 'shared-net-appnet', 'shared-sg-ssh']);
+    expect((await h.req('GET', '/api/v1/stacks/shared-net-appnet/resources?project=default', { token: member })).json().items.map((x: any) => x.kind).sort()).toEqual(['network/Network', 'network/Subnet']);
+    expect(final.output).toMatchObject({ stackName: 'server-vm1', resource: 'server-vm1-server' });
     // a second server on the same network reuses it
     const r2 = await h.req('POST', '/api/v1/servers', { token: member, body: { project: 'default', name: 'vm2', flavor: 'SCS-2V-4', image: 'ubuntu-24.04', bootVolumeSize: 10, networks: ['appnet'], securityGroups: ['ssh'], keyName: 'ops' } });
     expect(r2.statusCode, r2.body).toBe(202);
     const fin2 = await s.engine.result(r2.json().run.id);
     expect(fin2.status, JSON.stringify(fin2.error)).toBe('succeeded');
     // nothing was created twice: vm2's stack holds only its server
-    expect((await h.req('GET', `/api/v1/stacks/${r2.json().server.stack}/resources`, { token: member })).json().items.map((x: any) => x.kind)).toEqual(['compute/Server']);
+    expect((await h.req('GET', `/api/v1/stacks/${r2.json().server.stack}/resources?project=default`, { token: member })).json().items.map((x: any) => x.kind)).toEqual(['compute/Server']);
+    expect((await h.req('GET', '/api/v1/resources?project=default&kind=network/Network', { token: member })).json().items).toHaveLength(1);
+    // the name is taken now: 409 naming the field
+    const again = await h.req('POST', '/api/v1/servers', { token: member, body: { project: 'default', name: 'vm2', flavor: 'SCS-2V-4', image: 'ubuntu-24.04', bootVolumeSize: 10, networks: ['appnet'] } });
+    expect(again.statusCode).toBe(409);
+    // a keyName that names no keypair, without publicKey: 400 at once
+    const nokey = await h.req('POST', '/api/v1/servers', { token: member, body: { project: 'default', name: 'vm4', flavor: 'SCS-2V-4', image: 'ubuntu-24.04', bootVolumeSize: 10, networks: ['appnet'], keyName: 'nope' } });
+    expect(nokey.statusCode).toBe(400);
+    expect(nokey.json().errors.map((e: any) => e.field)).toEqual(['keyName']);
     const bad = await h.req('POST', '/api/v1/servers', { token: member, body: { project: 'default', name: 'Bad_Name', flavor: 'f', image: 'i', networks: [] } });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().errors.map((e: any) => e.field)).toEqual(expect.arrayContaining(['body.name', 'body.networks']));

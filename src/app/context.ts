@@ -16,6 +16,7 @@ import type { SimDatacenter } from '../providers/sim/index.js';
 import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type ResourceStore } from '../resources/index.js';
 import { Stacks } from '../stacks/index.js';
 import { allocationFeasibility } from '../stacks/feasibility.js';
+import { Servers } from '../servers/index.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -40,6 +41,8 @@ export interface AppContext {
   registry: ProviderRegistry;
   sim: SimDatacenter;
   stacks: Stacks;
+  /** The single-VM path (POST /servers). */
+  servers: Servers;
   close(): Promise<void>;
 }
 
@@ -92,6 +95,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       logger,
       feasibility: allocationFeasibility(alloc.allocations, { datacenter: config.datacenter }),
     });
+    const servers = new Servers({ store, engine, stacks, resources: providers.resources, clock });
     if (opts.startWorker ?? config.worker.enabled) engine.startWorker();
     return {
       config,
@@ -107,6 +111,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       registry: providers.registry,
       sim: providers.sim,
       stacks,
+      servers,
       close: async () => {
         // Stop claiming, let in-flight steps finish (or hand runs back), then close the database.
         await engine.stop({ graceful: true });

@@ -305,7 +305,7 @@ export function buildProgram(io: CliIo): Command {
       if (o.bootVolumeSize && !(Number(o.bootVolumeSize) > 0)) throw new CliError('--boot-volume-size: a positive number of GiB', EXIT.usage);
       const r = await client().request('POST', '/servers', { body });
       if (fmt(o.output) !== 'table') printObject(io.out, fmt(o.output), r.body);
-      else io.out.write(`server ${name}: stack ${r.body.stack?.id ?? '-'}, run ${r.body.run?.id ?? '-'}\n`);
+      else io.out.write(`server ${name}: stack ${r.body.server?.stack ?? '-'}, run ${r.body.run?.id ?? '-'}\n`);
       if (o.wait && r.body.run?.id) await watchAndExit(r.body.run.id);
     });
 

@@ -3,6 +3,7 @@ import { ResourceStore } from '../../resources/store.js';
 import { resourceRoutes } from './resources.js';
 import { isStacksApi, stackRoutes } from './stacks.js';
 import { serverRoutes } from './servers.js';
+import { Servers, isServersApi, type ServerStacks } from '../../servers/index.js';
 import { inventoryRoutes, isInventoryApi } from './inventory.js';
 import { ipamRoutes, isIpamApi } from './ipam.js';
 import { renderPlan } from '../../stacks/plan.js';
@@ -12,7 +13,7 @@ import { isSimApi, simRoutes } from './sim.js';
 /**
  * Route modules of the other areas, plugged in when the composition root
  * hands their module in `deps.areas` (keys: resources, stacks, inventory,
- * ipam, allocations, sim; `renderPlan` optionally). An area that is absent has no routes.
+ * ipam, allocations, sim, servers; `renderPlan` optionally). An area that is absent has no routes.
  */
 export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   const areas = deps.areas ?? {};
@@ -21,7 +22,9 @@ export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   if (resources) out.push(...resourceRoutes(deps, resources));
   if (isStacksApi(areas.stacks)) {
     out.push(...stackRoutes(deps, areas.stacks, typeof areas.renderPlan === 'function' ? (areas.renderPlan as (p: unknown) => string) : (p: unknown) => renderPlan(p as Parameters<typeof renderPlan>[0])));
-    if (resources) out.push(...serverRoutes(deps, areas.stacks, resources));
+    // the single-VM path: the composition root hands its module in; harnesses without one get one on the same engine
+    const servers = isServersApi(areas.servers) ? areas.servers : resources && deps.engine ? new Servers({ store: deps.store, engine: deps.engine, stacks: areas.stacks as unknown as ServerStacks, resources }) : undefined;
+    if (servers) out.push(...serverRoutes(deps, servers));
   }
   if (isInventoryApi(areas.inventory)) out.push(...inventoryRoutes(deps, areas.inventory));
   if (isIpamApi(areas.ipam)) out.push(...ipamRoutes(deps, areas.ipam));
