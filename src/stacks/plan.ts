@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { containsUnknown, isUnknown, UNKNOWN } from './expr.js';
+import { containsUnknown, exprBudget, isUnknown, UNKNOWN, withExprBudget } from './expr.js';
 import type { KindCatalog, StackModel } from './model.js';
 import { resourceOfAddress } from './model.js';
 import { Resolver, type InstanceState } from './resolve.js';
@@ -140,6 +140,10 @@ export interface DiffOptions {
 
 /** Computes the plan of a compiled stack against its recorded resources. */
 export function diffStack(model: StackModel, recorded: readonly RecordedResource[], opts: DiffOptions = {}): Plan {
+  return withExprBudget(exprBudget(), () => diff(model, recorded, opts));
+}
+
+function diff(model: StackModel, recorded: readonly RecordedResource[], opts: DiffOptions): Plan {
   const byAddress = new Map<string, RecordedResource>();
   for (const r of recorded) byAddress.set(r.address, r);
   const summary: Record<ChangeAction, number> = { create: 0, update: 0, replace: 0, delete: 0, noop: 0 };
