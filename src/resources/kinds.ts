@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
+import { zodError } from '../core/input.js';
 
 /**
  * Kind schemas: the source of truth for every resource spec. One schema gives
@@ -376,10 +377,7 @@ export function parseSpec<S = Record<string, unknown>>(kind: string, spec: unkno
   const info = KINDS[kind];
   if (!info) throw new ValidationError('resources.unknown_kind', `unknown kind "${kind}": use one of ${KIND_NAMES.join(', ')}`, { details: { kind } });
   const r = info.schema.safeParse(spec);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    throw new ValidationError('resources.invalid_spec', `${kind} spec.${issue.path.join('.') || '(root)'}: ${issue.message}`, { details: { kind, issues: r.error.issues } });
-  }
+  if (!r.success) throw zodError('resources.invalid_spec', r.error, { prefix: ['spec'], what: kind, root: 'spec', details: { kind } });
   info.validate?.(r.data);
   return r.data as S;
 }

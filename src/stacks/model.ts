@@ -19,6 +19,19 @@ export interface KindInfo {
   replaceOnChange: readonly string[];
   /** Validates a resolved spec; throws with a message naming the field. */
   validate?(spec: unknown): void;
+  /**
+   * Problems of a spec that may hold UNKNOWN values (known after apply), as
+   * paths inside the spec. Problems at or under an UNKNOWN are not reported
+   * by the caller, every other one is (unknown keys, types, ranges).
+   */
+  check?(spec: unknown): SpecIssue[];
+}
+
+export interface SpecIssue {
+  path: (string | number)[];
+  message: string;
+  /** A problem of a whole object (a refinement over several fields), not of one field. */
+  custom?: boolean;
 }
 
 export interface KindCatalog {
