@@ -23,7 +23,7 @@ export function ipamRoutes(_deps: ApiDeps, ipam: Ipam): AnyRoute[] {
   const write = { scope: 'system', permission: 'ipam:write' } as const;
   const alloc = { scope: 'system', permission: 'ipam:allocate' } as const;
   const Id = z.object({ id: z.string().min(1).max(200) });
-  const ImportDoc = z.strictObject({ prefixes: z.array(CreatePrefixSchema).max(10_000).default([]), vlanPools: z.array(CreateVlanPoolSchema).max(1000).default([]) });
+  const ImportDoc = z.strictObject({ prefixes: z.array(CreatePrefixSchema.strict()).max(10_000).default([]), vlanPools: z.array(CreateVlanPoolSchema.strict()).max(1000).default([]) });
   return [
     defineRoute({
       method: 'GET', url: '/ipam/prefixes', summary: 'List prefixes (filters: scope, parent, kind, holder)', tags, policy: read,
