@@ -71,4 +71,41 @@ describe.each(DIALECTS)('API input limits on %s', (dialect) => {
     expect(big.statusCode, big.body).toBe(200);
     expect(big.json().datacenters).toBe(1);
   });
+
+  it('addresses, CIDRs and ports are validated where they enter: 400 naming the field', async () => {
+    const sub = async (cidr: unknown, extra: Record<string, unknown> = {}) => h.req('POST', '/api/v1/resources', { token: h.adminToken, body: { project: 'default', kind: 'network/Subnet', name: `s-${Math.random().toString(36).slice(2, 8)}`, spec: { network: 'net-x', cidr, ...extra } } });
+    for (const cidr of ['300.1.1.1/24', '010.000.000.000/24', '10.0.0.0/24 OR 1=1', '', '10.0.0.1/24']) {
+      const r = await sub(cidr);
+      expect(r.statusCode, `${cidr}: ${r.body}`).toBe(400);
+      expect(r.json().errors[0].field).toBe('spec.cidr');
+    }
+    const gw = await sub('10.0.0.0/24', { gateway: '10.0.0.255' });
+    expect(gw.statusCode, gw.body).toBe(400);
+    expect(gw.json().errors[0]).toEqual({ field: 'spec.gateway', message: '10.0.0.255 is the broadcast address of 10.0.0.0/24' });
+    expect((await sub('10.0.0.0/24', { gateway: '10.0.1.1' })).json().errors[0].message).toBe('10.0.1.1 is outside 10.0.0.0/24');
+    for (const remoteCidr of ['300.1.1.1/24', '', '10.0.0.0/24 OR 1=1']) {
+      const r = await h.req('POST', '/api/v1/resources', { token: h.adminToken, body: { project: 'default', kind: 'network/SecurityGroup', name: 'sg-bad', spec: { rules: [{ protocol: 'tcp', portMin: 22, portMax: 22, remoteCidr }] } } });
+      expect(r.statusCode, `${remoteCidr}: ${r.body}`).toBe(400);
+      expect(r.json().errors[0].field).toBe('spec.rules[0].remoteCidr');
+    }
+    const port = await h.req('POST', '/api/v1/resources', { token: h.adminToken, body: { project: 'default', kind: 'network/SecurityGroup', name: 'sg-bad', spec: { rules: [{ protocol: 'tcp', portMin: 70000 }] } } });
+    expect(port.json().errors[0].field).toBe('spec.rules[0].portMin');
+    // IPAM: a gateway on the network or broadcast address is refused
+    for (const gateway of ['10.61.0.0', '10.61.0.255']) {
+      const p = await h.req('POST', '/api/v1/ipam/prefixes', { token: h.adminToken, body: { cidr: '10.61.0.0/24', scope: 'addr-test', gateway } });
+      expect(p.statusCode, p.body).toBe(400);
+      expect(p.json().code).toBe('ipam.invalid_gateway');
+    }
+    const prefix = await h.req('POST', '/api/v1/ipam/prefixes', { token: h.adminToken, body: { cidr: '10.61.0.0/24', scope: 'addr-test', gateway: '10.61.0.1' } });
+    expect(prefix.statusCode, prefix.body).toBe(201);
+    // feasibility: a malformed address or one outside the prefix is a 400, not `feasible: true`
+    const bad = await h.req('POST', '/api/v1/allocations/feasibility', { token: h.adminToken, body: { addresses: [{ prefixId: prefix.json().id, address: '300.1.1.1/24' }] } });
+    expect(bad.statusCode, bad.body).toBe(400);
+    expect(bad.json().errors[0].field).toMatch(/addresses\.0\.address|addresses\[0\]\.address/);
+    const outside = await h.req('POST', '/api/v1/allocations/feasibility', { token: h.adminToken, body: { addresses: [{ prefixId: prefix.json().id, address: '10.62.0.5' }] } });
+    expect(outside.statusCode, outside.body).toBe(400);
+    expect(outside.json().detail).toBe('addresses.0.address: 10.62.0.5 is outside 10.61.0.0/24');
+    const fine = await h.req('POST', '/api/v1/allocations/feasibility', { token: h.adminToken, body: { addresses: [{ prefixId: prefix.json().id, address: '10.61.0.5' }] } });
+    expect(fine.statusCode, fine.body).toBe(200);
+  });
 });
