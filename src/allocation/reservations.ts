@@ -1,5 +1,6 @@
 import { systemClock, type Clock } from '../core/clock.js';
-import { ConflictError, ExhaustedError, InfraflowError, NotFoundError } from '../core/errors.js';
+import { ConflictError, ExhaustedError, InfraflowError, NotFoundError, ValidationError } from '../core/errors.js';
+import { hostProblem, parseAddress } from '../ipam/addr.js';
 import { newId } from '../core/ids.js';
 import type { WorkflowContext } from '../engine/types.js';
 import type { Inventory } from '../inventory/inventory.js';
@@ -322,9 +323,16 @@ export class Allocations {
       }
     }
     for (const [i, a] of req.addresses.entries()) {
-      if (a.address === undefined || a.fallback) continue;
-      const taken = await this.ipam.listAddresses({ prefixId: a.prefixId }).then((rows) => rows.some((r) => r.address === a.address), () => false);
-      if (taken) shortfalls.push({ path: `addresses.${i}`, resource: 'addresses', requested: 1, available: 0, reason: `address ${a.address} is already allocated` });
+      if (a.address === undefined) continue;
+      const p = await this.ipam.getPrefix(a.prefixId).catch(() => undefined);
+      if (!p) continue;
+      // a specific address must lie in its prefix: a request error, whatever `fallback` says
+      const problem = hostProblem(p.cidr, a.address);
+      if (problem) throw new ValidationError('ipam.outside_prefix', `addresses.${i}.address: ${problem}`, { details: { field: `addresses.${i}.address` } });
+      if (a.fallback) continue;
+      const want = parseAddress(a.address, `addresses.${i}.address`).text;
+      const taken = await this.ipam.listAddresses({ prefixId: a.prefixId }).then((rows) => rows.some((r) => r.address === want), () => false);
+      if (taken) shortfalls.push({ path: `addresses.${i}`, resource: 'addresses', requested: 1, available: 0, reason: `address ${want} is already allocated` });
     }
     // VLANs: per pool, summed
     const vl = new Map<string, { paths: string[]; count: number }>();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ipAddressSchema } from '../ipam/addr.js';
 import type { Server } from '../inventory/schemas.js';
 import type { Address, Prefix, VlanAllocation } from '../ipam/schemas.js';
 
@@ -26,7 +27,8 @@ export const PrefixItemSchema = z.strictObject({
 export const AddressItemSchema = z.strictObject({
   prefixId: z.string().min(1),
   count: z.number().int().min(1).max(4096).default(1),
-  address: z.string().optional(),
+  /** A specific address (it must lie in the prefix). */
+  address: ipAddressSchema().optional(),
   fallback: z.boolean().default(false),
 });
 export const FloatingIpItemSchema = z.strictObject({

@@ -52,10 +52,12 @@ export function problemFor(err: unknown, req: FastifyRequest): Problem {
   if (isInfraflowError(err)) {
     const status = err.status >= 400 && err.status < 600 ? err.status : 500;
     const field = typeof err.details?.field === 'string' ? err.details.field : undefined;
-    const details = err.details ? Object.fromEntries(Object.entries(err.details).filter(([k]) => k !== 'cause' && k !== 'stack')) : undefined;
+    const listed = Array.isArray(err.details?.errors) ? (err.details.errors as unknown[]).filter((e): e is { field: string; message: string } => typeof (e as { field?: unknown })?.field === 'string' && typeof (e as { message?: unknown }).message === 'string') : [];
+    const details = err.details ? Object.fromEntries(Object.entries(err.details).filter(([k]) => k !== 'cause' && k !== 'stack' && k !== 'errors')) : undefined;
+    const errors = listed.length ? listed.map((e) => ({ field: e.field, message: e.message })) : field ? [{ field, message: err.message }] : undefined;
     return {
       type: PROBLEM_BASE + err.code, title: TITLES[status] ?? 'Error', status, detail: err.message, code: err.code, ...base,
-      ...(field ? { errors: [{ field, message: err.message }] } : {}),
+      ...(errors ? { errors } : {}),
       ...(details && Object.keys(details).length ? { details } : {}),
     };
   }

@@ -9,6 +9,7 @@ import fastJsonStringify from 'fast-json-stringify';
 import { z } from 'zod';
 import { InfraflowError, NotFoundError, UnauthorizedError, ValidationError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { checkShape } from '../core/input.js';
 import type { Logger } from '../core/log.js';
 import { authorize, can, canSee, visibleProjects, type Decision, type Principal } from '../iam/policy.js';
 import { notFoundHandler, problemFor, sendProblem } from './problem.js';
@@ -243,6 +244,10 @@ export function responseSerializerCompiler(opts: { validate: boolean }) {
   };
 }
 
+/** Nesting depth and number of values a JSON request body may have (see docs/api.md). */
+export const BODY_MAX_DEPTH = 64;
+export const BODY_MAX_VALUES = 200_000;
+
 export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Promise<FastifyInstance> {
   const table = routeTable(deps, opts.extraRoutes);
   for (const r of table) {
@@ -317,6 +322,17 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
   // (callback-style hooks: no promise per request on the paths that have nothing to wait for)
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', String(req.id));
+    done();
+  });
+  // bodies are untrusted: refuse deep nesting and huge value counts before any schema or handler walks them
+  app.addHook('preValidation', (req, _reply, done) => {
+    const body = req.body;
+    if (body === null || typeof body !== 'object') return done();
+    try {
+      checkShape(body, { code: 'api.body_too_complex', what: 'the request body', maxDepth: BODY_MAX_DEPTH, maxNodes: BODY_MAX_VALUES });
+    } catch (err) {
+      return done(err as Error);
+    }
     done();
   });
   app.addHook('onResponse', (req, reply, done) => {

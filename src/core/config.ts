@@ -3,25 +3,27 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ValidationError } from './errors.js';
+import { zodError } from './input.js';
 
 /**
  * Configuration: defaults, then a file (`INFRAFLOW_CONFIG` or
  * `./infraflow.yaml` if present), then environment variables.
- * Environment wins. Every key is validated; a bad value names the key.
+ * Environment wins. Every key is validated; a bad value or an unknown key
+ * (a typo) names the key's path.
  */
-export const ConfigSchema = z.object({
+export const ConfigSchema = z.strictObject({
   /** Data directory: SQLite file, key file, logs. */
   dataDir: z.string().default('./data'),
   /** `sqlite:<path>` or `postgres://...`; default is `<dataDir>/infraflow.db`. */
   databaseUrl: z.string().optional(),
   /** SQLite synchronous mode: FULL survives power loss; NORMAL may lose the last commits on power loss. */
   sqliteSynchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
-  http: z.object({
+  http: z.strictObject({
     host: z.string().default('127.0.0.1'),
     port: z.coerce.number().int().min(0).max(65535).default(8080),
     bodyLimitBytes: z.coerce.number().int().positive().default(1_048_576),
   }).prefault({}),
-  worker: z.object({
+  worker: z.strictObject({
     enabled: z.boolean().default(true),
     /** Runs executed concurrently by this process. */
     concurrency: z.coerce.number().int().positive().default(64),
@@ -29,7 +31,7 @@ export const ConfigSchema = z.object({
     heartbeatMs: z.coerce.number().int().positive().default(10_000),
     pollMs: z.coerce.number().int().positive().default(250),
   }).prefault({}),
-  sim: z.object({
+  sim: z.strictObject({
     /** Simulated time runs this many times faster than real time. */
     speed: z.coerce.number().positive().default(1),
     seed: z.coerce.number().int().default(42),
@@ -92,9 +94,6 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   }
   for (const [k, v] of Object.entries(opts.overrides ?? {})) setPath(raw, k.split('.'), v);
   const result = ConfigSchema.safeParse(raw);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    throw new ValidationError('config.invalid', `config key ${issue.path.join('.') || '(root)'}: ${issue.message}`, { details: { issues: result.error.issues } });
-  }
+  if (!result.success) throw zodError('config.invalid', result.error, { what: file ? `config (${resolve(file)}, environment) key` : 'config key', root: '(config)' });
   return result.data;
 }

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ValidationError } from '../core/errors.js';
+import { zodError } from '../core/input.js';
 
 /**
  * Validates module input against its schema. The error names the field
@@ -9,7 +9,5 @@ import { ValidationError } from '../core/errors.js';
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
   const r = schema.safeParse(input);
   if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const field = issue.path.length ? issue.path.join('.') : '(input)';
-  throw new ValidationError(`${what}.invalid_input`, `${field}: ${issue.message}`, { details: { field, issues: r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) } });
+  throw zodError(`${what}.invalid_input`, r.error);
 }

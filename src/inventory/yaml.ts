@@ -1,4 +1,5 @@
-import { isNode, LineCounter, parseDocument, stringify } from 'yaml';
+import { isNode, stringify, type Document, type LineCounter } from 'yaml';
+import { parseYamlText, zodError } from '../core/input.js';
 import { z } from 'zod';
 import { InfraflowError, ValidationError } from '../core/errors.js';
 import { withTx } from './tx.js';
@@ -26,7 +27,7 @@ export type InventoryDoc = z.input<typeof InventoryDocSchema>;
 
 export interface ImportSummary { datacenters: number; racks: number; serverTypes: number; switches: number; servers: number; hubs: number; hotPools: number }
 
-function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: (string | number)[]): number | undefined {
+function lineOf(doc: Document, lc: LineCounter, path: (string | number)[]): number | undefined {
   for (let n = path.length; n > 0; n--) {
     const node = doc.getIn(path.slice(0, n), true);
     if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
@@ -36,18 +37,13 @@ function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: (s
 
 export async function importInventory(inv: Inventory, text: string, opts: { source?: string } = {}): Promise<ImportSummary> {
   const source = opts.source ?? 'inventory';
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    throw new ValidationError('inventory.invalid_yaml', `${source}:${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`, { details: { line: e.linePos?.[0]?.line } });
-  }
-  const parsed = InventoryDocSchema.safeParse(doc.toJS());
+  const { doc, lineCounter: lc, value } = parseYamlText(text, { file: source, code: 'inventory.invalid_yaml' });
+  const parsed = InventoryDocSchema.safeParse(value ?? {});
   if (!parsed.success) {
+    const err = zodError('inventory.invalid_input', parsed.error);
     const issue = parsed.error.issues[0]!;
-    const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
-    const line = lineOf(doc, lc, path);
-    throw new ValidationError('inventory.invalid_input', `${path.join('.') || '(document)'}: ${issue.message}${line ? ` (${source}:${line})` : ''}`, { details: { field: path.join('.'), line } });
+    const line = lineOf(doc, lc, issue.path.filter((p): p is string | number => typeof p !== 'symbol'));
+    throw new ValidationError(err.code, `${err.message}${line ? ` (${source}:${line})` : ''}`, { details: { ...err.details, line } });
   }
   const d = parsed.data;
   const summary: ImportSummary = { datacenters: 0, racks: 0, serverTypes: 0, switches: 0, servers: 0, hubs: 0, hotPools: 0 };

@@ -1,4 +1,5 @@
 import { Address4, Address6 } from 'ip-address';
+import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
 
 /**
@@ -132,4 +133,84 @@ export function parsePrefix(text: unknown, field: string, expect?: Family): Pars
 export function alignUp(v: bigint, size: bigint): bigint {
   const r = v % size;
   return r === 0n ? v : v + (size - r);
+}
+
+// ---------------------------------------------------------------- schemas
+// Every address, CIDR and port that enters (API bodies, resource specs, stack
+// documents, imports) is checked by these, once, where it enters.
+
+const ADDRESS_CHARS = /^[0-9A-Fa-f:.]{1,45}$/;
+const PREFIX_CHARS = /^[0-9A-Fa-f:.]{1,45}\/\d{1,3}$/;
+
+/** The message of a ValidationError thrown by parseAddress/parsePrefix, without its field prefix. */
+function reason(e: unknown): string {
+  return (e as Error).message.replace(/^[^:]*: /, '');
+}
+
+/** An IP address (IPv4 dotted quad without leading zeros, or IPv6), in any family or in `family`. */
+export function ipAddressSchema(family?: Family) {
+  return z.string().superRefine((v, ctx) => {
+    if (!ADDRESS_CHARS.test(v)) {
+      ctx.addIssue({ code: 'custom', message: family === 6 ? 'must be an IPv6 address, e.g. 2001:db8::1' : 'must be an IP address, e.g. 10.0.0.1 or 2001:db8::1' });
+      return;
+    }
+    try {
+      checkOctets(v);
+      parseAddress(v, 'address', family);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: reason(e) });
+    }
+  });
+}
+
+/** A prefix in CIDR form with host bits zero, e.g. 10.0.0.0/24 or 2001:db8::/64. */
+export function cidrSchema(family?: Family) {
+  return z.string().superRefine((v, ctx) => {
+    if (!PREFIX_CHARS.test(v)) {
+      ctx.addIssue({ code: 'custom', message: 'must be a prefix in CIDR form, e.g. 10.0.0.0/24 or 2001:db8::/64' });
+      return;
+    }
+    try {
+      checkOctets(v.slice(0, v.indexOf('/')));
+      parsePrefix(v, 'cidr', family);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: reason(e) });
+    }
+  });
+}
+
+/** A TCP/UDP port; `allowZero` for ranges where 0 means "any". */
+export function portSchema(allowZero = false) {
+  return z.number().int('a port is a whole number').min(allowZero ? 0 : 1, allowZero ? 'a port is 0 to 65535' : 'a port is 1 to 65535').max(65535, 'a port is at most 65535');
+}
+
+/** IPv4 octets with leading zeros (`010.0.0.1`) are ambiguous (octal in some parsers): refused. */
+function checkOctets(addr: string): void {
+  if (addr.includes(':')) return;
+  for (const o of addr.split('.')) {
+    if (o.length > 1 && o.startsWith('0')) throw new ValidationError('ipam.invalid_address', `address: an IPv4 octet has a leading zero (${o}); write ${String(Number(o))}`);
+  }
+}
+
+/**
+ * Where an address stands in a prefix: a gateway or a host must be inside
+ * it and, on IPv4 prefixes longer than /31 allows, neither the network nor the
+ * broadcast address. Returns a problem or undefined.
+ */
+export function hostProblem(cidr: string, address: string): string | undefined {
+  let p: ParsedPrefix;
+  let a: { family: Family; value: bigint };
+  try {
+    p = parsePrefix(cidr, 'cidr');
+    a = parseAddress(address, 'address', p.family);
+  } catch (e) {
+    return reason(e);
+  }
+  if (a.value < p.network || a.value > p.last) return `${formatAddress(p.family, a.value)} is outside ${p.cidr}`;
+  if (p.family === 4 && p.length <= 30) {
+    if (a.value === p.network) return `${formatAddress(4, a.value)} is the network address of ${p.cidr}`;
+    if (a.value === p.last) return `${formatAddress(4, a.value)} is the broadcast address of ${p.cidr}`;
+  }
+  if (p.family === 6 && p.length < 127 && a.value === p.network) return `${formatAddress(6, a.value)} is the subnet-router anycast address of ${p.cidr}`;
+  return undefined;
 }

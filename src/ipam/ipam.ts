@@ -8,7 +8,7 @@ import { GroupCommit, type Outcome } from '../inventory/groupcommit.js';
 import { parseJson, pgRawTx, sqliteRawTx, withTx } from '../inventory/tx.js';
 import { kyselyAddrOps, kyselyVlanOps, pgOps, sqliteOps, type AddrOps, type VlanOps } from './ops.js';
 import { parseInput } from '../inventory/validate.js';
-import { alignUp, bitsOf, formatAddress, formatPrefix, fromHex, parseAddress, parsePrefix, toHex, type Family } from './addr.js';
+import { alignUp, bitsOf, formatAddress, formatPrefix, fromHex, hostProblem, parseAddress, parsePrefix, toHex, type Family } from './addr.js';
 import {
   AllocateAddressSchema, AllocatePrefixSchema, AllocateVlanSchema, CreatePrefixSchema, CreateVlanPoolSchema, VLAN_MAX, VLAN_MIN, VNI_MAX,
   type Address, type AllocateAddressInput, type AllocatePrefixInput, type AllocateVlanInput, type CreatePrefixInput, type CreateVlanPoolInput,
@@ -98,6 +98,8 @@ export class Ipam {
     reserved.push(...defaultReserved(inp.kind, p.family, p.network, p.length));
     if (inp.gateway !== undefined) {
       const g = field('gateway', inp.gateway, p.family);
+      const problem = inp.kind === 'floating' ? undefined : hostProblem(p.cidr, inp.gateway);
+      if (problem) throw new ValidationError('ipam.invalid_gateway', `gateway: ${problem}; a gateway is a host address`, { details: { field: 'gateway' } });
       gateway = formatAddress(p.family, g);
       reserved.push({ start: g, end: g, reason: 'gateway' });
     }

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
+import { zodError } from '../core/input.js';
+import { cidrSchema, hostProblem, ipAddressSchema, portSchema } from '../ipam/addr.js';
 
 /**
  * Kind schemas: the source of truth for every resource spec. One schema gives
@@ -65,7 +67,7 @@ export const ServerNetwork = z.strictObject({
   subnet: ref.optional(),
   /** Pre-created port id (instead of `subnet`). */
   port: ref.optional(),
-  fixedIp: z.string().optional(),
+  fixedIp: ipAddressSchema().optional(),
 });
 
 export const ServerSpec = z.strictObject({
@@ -118,15 +120,27 @@ export const NetworkSpec = z.strictObject({
 export const SubnetSpec = z.strictObject({
   network: ref,
   /** CIDR; omit to take a free prefix of `prefixLength` from IPAM (`pool`). */
-  cidr: z.string().optional(),
+  cidr: cidrSchema().optional(),
   pool: z.string().optional(),
   prefixLength: z.number().int().min(8).max(128).optional(),
   ipVersion: z.union([z.literal(4), z.literal(6)]).default(4),
   /** Gateway address; default the first host address; `null` for none. */
-  gateway: z.string().nullable().optional(),
+  gateway: ipAddressSchema().nullable().optional(),
   dhcp: z.boolean().default(true),
-  dnsServers: z.array(z.string()).default([]),
-  allocationPools: z.array(z.strictObject({ start: z.string(), end: z.string() })).default([]),
+  dnsServers: z.array(ipAddressSchema()).default([]),
+  allocationPools: z.array(z.strictObject({ start: ipAddressSchema(), end: ipAddressSchema() })).default([]),
+}).superRefine((s, ctx) => {
+  if (typeof s.cidr !== 'string') return;
+  const at = (path: (string | number)[], address: unknown) => {
+    if (typeof address !== 'string') return;
+    const problem = hostProblem(s.cidr!, address);
+    if (problem) ctx.addIssue({ code: 'custom', path, message: problem });
+  };
+  at(['gateway'], s.gateway);
+  s.allocationPools.forEach((p, i) => {
+    at(['allocationPools', i, 'start'], p.start);
+    at(['allocationPools', i, 'end'], p.end);
+  });
 });
 
 export const RouterSpec = z.strictObject({
@@ -134,15 +148,15 @@ export const RouterSpec = z.strictObject({
   externalGateway: ref.optional(),
   /** Subnet ids attached as interfaces. */
   interfaces: z.array(ref).default([]),
-  routes: z.array(z.strictObject({ destination: z.string(), nexthop: z.string() })).default([]),
+  routes: z.array(z.strictObject({ destination: cidrSchema(), nexthop: ipAddressSchema() })).default([]),
 });
 
 export const SecurityGroupRule = z.strictObject({
   direction: z.enum(['ingress', 'egress']).default('ingress'),
   protocol: z.enum(['tcp', 'udp', 'icmp', 'any']).default('tcp'),
-  portMin: z.number().int().min(0).max(65535).optional(),
-  portMax: z.number().int().min(0).max(65535).optional(),
-  remoteCidr: z.string().default('0.0.0.0/0'),
+  portMin: portSchema(true).optional(),
+  portMax: portSchema(true).optional(),
+  remoteCidr: cidrSchema().default('0.0.0.0/0'),
   ethertype: z.enum(['IPv4', 'IPv6']).default('IPv4'),
   description: z.string().optional(),
 });
@@ -171,10 +185,10 @@ export const FloatingIPSpec = z.strictObject({
 export const LoadBalancerSpec = z.strictObject({
   /** Subnet the VIP comes from. */
   subnet: ref,
-  vip: z.string().optional(),
+  vip: ipAddressSchema().optional(),
   algorithm: z.enum(['round_robin', 'least_connections', 'source_ip']).default('round_robin'),
-  listeners: z.array(z.strictObject({ protocol: z.enum(['TCP', 'HTTP', 'HTTPS', 'UDP']).default('TCP'), port: z.number().int().min(1).max(65535) })).min(1, 'a load balancer needs at least one listener'),
-  members: z.array(z.strictObject({ address: z.string(), port: z.number().int().min(1).max(65535), weight: z.number().int().min(0).max(256).default(1) })).default([]),
+  listeners: z.array(z.strictObject({ protocol: z.enum(['TCP', 'HTTP', 'HTTPS', 'UDP']).default('TCP'), port: portSchema() })).min(1, 'a load balancer needs at least one listener'),
+  members: z.array(z.strictObject({ address: ipAddressSchema(), port: portSchema(), weight: z.number().int().min(0).max(256).default(1) })).default([]),
   healthCheck: z.strictObject({
     protocol: z.enum(['TCP', 'HTTP', 'PING']).default('TCP'),
     path: z.string().default('/'),
@@ -376,10 +390,7 @@ export function parseSpec<S = Record<string, unknown>>(kind: string, spec: unkno
   const info = KINDS[kind];
   if (!info) throw new ValidationError('resources.unknown_kind', `unknown kind "${kind}": use one of ${KIND_NAMES.join(', ')}`, { details: { kind } });
   const r = info.schema.safeParse(spec);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    throw new ValidationError('resources.invalid_spec', `${kind} spec.${issue.path.join('.') || '(root)'}: ${issue.message}`, { details: { kind, issues: r.error.issues } });
-  }
+  if (!r.success) throw zodError('resources.invalid_spec', r.error, { prefix: ['spec'], what: kind, root: 'spec', details: { kind } });
   info.validate?.(r.data);
   return r.data as S;
 }

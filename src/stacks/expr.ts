@@ -1,4 +1,5 @@
 import { Environment, type ASTNode } from '@marcbachmann/cel-js';
+import { RE2JS } from 're2js';
 
 /**
  * CEL expressions and `${ … }` templates (never `eval`).
@@ -23,7 +24,154 @@ export class Unknown {
 export const UNKNOWN = Unknown.instance;
 export const isUnknown = (v: unknown): v is Unknown => v === UNKNOWN;
 
-const env = new Environment({ unlistedVariablesAreDyn: true, homogeneousAggregateLiterals: false });
+/**
+ * Limits on what one expression may cost. CEL implementations meter
+ * evaluation for this reason (cel-go's cost limit): a stack document is
+ * untrusted input and `xs.map(a, xs.map(b, xs.map(c, …)))` over a long list
+ * would otherwise hold the event loop for minutes. Every AST node evaluated
+ * costs 1; values built by `+`, literals and function calls cost their size
+ * (list elements, map entries, string length / 64). Exceeding a limit throws
+ * ExprError, which callers turn into a 400 naming the expression's place.
+ */
+export interface ExprLimits {
+  /** Cost one evaluation may use. */
+  maxCost: number;
+  /** Wall-clock milliseconds one evaluation may take (a backstop; cost is the deterministic limit). */
+  maxMs: number;
+  /** Characters of an expression's source. */
+  maxSourceLength: number;
+  /** Characters of a regular expression given to `matches`. */
+  maxPatternLength: number;
+}
+
+export const DEFAULT_EXPR_LIMITS: Readonly<ExprLimits> = Object.freeze({ maxCost: 1_000_000, maxMs: 1_000, maxSourceLength: 10_000, maxPatternLength: 2_000 });
+
+/** Cost and time shared by every evaluation inside withExprBudget (one plan, one document). */
+export interface ExprBudget {
+  /** Cost left for the whole document. */
+  remaining: number;
+  /** performance.now() after which evaluation stops. */
+  deadline: number;
+  readonly total: number;
+}
+
+/** A budget for a whole document: by default 5× one expression's cost and 2 s. */
+export function exprBudget(total = DEFAULT_EXPR_LIMITS.maxCost * 5, ms = 2_000): ExprBudget {
+  return { remaining: total, total, deadline: performance.now() + ms };
+}
+
+let limits: ExprLimits = { ...DEFAULT_EXPR_LIMITS };
+/** Changes the limits (tests, configuration); returns the previous ones. */
+export function setExprLimits(next: Partial<ExprLimits>): ExprLimits {
+  const prev = limits;
+  limits = { ...limits, ...next };
+  return prev;
+}
+
+let activeBudget: ExprBudget | undefined;
+/** Runs `fn` (synchronous) with every evaluation inside it drawing on `budget`. */
+export function withExprBudget<T>(budget: ExprBudget, fn: () => T): T {
+  const prev = activeBudget;
+  activeBudget = budget;
+  try {
+    return fn();
+  } finally {
+    activeBudget = prev;
+  }
+}
+
+/** Thrown inside the evaluator when a limit is exceeded; never caught by CEL's own error handling (it is rethrown). */
+class LimitExceeded extends Error {}
+
+interface Meter { cost: number; max: number; deadline: number; source: string; reason?: string }
+let meter: Meter | undefined;
+
+function exceed(m: Meter, why: string): never {
+  m.reason ??= why;
+  throw new LimitExceeded(why);
+}
+
+function charge(m: Meter, n: number): void {
+  m.cost += n;
+  if (m.cost > m.max) exceed(m, m.max === limits.maxCost ? `exceeds the cost limit of one expression (${limits.maxCost}): make it do less work (fewer nested map/filter/all over long lists)` : `exceeds the cost left for this document (${activeBudget?.total ?? m.max} in all): its expressions do too much work`);
+}
+
+function sizeOf(v: unknown): number {
+  if (typeof v === 'string') return v.length >> 6;
+  if (Array.isArray(v)) return v.length;
+  if (v instanceof Map) return v.size;
+  return 0;
+}
+
+const RE_CACHE = new Map<string, RE2JS>();
+/** `matches` with RE2 semantics (linear time, as the CEL spec says), never a backtracking engine. */
+function re2Matches(s: string, pattern: string): boolean {
+  let re = RE_CACHE.get(pattern);
+  if (!re) {
+    if (pattern.length > limits.maxPatternLength) throw new ExprError(`regular expression is longer than ${limits.maxPatternLength} characters`);
+    try {
+      re = RE2JS.compile(pattern);
+    } catch (e) {
+      throw new ExprError(`invalid regular expression (RE2 syntax): ${firstLine((e as Error).message)}`);
+    }
+    if (RE_CACHE.size > 1000) RE_CACHE.clear();
+    RE_CACHE.set(pattern, re);
+  }
+  if (meter) charge(meter, s.length >> 4);
+  return re.matcher(s).find();
+}
+
+const env = new Environment({
+  unlistedVariablesAreDyn: true,
+  homogeneousAggregateLiterals: false,
+  limits: { maxAstNodes: 5_000, maxDepth: 64, maxListElements: 1_000, maxMapEntries: 1_000, maxCallArguments: 32 },
+});
+
+/*
+ * Metering: cel-js evaluates every node but the root through its evaluator's
+ * `run(ast, ctx)`. That method is wrapped once (on the evaluator's prototype,
+ * found by evaluating a probe) to charge each node, enforce the deadline every
+ * 1024 steps, and evaluate `matches` with RE2. Roots are never `matches` calls
+ * (compileExpr wraps those), so every call is seen here.
+ */
+type Run = (this: unknown, ast: ASTNode, ctx: unknown) => unknown;
+(function instrument() {
+  const probe = env.parse('1');
+  let proto: { run: Run } | undefined;
+  (probe.ast as unknown as { evaluate: (ev: object) => unknown }).evaluate = (ev: object) => {
+    proto = Object.getPrototypeOf(ev) as { run: Run };
+    return 1n;
+  };
+  probe({});
+  if (!proto || typeof proto.run !== 'function') throw new Error('cel-js evaluator not found: the expression cost meter cannot be installed');
+  proto.run = function meteredRun(this: unknown, ast: ASTNode, ctx: unknown): unknown {
+    const m = meter;
+    if (m) {
+      // CEL's `||`, `&&` and quantifiers catch errors as values: once exceeded, stay exceeded
+      if (m.reason) throw new LimitExceeded(m.reason);
+      if ((++m.cost & 1023) === 0) {
+        if (m.cost > m.max) charge(m, 0);
+        if (performance.now() > m.deadline) exceed(m, `took longer than ${limits.maxMs} ms`);
+      }
+    }
+    const node = ast as ASTNode & { evaluate(ev: unknown, a: unknown, c: unknown): unknown };
+    if ((node.op === 'rcall' || node.op === 'call') && (node.args as unknown[])[0] === 'matches') {
+      const args = node.args as unknown as [string, ASTNode, ASTNode[]] | [string, ASTNode[]];
+      const [subject, pattern] = node.op === 'rcall' ? [args[1] as ASTNode, (args[2] as ASTNode[])[0]] : [(args[1] as ASTNode[])[0], (args[1] as ASTNode[])[1]];
+      if (subject && pattern) {
+        const s = (this as { run: Run }).run(subject, ctx);
+        const p = (this as { run: Run }).run(pattern, ctx);
+        if (typeof s === 'string' && typeof p === 'string') return re2Matches(s, p);
+      }
+    }
+    const v = node.evaluate(this, node, ctx);
+    if (m && (node.op === '+' || node.op === 'call' || node.op === 'rcall' || node.op === 'list' || node.op === 'map')) {
+      const n = sizeOf(v);
+      if (n > 0) charge(m, n);
+    }
+    return v;
+  };
+})();
 
 const MACROS = new Set(['all', 'exists', 'exists_one', 'map', 'filter', 'transformList', 'transformMap', 'sortBy']);
 
@@ -44,9 +192,16 @@ export interface Expr {
 }
 
 export class ExprError extends Error {
-  constructor(message: string) {
+  /** Where in the value being evaluated (set by compileValue), e.g. ['spec', 'rules', 0, 'port']. */
+  path?: (string | number)[];
+  constructor(message: string, readonly reason: 'invalid' | 'limit' = 'invalid') {
     super(message);
   }
+}
+
+/** An expression as quoted in messages: long ones are cut. */
+function short(source: string): string {
+  return source.length > 200 ? `${source.slice(0, 197)}...` : source;
 }
 
 const exprCache = new Map<string, Expr>();
@@ -59,11 +214,15 @@ function firstLine(msg: string): string {
 export function compileExpr(source: string): Expr {
   const cached = exprCache.get(source);
   if (cached) return cached;
+  if (source.length > limits.maxSourceLength) throw new ExprError(`expression is longer than ${limits.maxSourceLength} characters`);
   let fn: ReturnType<typeof env.parse>;
   try {
     fn = env.parse(source);
+    const root = fn.ast as ASTNode;
+    // the root is evaluated outside the metered run(): keep `matches` off it
+    if ((root.op === 'rcall' || root.op === 'call') && root.args[0] === 'matches') fn = env.parse(`(${source}) == true`);
   } catch (e) {
-    throw new ExprError(`invalid expression ${JSON.stringify(source)}: ${firstLine((e as Error).message)}`);
+    throw new ExprError(`invalid expression ${JSON.stringify(short(source))}: ${firstLine((e as Error).message)}`);
   }
   const resources = new Set<string>();
   const params = new Set<string>();
@@ -80,10 +239,25 @@ export function compileExpr(source: string): Expr {
     roots,
     steps,
     evaluate(ctx) {
+      const outer = meter;
+      const budget = activeBudget;
+      const now = performance.now();
+      const max = budget ? Math.min(limits.maxCost, budget.remaining) : limits.maxCost;
+      const m: Meter = { cost: 0, max, deadline: Math.min(now + limits.maxMs, budget?.deadline ?? Infinity), source };
+      if (budget && now > budget.deadline) throw new ExprError(`${JSON.stringify(short(source))}: the expressions of this document took longer than allowed: make them do less work`, 'limit');
+      meter = m;
       try {
-        return fromCel(fn(ctx));
+        const v = fn(ctx);
+        if (m.reason) throw new LimitExceeded(m.reason);
+        return fromCel(v);
       } catch (e) {
-        throw new ExprError(`${JSON.stringify(source)}: ${firstLine((e as Error).message)}`);
+        if (m.reason) throw new ExprError(`${JSON.stringify(short(source))} ${m.reason}`, 'limit');
+        if (e instanceof ExprError) throw new ExprError(`${JSON.stringify(short(source))}: ${e.message}`);
+        throw new ExprError(`${JSON.stringify(short(source))}: ${firstLine((e as Error).message)}`);
+      } finally {
+        meter = outer;
+        if (budget) budget.remaining -= m.cost;
+        if (outer) outer.cost += m.cost;
       }
     },
   };
@@ -339,7 +513,7 @@ export function compileValue(value: unknown, onError: (path: (string | number)[]
       for (const r of p.roots) roots.add(r);
     }
   };
-  type Node = { kind: 'const'; v: unknown } | { kind: 'tpl'; t: Template } | { kind: 'arr'; items: Node[] } | { kind: 'obj'; entries: [string, Node][] };
+  type Node = { kind: 'const'; v: unknown } | { kind: 'tpl'; t: Template; path: (string | number)[] } | { kind: 'arr'; items: Node[] } | { kind: 'obj'; entries: [string, Node][] };
   const build = (v: unknown, path: (string | number)[]): Node => {
     if (typeof v === 'string') {
       let t: Template | undefined;
@@ -351,7 +525,7 @@ export function compileValue(value: unknown, onError: (path: (string | number)[]
       if (!t) return { kind: 'const', v };
       hasTemplates = true;
       addRefs(t, path);
-      return { kind: 'tpl', t };
+      return { kind: 'tpl', t, path };
     }
     if (Array.isArray(v)) {
       const items = v.map((x, i) => build(x, [...path, i]));
@@ -379,12 +553,16 @@ export function compileValue(value: unknown, onError: (path: (string | number)[]
             }
           }
         }
-        if (!readsPartial) return evalTemplate(n.t, ctx);
         try {
+          if (!readsPartial) return evalTemplate(n.t, ctx);
           const v = evalTemplate(n.t, ctx);
           return touchesPlaceholder(v) ? UNKNOWN : v;
-        } catch {
-          return UNKNOWN;
+        } catch (e) {
+          if (e instanceof ExprError) {
+            e.path ??= n.path;
+            if (readsPartial && e.reason !== 'limit') return UNKNOWN;
+          }
+          throw e;
         }
       }
       case 'arr':

@@ -1,7 +1,9 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../core/clock.js';
-import { ConflictError, ValidationError } from '../core/errors.js';
+import { ConflictError, ValidationError, type InfraflowError } from '../core/errors.js';
+import { issueMessage } from '../core/input.js';
+import { containsUnknown } from './expr.js';
 import type { Logger } from '../core/log.js';
 import type { EngineApi, EngineEvent, RetryPolicy, RunInfo } from '../engine/types.js';
 import { KINDS, KIND_NAMES, parseSpec } from '../resources/kinds.js';
@@ -87,7 +89,28 @@ export const resourceKinds: KindCatalog = {
   get: (kind) => {
     const info = KINDS[kind];
     if (!info) return undefined;
-    return { kind, replaceOnChange: info.replaceOnChange, validate: (spec) => void parseSpec(kind, spec) };
+    return {
+      kind, replaceOnChange: info.replaceOnChange,
+      validate: (spec) => void parseSpec(kind, spec),
+      check: (spec) => {
+        const r = info.schema.safeParse(spec);
+        if (!r.success) {
+          return r.error.issues.map((i) => {
+            const path = i.path.filter((p): p is string | number => typeof p !== 'symbol');
+            if (i.code === 'unrecognized_keys' && i.keys.length === 1) path.push(i.keys[0]!);
+            return { path, message: issueMessage(i), ...(i.code === 'custom' ? { custom: true } : {}) };
+          });
+        }
+        if (containsUnknown(spec)) return [];
+        try {
+          info.validate?.(r.data as never);
+        } catch (e) {
+          const field = (e as InfraflowError).details?.field;
+          return [{ path: typeof field === 'string' ? field.split('.') : [], message: (e as Error).message, custom: true }];
+        }
+        return [];
+      },
+    };
   },
   kinds: () => KIND_NAMES,
 };

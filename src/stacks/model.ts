@@ -1,7 +1,7 @@
 import { ValidationError } from '../core/errors.js';
 import type { ParsedStack, SourceMap, DocPath } from './parse.js';
 import { docError } from './parse.js';
-import { compileValue, compileExpr, toCel, ExprError, type CompiledValue } from './expr.js';
+import { compileValue, compileExpr, toCel, ExprError, exprBudget, withExprBudget, type CompiledValue, type ExprBudget } from './expr.js';
 import type { ParameterDef, ResourceDef, StackDocument, StepDef, PerInstanceDef } from './schema.js';
 
 /**
@@ -19,6 +19,19 @@ export interface KindInfo {
   replaceOnChange: readonly string[];
   /** Validates a resolved spec; throws with a message naming the field. */
   validate?(spec: unknown): void;
+  /**
+   * Problems of a spec that may hold UNKNOWN values (known after apply), as
+   * paths inside the spec. Problems at or under an UNKNOWN are not reported
+   * by the caller, every other one is (unknown keys, types, ranges).
+   */
+  check?(spec: unknown): SpecIssue[];
+}
+
+export interface SpecIssue {
+  path: (string | number)[];
+  message: string;
+  /** A problem of a whole object (a refinement over several fields), not of one field. */
+  custom?: boolean;
 }
 
 export interface KindCatalog {
@@ -90,6 +103,8 @@ export interface CompileOptions {
   params?: Record<string, unknown>;
   /** Known kinds; when given, an unknown kind is an error and resolved specs are validated. */
   kinds?: KindCatalog;
+  /** The expression budget of the whole compilation; default exprBudget(). */
+  budget?: ExprBudget;
 }
 
 const TYPE_CHECK: Record<ParameterDef['type'], (v: unknown) => boolean> = {
@@ -143,7 +158,12 @@ export function resourceOfAddress(address: string): string {
   return i < 0 ? address : address.slice(0, i);
 }
 
+/** Compiles a parsed stack; every expression evaluated while compiling draws on one budget (see ExprLimits). */
 export function compileStack(parsed: ParsedStack, opts: CompileOptions = {}): StackModel {
+  return withExprBudget(opts.budget ?? exprBudget(), () => compile(parsed, opts));
+}
+
+function compile(parsed: ParsedStack, opts: CompileOptions): StackModel {
   const { document: doc, sourceMap: map } = parsed;
   const params = resolveParams(doc, map, opts.params);
   const paramsCel = toCel(params) as Record<string, unknown>;
@@ -207,7 +227,8 @@ export function compileStack(parsed: ParsedStack, opts: CompileOptions = {}): St
       try {
         return cv.evaluate(ctx);
       } catch (e) {
-        throw docError('stacks.invalid_expression', map, [...base, field], (e as Error).message);
+        const limit = e instanceof ExprError && e.reason === 'limit';
+        throw docError(limit ? 'stacks.expression_limit' : 'stacks.invalid_expression', map, [...base, field], `resource ${name}: ${(e as Error).message}`, { resource: name });
       }
     };
     let include = true;

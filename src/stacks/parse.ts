@@ -1,4 +1,5 @@
-import { LineCounter, isMap, isSeq, isNode, parseDocument, type Document } from 'yaml';
+import { isMap, isSeq, isNode, type Document, type LineCounter } from 'yaml';
+import { checkShape, parseYamlText, type DocumentLimits } from '../core/input.js';
 import type { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
 import { StackDocumentSchema, type StackDocument } from './schema.js';
@@ -80,6 +81,9 @@ function yamlSourceMap(file: string, doc: Document, lc: LineCounter): SourceMap 
   };
 }
 
+/** Limits on a stack document's text (see DocumentLimits); resource count is limited by the schema. */
+export const STACK_DOCUMENT_LIMITS: Partial<DocumentLimits> = { maxBytes: 2_000_000, maxDepth: 64, maxAliases: 100, maxNodes: 500_000 };
+
 const objectSourceMap = (file: string): SourceMap => ({ file, locate: () => undefined });
 
 /**
@@ -90,25 +94,26 @@ export function parseStack(input: string | Record<string, unknown>, opts: { file
   const file = opts.file ?? '<stack>';
   if (typeof input !== 'string') {
     const sourceMap = objectSourceMap(file);
+    checkShape(input, { code: 'stacks.invalid_document', what: 'the stack document', maxDepth: STACK_DOCUMENT_LIMITS.maxDepth!, maxNodes: STACK_DOCUMENT_LIMITS.maxNodes! });
     return { document: validate(input, sourceMap), source: JSON.stringify(input), sourceMap };
   }
-  const lc = new LineCounter();
-  const doc = parseDocument(input, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, strict: true });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const { line, col } = lc.linePos(e.pos[0]);
-    const msg = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+.*$/, '');
-    throw new ValidationError('stacks.syntax_error', `${file}:${line}:${col}: ${msg}`, { details: { file, line, column: col, code: e.code } });
-  }
+  const { doc, lineCounter: lc, value: raw } = parseYamlText(input, { file, code: 'stacks.syntax_error', limits: STACK_DOCUMENT_LIMITS });
   const sourceMap = yamlSourceMap(file, doc, lc);
-  const raw = doc.toJS({ maxAliasCount: 1000 }) as unknown;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ValidationError('stacks.invalid_document', `${file}:1:1: a stack document must be a mapping with apiVersion, kind, metadata and spec`, { details: { file, line: 1, column: 1 } });
   }
   return { document: validate(raw, sourceMap), source: input, sourceMap };
 }
 
+/** Resources (definitions, before count/forEach) one stack may declare. */
+export const MAX_STACK_RESOURCES = 5_000;
+
 function validate(raw: unknown, map: SourceMap): StackDocument {
+  const resources = (raw as { spec?: { resources?: unknown } }).spec?.resources;
+  if (resources !== null && typeof resources === 'object') {
+    let n = 0;
+    for (const _ in resources) if (++n > MAX_STACK_RESOURCES) throw docError('stacks.too_many_resources', map, ['spec', 'resources'], `a stack may declare at most ${MAX_STACK_RESOURCES} resources (use count or forEach for many alike, or split the stack)`, { max: MAX_STACK_RESOURCES }, true);
+  }
   const r = StackDocumentSchema.safeParse(raw);
   if (r.success) return r.data;
   const issues = r.error.issues;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { containsUnknown, isUnknown, UNKNOWN } from './expr.js';
-import type { KindCatalog, StackModel } from './model.js';
+import { containsUnknown, exprBudget, isUnknown, UNKNOWN, withExprBudget } from './expr.js';
+import type { KindCatalog, KindInfo, ResourceNode, SpecIssue, StackModel } from './model.js';
+import { docError, formatPath } from './parse.js';
 import { resourceOfAddress } from './model.js';
 import { Resolver, type InstanceState } from './resolve.js';
 
@@ -140,6 +141,10 @@ export interface DiffOptions {
 
 /** Computes the plan of a compiled stack against its recorded resources. */
 export function diffStack(model: StackModel, recorded: readonly RecordedResource[], opts: DiffOptions = {}): Plan {
+  return withExprBudget(exprBudget(), () => diff(model, recorded, opts));
+}
+
+function diff(model: StackModel, recorded: readonly RecordedResource[], opts: DiffOptions): Plan {
   const byAddress = new Map<string, RecordedResource>();
   for (const r of recorded) byAddress.set(r.address, r);
   const summary: Record<ChangeAction, number> = { create: 0, update: 0, replace: 0, delete: 0, noop: 0 };
@@ -175,8 +180,9 @@ export function diffStack(model: StackModel, recorded: readonly RecordedResource
       const { spec, unknown } = resolver.resolveSpec(node, inst);
       const rec = byAddress.get(inst.address);
       const hash = unknown ? '' : specHash(spec);
-      // an unchanged spec was valid when it was applied: validate only new and changed ones
-      if (info?.validate && !unknown && hash !== rec?.specHash) info.validate(spec);
+      // an unchanged spec was valid when it was applied: validate only new and changed ones,
+      // with values known after apply standing in for themselves (see KindInfo.check)
+      if (info && (unknown || hash !== rec?.specHash)) checkSpec(model, node, inst.address, info, spec);
       const base = { address: inst.address, resource: name, kind: node.kind, phase: node.phaseName };
       if (!rec) {
         changes.push({ ...base, action: 'create', after: spec });
@@ -234,6 +240,40 @@ export function diffStack(model: StackModel, recorded: readonly RecordedResource
     summary.delete++;
   }
   return { stack: model.name, project: model.project, baseRevision: opts.baseRevision ?? 0, destroy: false, summary, changes, feasibility: opts.feasibility ?? { ok: true, checks: [] }, params: model.params };
+}
+
+/** Validates a resolved spec; a problem is a positioned error naming the resource, its file:line and the field. */
+function checkSpec(model: StackModel, node: ResourceNode, address: string, info: KindInfo, spec: Record<string, unknown>): void {
+  let issues: SpecIssue[];
+  if (info.check) {
+    issues = info.check(spec).filter((i) => !atUnknown(spec, i.path, i.custom === true));
+  } else {
+    if (!info.validate || containsUnknown(spec)) return;
+    try {
+      info.validate(spec);
+      return;
+    } catch (e) {
+      const field = (e as { details?: { field?: unknown } }).details?.field;
+      issues = [{ path: typeof field === 'string' ? field.replace(/^spec\.?/, '').split('.').filter(Boolean) : [], message: (e as Error).message }];
+    }
+  }
+  if (issues.length === 0) return;
+  const first = issues[0]!;
+  const base = ['spec', 'resources', node.name, 'spec'];
+  const unknownKey = /^unknown field/.test(first.message);
+  const fields = issues.slice(0, 20).map((i) => ({ field: formatPath([...base, ...i.path]), message: i.message }));
+  throw docError('stacks.invalid_spec', model.sourceMap, [...base, ...first.path], `resource ${address} (${node.kind}): ${first.message}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`, { resource: node.name, address, kind: node.kind, errors: fields }, unknownKey);
+}
+
+/** Whether a value known only after apply sits at or above `path` (or, for whole-object problems, anywhere under it). */
+function atUnknown(spec: unknown, path: (string | number)[], custom: boolean): boolean {
+  let cur: unknown = spec;
+  for (const seg of path) {
+    if (isUnknown(cur)) return true;
+    if (cur === null || typeof cur !== 'object') return false;
+    cur = (cur as Record<string | number, unknown>)[seg];
+  }
+  return isUnknown(cur) || (custom && containsUnknown(cur));
 }
 
 function getPath(obj: unknown, path: string): unknown {

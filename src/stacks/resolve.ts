@@ -112,7 +112,7 @@ export class Resolver {
       return { spec, unknown: unknown.size > 0 || (partial.size > 0 && containsUnknown(spec)) };
     } catch (e) {
       if (e instanceof ExprError) {
-        throw docError('stacks.invalid_expression', this.model.sourceMap, ['spec', 'resources', node.name, 'spec'], `${inst.address}: ${e.message}`, { address: inst.address });
+        throw docError(e.reason === 'limit' ? 'stacks.expression_limit' : 'stacks.invalid_expression', this.model.sourceMap, e.path ?? ['spec', 'resources', node.name, 'spec'], `resource ${inst.address}: ${e.message}`, { address: inst.address, resource: node.name });
       }
       throw e;
     }

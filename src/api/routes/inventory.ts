@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseWith } from '../../core/input.js';
 import { NotFoundError } from '../../core/errors.js';
 import { redact } from '../../core/secrets.js';
 import { Inventory } from '../../inventory/inventory.js';
@@ -31,7 +32,7 @@ export function inventoryRoutes(_deps: ApiDeps, inv: Inventory): AnyRoute[] {
       method: 'GET', url: '/inventory/servers', summary: 'List bare-metal servers (filters: type, datacenter, state, holder)', tags, policy: read,
       schema: { querystring: PageQuery.extend({ type: z.string().max(64).optional(), datacenter: z.string().max(64).optional(), state: z.string().max(300).optional().describe('states separated by commas'), holder: z.string().max(256).optional() }) },
       handler: async ({ query }) => {
-        const states = query.state?.split(',').filter(Boolean).map((s) => ServerStateSchema.parse(s)) as ServerState[] | undefined;
+        const states = query.state?.split(',').filter(Boolean).map((s, i) => parseWith(ServerStateSchema, s, 'api.invalid_request', { root: 'state', prefix: ['state', i] })) as ServerState[] | undefined;
         const rows = await inv.listServers({
           ...(query.type ? { type: query.type } : {}), ...(query.datacenter ? { datacenter: query.datacenter } : {}), ...(states?.length ? { state: states } : {}),
           ...(query.holder ? { holder: query.holder } : {}), ...(decodeCursor(query.cursor) ? { after: decodeCursor(query.cursor) } : {}), limit: query.limit + 1,

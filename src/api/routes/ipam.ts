@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { parse as parseYaml } from 'yaml';
-import { ValidationError } from '../../core/errors.js';
+import { parseWith, parseYamlText } from '../../core/input.js';
 import { Ipam } from '../../ipam/ipam.js';
 import { AllocateAddressSchema, AllocatePrefixSchema, AllocateVlanSchema, CreatePrefixSchema, CreateVlanPoolSchema, PrefixKindSchema } from '../../ipam/schemas.js';
 import { defineRoute, encodeCursor, decodeCursor, PageQuery, type AnyRoute, type ApiDeps } from '../route.js';
@@ -24,7 +23,7 @@ export function ipamRoutes(_deps: ApiDeps, ipam: Ipam): AnyRoute[] {
   const write = { scope: 'system', permission: 'ipam:write' } as const;
   const alloc = { scope: 'system', permission: 'ipam:allocate' } as const;
   const Id = z.object({ id: z.string().min(1).max(200) });
-  const ImportDoc = z.strictObject({ prefixes: z.array(CreatePrefixSchema).max(10_000).default([]), vlanPools: z.array(CreateVlanPoolSchema).max(1000).default([]) });
+  const ImportDoc = z.strictObject({ prefixes: z.array(CreatePrefixSchema.strict()).max(10_000).default([]), vlanPools: z.array(CreateVlanPoolSchema.strict()).max(1000).default([]) });
   return [
     defineRoute({
       method: 'GET', url: '/ipam/prefixes', summary: 'List prefixes (filters: scope, parent, kind, holder)', tags, policy: read,
@@ -52,13 +51,8 @@ export function ipamRoutes(_deps: ApiDeps, ipam: Ipam): AnyRoute[] {
       method: 'POST', url: '/ipam/import', summary: 'Import prefixes and VLAN pools from a YAML or JSON document { prefixes: [...], vlanPools: [...] } (admin)', tags, policy: write,
       schema: { body: z.strictObject({ document: z.string().min(1).max(5_000_000) }) },
       handler: async ({ body }) => {
-        let raw: unknown;
-        try {
-          raw = parseYaml(body.document);
-        } catch (e) {
-          throw new ValidationError('ipam.invalid_document', `document: not valid YAML (${(e as Error).message.split('\n')[0]})`, { details: { field: 'document' } });
-        }
-        const doc = ImportDoc.parse(raw ?? {});
+        const raw = parseYamlText(body.document, { file: 'document', code: 'ipam.invalid_document' }).value;
+        const doc = parseWith(ImportDoc, raw ?? {}, 'ipam.invalid_document', { prefix: ['document'], root: 'document' });
         const created = { prefixes: 0, vlanPools: 0, existing: 0 };
         for (const p of doc.prefixes) {
           if (await ipam.findPrefix(p.scope, p.cidr)) created.existing++;

@@ -3,6 +3,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { InfraflowError, ValidationError } from '../../core/errors.js';
 import { isSealed, SecretBox } from '../../core/secrets.js';
 import { newId } from '../../core/ids.js';
+import { zodError } from '../../core/input.js';
 import { seededRng, seedFrom } from '../../core/rng.js';
 import type { Store, Trx } from '../../store/store.js';
 import { ProviderError } from '../../resources/errors.js';
@@ -183,10 +184,7 @@ export class SimDatacenter {
   /** Replaces the fault rules (validated). `{ rules: [] }` turns injection off. */
   async setFaults(input: unknown): Promise<FaultConfig> {
     const r = FaultConfig.safeParse(input);
-    if (!r.success) {
-      const i = r.error.issues[0]!;
-      throw new ValidationError('sim.invalid_faults', `fault config ${i.path.join('.') || '(root)'}: ${i.message}`, { details: { issues: r.error.issues } });
-    }
+    if (!r.success) throw zodError('sim.invalid_faults', r.error, { what: 'fault config', root: '(faults)' });
     await this.putSetting('faults', r.data);
     return r.data;
   }
@@ -207,9 +205,8 @@ export class SimDatacenter {
     const given = Object.fromEntries(Object.entries(patch ?? {}).filter(([, v]) => v !== undefined));
     const r = QuotaPatchSchema.safeParse(given);
     if (!r.success) {
-      const i = r.error.issues[0]!;
-      const field = i.path.join('.') || (i.code === 'unrecognized_keys' ? i.keys.join(', ') : '(root)');
-      throw new ValidationError('sim.invalid_quota', `quota ${field}: ${i.message}; the fields are instances, cores, ramMb, floatingIps, volumeGb (integers >= 0)`, { details: { issues: r.error.issues } });
+      const e = zodError('sim.invalid_quota', r.error, { what: 'quota', root: '(quota)' });
+      throw new ValidationError(e.code, `${e.message}; the fields are instances, cores, ramMb, floatingIps, volumeGb (integers >= 0)`, { ...(e.details ? { details: e.details } : {}) });
     }
     const key = `quota:${project}`;
     await this.store.transaction(async (trx) => {
