@@ -16,6 +16,8 @@ import type { SimDatacenter } from '../providers/sim/index.js';
 import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type ResourceStore } from '../resources/index.js';
 import { Stacks } from '../stacks/index.js';
 import { allocationFeasibility } from '../stacks/feasibility.js';
+import { Fulfillment, fulfillmentWorkflows, GitOps } from '../fulfillment/index.js';
+import { SimClusterBackend } from '../providers/sim/cluster.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -40,6 +42,8 @@ export interface AppContext {
   registry: ProviderRegistry;
   sim: SimDatacenter;
   stacks: Stacks;
+  /** Cluster fulfillment (templates, orders, hubs, host pools). */
+  fulfillment: Fulfillment;
   close(): Promise<void>;
 }
 
@@ -92,6 +96,17 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       logger,
       feasibility: allocationFeasibility(alloc.allocations, { datacenter: config.datacenter }),
     });
+    const f = config.fulfillment;
+    const fulfillment = new Fulfillment({
+      store, engine, clock, logger, secrets, inventory: alloc.inventory, ipam: alloc.ipam, allocations: alloc.allocations, registry: providers.registry,
+      backend: new SimClusterBackend({ store, clock, speed: config.sim.speed, seed: config.sim.seed, secretKey: resolveSecretKey(config) }),
+      git: new GitOps({ url: f.gitUrl ?? join(resolve(config.dataDir), 'gitops.git'), workdir: join(resolve(config.dataDir), `gitops-work-${process.pid}`) }),
+      config: {
+        datacenter: config.datacenter, baseDomain: f.baseDomain, vlanPool: f.vlanPool, machineNetworkParent: f.machineNetworkParent, machineNetworkLength: f.machineNetworkLength,
+        floatingPool: f.floatingPool, approvalAboveNodes: f.approvalAboveNodes ?? null, pollMs: f.pollMs,
+      },
+    });
+    for (const w of fulfillmentWorkflows(fulfillment)) engine.register(w);
     if (opts.startWorker ?? config.worker.enabled) engine.startWorker();
     return {
       config,
@@ -107,6 +122,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       registry: providers.registry,
       sim: providers.sim,
       stacks,
+      fulfillment,
       close: async () => {
         // Stop claiming, let in-flight steps finish (or hand runs back), then close the database.
         await engine.stop({ graceful: true });

@@ -7,6 +7,8 @@ import { iamMigrations } from '../iam/migrations.js';
 import { resourceMigrations } from '../resources/migrations.js';
 import { simMigrations } from '../providers/sim/migrations.js';
 import { stackMigrations } from '../stacks/migrations.js';
+import { fulfillmentMigrations } from '../fulfillment/migrations.js';
+import { simClusterMigrations } from '../providers/sim/cluster.js';
 
 /**
  * Every area's migrations, in one list. Each area owns its migration files
@@ -22,4 +24,6 @@ export const allMigrations: AreaMigration[] = [
   ...simMigrations,
   ...iamMigrations,
   ...stackMigrations,
+  ...simClusterMigrations,
+  ...fulfillmentMigrations,
 ];
