@@ -405,9 +405,9 @@ export class Fulfillment {
     immutable('sshPublicKey', spec.sshPublicKey, p.spec.sshPublicKey);
     if (p.spec.pullSecret !== undefined) throw new ValidationError('fulfillment.immutable_field', 'spec.pullSecret: cannot change after the order', { details: { field: 'spec.pullSecret' } });
     if (!p.spec.nodeSets) throw new ValidationError('fulfillment.invalid_input', 'spec.nodeSets: give the node sets to change', { details: { field: 'spec.nodeSets' } });
-    if (r.state !== 'Ready') throw new ConflictError('fulfillment.not_ready', `cluster ${r.name} is ${r.state}; scale it once it is Ready (retry or delete a failed one)`, { details: { state: r.state } });
     const t = await this.getTemplate(r.template);
     const next = await this.planNodeSets(t, p.spec.nodeSets, spec.plan.nodeSets);
+    if (r.state !== 'Ready') throw new ConflictError('fulfillment.not_ready', `cluster ${r.name} is ${r.state}; scale it once it is Ready (retry or delete a failed one)`, { details: { state: r.state } });
     for (const s of next.filter((x) => x.flavor)) {
       const before = spec.plan.nodeSets.find((x) => x.name === s.name);
       if (!before || before.size !== s.size) throw new ValidationError('fulfillment.invalid_node_sets', `spec.nodeSets.${s.name}: VM node sets keep their size in this release`, { details: { field: `spec.nodeSets.${s.name}` } });

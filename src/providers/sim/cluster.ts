@@ -6,6 +6,7 @@ import { seededRng, seedFrom } from '../../core/rng.js';
 import { SecretBox } from '../../core/secrets.js';
 import { col, type AreaMigration } from '../../store/migrate.js';
 import type { Store } from '../../store/store.js';
+import { parseInput } from '../../inventory/validate.js';
 import { BackendError, type ClusterBackend, type InstallAgent, type InstallStatus, type SwitchPortRef, type ValidationResult } from '../../fulfillment/backend.js';
 
 /**
@@ -118,7 +119,7 @@ export class SimClusterBackend implements ClusterBackend {
   }
 
   setFaults(input: unknown): ClusterFaults {
-    this.faults = ClusterFaultsSchema.parse(input ?? {});
+    this.faults = parseInput(ClusterFaultsSchema, input ?? {}, 'sim');
     return this.faults;
   }
 
