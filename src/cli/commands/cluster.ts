@@ -20,7 +20,7 @@ export function parsePairs(flag: string, pairs: string[]): Record<string, unknow
     const i = p.indexOf('=');
     if (i <= 0) throw new CliError(`${flag} ${p}: use name=value`, EXIT.usage);
     const raw = p.slice(i + 1);
-    let v: unknown = raw;
+    let v: unknown;
     try {
       v = JSON.parse(raw);
     } catch {
