@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DIALECTS } from './support/dialects.js';
-import { fulfillmentWorld, type FulWorld } from './fixtures/fulfillment-world.js';
+import { fulfillmentWorld, leaks, type FulWorld } from './fixtures/fulfillment-world.js';
 import { STAGES } from '../src/fulfillment/schemas.js';
 
 const order = (name: string, extra: Record<string, unknown> = {}) => ({
@@ -21,23 +21,6 @@ async function waitState(w: FulWorld, id: string, state: string, timeout = 60_00
     expect(c.status.state).toBe(state);
   }, { timeout, interval: 50 });
   return w.ctx.fulfillment.get(id);
-}
-
-/** What the datacenter still holds for clusters: servers not available, VLANs, addresses, DNS names, ports, sim objects, Git content. */
-export async function leaks(w: FulWorld, clusterId: string) {
-  const f = w.ctx.fulfillment;
-  const servers = (await w.ctx.inventory.listServers({})).filter((s) => s.state !== 'available' && s.state !== 'quarantined');
-  const vlans = await w.ctx.ipam.listVlans({});
-  const addrs = await w.ctx.ipam.listAddresses({});
-  const prefixes = (await w.ctx.ipam.listPrefixes({})).filter((p) => p.holder);
-  const held = await f.holdings(clusterId);
-  const fabric = await w.backend.holdings(clusterId);
-  const ports = await w.backend.boundPorts();
-  const records = (await w.ctx.sim.listObjects({ kind: 'dns/Record' })).length;
-  const volumes = (await w.ctx.sim.listObjects({ kind: 'storage/Volume' })).length;
-  const vms = (await w.ctx.sim.listObjects({ kind: 'compute/Server' })).length;
-  const rsv = (await w.ctx.allocations.list({ holder: `cluster:${clusterId}` })).filter((r) => r.status === 'open' || r.status === 'committed');
-  return { servers: servers.length, vlans: vlans.length, addresses: addrs.length, prefixes: prefixes.length, parts: Object.keys(held).length, ports: ports.length, fabric: fabric.ports + fabric.scopes + fabric.installs, records, volumes, vms, reservations: rsv.length };
 }
 
 describe.each(DIALECTS)('cluster fulfillment end to end on %s', (dialect) => {

@@ -652,6 +652,9 @@ export class Fulfillment {
     const names: readonly string[] = operation === 'scale' ? SCALE_STAGES : operation === 'delete' ? DELETE_STAGES : STAGES;
     const rows = await this.store.db.selectFrom('ful_stages').selectAll().where('run_id', '=', rid).execute();
     const steps = await this.engine.timeline(rid).catch(() => []);
+    // what the run itself reports it waits for (a durable wait for capacity, a signal)
+    const run = await this.engine.get(rid).catch(() => null);
+    const runWait = run && (run.status === 'waiting' || run.status === 'running') && run.progress?.message?.startsWith('waiting') ? run.progress.message.replace(/^waiting: /, 'capacity: ') : null;
     const now = this.clock.now();
     const out: Stage[] = [];
     for (const name of names) {
@@ -665,12 +668,13 @@ export class Fulfillment {
       const stuck = running && usual !== null && elapsed > usual * 1.5 && elapsed - usual > 30_000;
       let error = row?.error ? (JSON.parse(row.error) as Stage['error']) : null;
       if (row?.status === 'failed' && failedStep?.error && !error) error = { code: failedStep.error.code, message: failedStep.error.message, ...(failedStep.error.details?.backend ? { backend: failedStep.error.details.backend } : {}) };
+      const waitingOn = row?.waiting_on ?? (running && runWait && !out.some((o) => o.status === 'running' || o.status === 'waiting') ? runWait : null);
       let message = row?.message ?? null;
-      if (stuck && row?.waiting_on) message = `${row.waiting_on} for ${fmtDur(elapsed)}; usual ≤ ${fmtDur(usual!)}`;
+      if (stuck && waitingOn) message = `${waitingOn} for ${fmtDur(elapsed)}; usual ≤ ${fmtDur(usual!)}`;
       out.push({
         runId: rid, operation, name, status: (row?.status ?? 'pending') as Stage['status'],
         startedAt: row?.started_at ? Number(row.started_at) : null, finishedAt: row?.finished_at ? Number(row.finished_at) : null,
-        waitingOn: row?.waiting_on ?? null, message, usualMs: usual, eta: running && usual !== null && row?.started_at ? Number(row.started_at) + usual : null,
+        waitingOn, message, usualMs: usual, eta: running && usual !== null && row?.started_at ? Number(row.started_at) + usual : null,
         stuck, error, logs: logs.slice(-50),
       });
     }
