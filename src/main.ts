@@ -19,8 +19,8 @@ async function main(): Promise<void> {
   const ctx = await createContext(config, logger);
   const engine: EngineApi = ctx.engine;
   // the context's area modules plug in as route modules
-  const { inventory, ipam, allocations, resources, registry, sim, stacks, servers } = ctx;
-  const areas = { inventory, ipam, allocations, resources, registry, sim, stacks, servers };
+  // (every area module of the context: areaRoutes picks the ones it knows)
+  const { config: _config, logger: _logger, clock: _clock, store: _store, secrets: _secrets, engine: _engine, close: _close, ...areas } = ctx;
   const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas });
   await app.listen({ host: config.http.host, port: config.http.port });
   const addr = app.server.address();

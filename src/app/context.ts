@@ -17,6 +17,8 @@ import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type Resource
 import { Stacks } from '../stacks/index.js';
 import { allocationFeasibility } from '../stacks/feasibility.js';
 import { Servers } from '../servers/index.js';
+import { Fulfillment, fulfillmentWorkflows, GitOps } from '../fulfillment/index.js';
+import { SimClusterBackend } from '../providers/sim/cluster.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -43,6 +45,8 @@ export interface AppContext {
   stacks: Stacks;
   /** The single-VM path (POST /servers). */
   servers: Servers;
+  /** Cluster fulfillment (templates, orders, hubs, host pools). */
+  fulfillment: Fulfillment;
   close(): Promise<void>;
 }
 
@@ -96,6 +100,17 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       feasibility: allocationFeasibility(alloc.allocations, { datacenter: config.datacenter }),
     });
     const servers = new Servers({ store, engine, stacks, resources: providers.resources, clock });
+    const f = config.fulfillment;
+    const fulfillment = new Fulfillment({
+      store, engine, clock, logger, secrets, inventory: alloc.inventory, ipam: alloc.ipam, allocations: alloc.allocations, registry: providers.registry,
+      backend: new SimClusterBackend({ store, clock, speed: config.sim.speed, seed: config.sim.seed, secretKey: resolveSecretKey(config) }),
+      git: new GitOps({ url: f.gitUrl ?? join(resolve(config.dataDir), 'gitops.git'), workdir: join(resolve(config.dataDir), `gitops-work-${process.pid}`) }),
+      config: {
+        datacenter: config.datacenter, baseDomain: f.baseDomain, vlanPool: f.vlanPool, machineNetworkParent: f.machineNetworkParent, machineNetworkLength: f.machineNetworkLength,
+        floatingPool: f.floatingPool, approvalAboveNodes: f.approvalAboveNodes ?? null, pollMs: f.pollMs,
+      },
+    });
+    for (const w of fulfillmentWorkflows(fulfillment)) engine.register(w);
     if (opts.startWorker ?? config.worker.enabled) engine.startWorker();
     return {
       config,
@@ -112,6 +127,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       sim: providers.sim,
       stacks,
       servers,
+      fulfillment,
       close: async () => {
         // Stop claiming, let in-flight steps finish (or hand runs back), then close the database.
         await engine.stop({ graceful: true });

@@ -8,6 +8,8 @@ import { resourceMigrations } from '../resources/migrations.js';
 import { simMigrations } from '../providers/sim/migrations.js';
 import { stackMigrations } from '../stacks/migrations.js';
 import { serverMigrations } from '../servers/migrations.js';
+import { fulfillmentMigrations } from '../fulfillment/migrations.js';
+import { simClusterMigrations } from '../providers/sim/cluster.js';
 
 /**
  * Every area's migrations, in one list. Each area owns its migration files
@@ -24,4 +26,6 @@ export const allMigrations: AreaMigration[] = [
   ...iamMigrations,
   ...stackMigrations,
   ...serverMigrations,
+  ...simClusterMigrations,
+  ...fulfillmentMigrations,
 ];

@@ -46,6 +46,20 @@ export const ConfigSchema = z.strictObject({
   /** Base64 AES-256 key for secrets at rest; else a key file in dataDir is created on first start. */
   secretKey: z.string().optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Cluster fulfillment (src/fulfillment, docs/fulfillment.md). */
+  fulfillment: z.object({
+    /** Git URL the post-install manifests are pushed to; default a bare repository `<dataDir>/gitops.git`. */
+    gitUrl: z.string().optional(),
+    baseDomain: z.string().default('clusters.example.com'),
+    vlanPool: z.string().default('tenant'),
+    machineNetworkParent: z.string().default('dc1:10.128.0.0/16'),
+    machineNetworkLength: z.coerce.number().int().min(8).max(30).default(26),
+    floatingPool: z.string().default('public:203.0.113.0/24'),
+    /** Orders or scalings to more nodes than this wait for an approval. */
+    approvalAboveNodes: z.coerce.number().int().min(1).optional(),
+    /** How often stages poll the backends (ms of engine time). */
+    pollMs: z.coerce.number().int().min(1).default(2_000),
+  }).prefault({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -65,6 +79,7 @@ const ENV_MAP: Record<string, string[]> = {
   INFRAFLOW_SIM_SEED: ['sim', 'seed'],
   INFRAFLOW_SECRET_KEY: ['secretKey'],
   LOG_LEVEL: ['logLevel'],
+  INFRAFLOW_GITOPS_URL: ['fulfillment', 'gitUrl'],
 };
 
 function setPath(obj: Record<string, any>, path: string[], value: unknown): void {

@@ -9,11 +9,12 @@ import { ipamRoutes, isIpamApi } from './ipam.js';
 import { renderPlan } from '../../stacks/plan.js';
 import { allocationRoutes, isAllocationsApi } from './allocations.js';
 import { isSimApi, simRoutes } from './sim.js';
+import { fulfillmentRoutes, isFulfillmentApi } from './fulfillment.js';
 
 /**
  * Route modules of the other areas, plugged in when the composition root
  * hands their module in `deps.areas` (keys: resources, stacks, inventory,
- * ipam, allocations, sim, servers; `renderPlan` optionally). An area that is absent has no routes.
+ * ipam, allocations, sim, servers, fulfillment, …; `renderPlan` optionally). An area that is absent has no routes.
  */
 export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   const areas = deps.areas ?? {};
@@ -30,5 +31,6 @@ export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   if (isIpamApi(areas.ipam)) out.push(...ipamRoutes(deps, areas.ipam));
   if (isAllocationsApi(areas.allocations)) out.push(...allocationRoutes(deps, areas.allocations));
   if (isSimApi(areas.sim)) out.push(...simRoutes(deps, areas.sim));
+  if (isFulfillmentApi(areas.fulfillment)) out.push(...fulfillmentRoutes(deps, areas.fulfillment));
   return out;
 }
