@@ -97,7 +97,7 @@ export class SimKubeCluster {
   readonly store: KubeStore;
   readonly name: string;
   private t: number;
-  private readonly opts: SimKubeOptions;
+  private opts: SimKubeOptions;
   private hpaStates = new Map<string, HpaState>();
   private caState: CaState = emptyCaState();
   private lastHpaSync = -Infinity;
@@ -124,6 +124,15 @@ export class SimKubeCluster {
 
   now(): number {
     return this.t;
+  }
+
+  /** Turns the Cluster Autoscaler on (or changes its pools and options); undefined turns it off. */
+  configureAutoscaler(cfg: SimKubeOptions['autoscaler']): void {
+    this.opts = { ...this.opts, autoscaler: cfg };
+  }
+
+  get autoscaler(): SimKubeOptions['autoscaler'] {
+    return this.opts.autoscaler;
   }
 
   // ---- nodes -----------------------------------------------------------------
@@ -465,7 +474,9 @@ export class SimKubeCluster {
     const progressDeadline = (d.spec.progressDeadlineSeconds ?? 600) * 1000;
     const prevProg = (prev.conditions ?? []).find((c: KObj) => c.type === 'Progressing');
     const lastProgress = prevProg ? Date.parse(prevProg.lastUpdateTime) : Date.parse(d.metadata.creationTimestamp);
-    const stalled = !complete && this.t - lastProgress > progressDeadline && prevProg?.reason !== 'NewReplicaSetAvailable';
+    const progressed = !prevProg || (prev.updatedReplicas ?? 0) !== updated || (prev.availableReplicas ?? 0) !== available || (prev.replicas ?? 0) !== replicas || prev.observedGeneration !== d.metadata.generation;
+    // a stalled rollout stays stalled until something moves (a new template, replicas becoming available)
+    const stalled = !complete && (prevProg?.reason === 'ProgressDeadlineExceeded' ? !progressed : this.t - lastProgress > progressDeadline && prevProg?.reason !== 'NewReplicaSetAvailable');
     const progressing = complete
       ? cond('Progressing', 'True', 'NewReplicaSetAvailable', `ReplicaSet "${cur?.metadata.name}" has successfully progressed.`)
       : stalled
@@ -481,7 +492,7 @@ export class SimKubeCluster {
       ],
     };
     // keep lastUpdateTime of Progressing moving only when something progressed
-    if (!complete && !stalled && prevProg && prev.updatedReplicas === updated && prev.availableReplicas === available && prev.replicas === replicas) {
+    if (!complete && !stalled && prevProg && prevProg.reason === 'ReplicaSetUpdated' && !progressed) {
       status.conditions[1] = { ...status.conditions[1]!, lastUpdateTime: prevProg.lastUpdateTime, lastTransitionTime: prevProg.lastTransitionTime };
     }
     for (const k of ['readyReplicas', 'availableReplicas', 'updatedReplicas', 'replicas'] as const) if (status[k] === 0) delete (status as KObj)[k];
@@ -628,12 +639,12 @@ export class SimKubeCluster {
           changed = true;
         }
         if ((w?.reason === 'ContainerCreating' || w?.reason === 'ErrImagePull' || w?.reason === 'ImagePullBackOff') && st.pullStarted !== undefined && this.t - st.pullStarted >= pullMs) {
-          if (this.unreachableRegistries.has(registry) || /:does-not-exist$/.test(c.image)) {
+          if (this.unreachableRegistries.has(registry) || registry.endsWith('.invalid') || /:does-not-exist$/.test(c.image)) {
             const backoff = Math.min(300_000, 10_000 * 2 ** Math.min(5, st.pullFailures ?? 0));
             if (w.reason === 'ContainerCreating' || (w.reason === 'ImagePullBackOff' && this.t - (st.lastPullFailure ?? 0) >= backoff)) {
               st.pullFailures = (st.pullFailures ?? 0) + 1;
               st.lastPullFailure = this.t;
-              const why = this.unreachableRegistries.has(registry) ? `dial tcp: lookup ${registry}: i/o timeout` : `${c.image}: not found`;
+              const why = this.unreachableRegistries.has(registry) || registry.endsWith('.invalid') ? `dial tcp: lookup ${registry}: i/o timeout` : `${c.image}: not found`;
               st.state = { waiting: { reason: 'ErrImagePull', message: `failed to pull and unpack image "${c.image}": failed to resolve reference "${c.image}": ${why}` } };
               this.event(p, 'Warning', 'Failed', `Failed to pull image "${c.image}": ${why}`);
               this.event(p, 'Warning', 'Failed', 'Error: ErrImagePull');
