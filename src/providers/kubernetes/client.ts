@@ -11,7 +11,6 @@ import { ProviderError } from '../../resources/errors.js';
  * clusters and the simulator's clusters alike.
  */
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type KObj = Record<string, any>;
 
 export interface KubeTarget {
@@ -100,7 +99,7 @@ export class KubeClient {
       });
       req.end(body);
     });
-    let parsed: KObj = {};
+    let parsed: KObj;
     try {
       parsed = res.body ? (JSON.parse(res.body) as KObj) : {};
     } catch {
