@@ -269,6 +269,20 @@ export const WorkloadSpec = z.strictObject({
   service: z.strictObject({ type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer']).default('ClusterIP'), port: z.number().int().min(1).max(65535) }).optional(),
 });
 
+// ---- apps ------------------------------------------------------------------
+
+/** An application from a template on a container cluster (provider `apps`, src/apps). */
+export const AppSpec = z.strictObject({
+  /** container/Cluster name or id. */
+  cluster: ref,
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a lowercase DNS label').max(63).default('default'),
+  /** The template: its files (template.yaml and manifests) as rendered from. */
+  template: z.strictObject({ name: z.string().min(1), version: z.string().default('0.1.0'), files: z.record(z.string(), z.string()) }),
+  values: z.record(z.string(), z.unknown()).default({}),
+  /** How long a rollout may take before the app is failed. */
+  timeoutSeconds: z.number().int().positive().max(86_400).default(600),
+});
+
 // ---- automation ------------------------------------------------------------
 
 export const JobSpec = z.strictObject({
@@ -355,6 +369,7 @@ export const KINDS: Record<string, KindInfo> = {
   },
   'metal/Instance': { kind: 'metal/Instance', schema: MetalInstanceSpec, replaceOnChange: ['serverType', 'osTemplate', 'datacenter', 'networks', 'userData', 'hostname'], description: 'A bare-metal server allocated by type with an OS installed from a template.' },
   'container/Cluster': { kind: 'container/Cluster', schema: ClusterSpec, replaceOnChange: ['distribution', 'controlPlane', 'subnet', 'baseDomain', 'metal'], description: 'A Kubernetes/OpenShift cluster: control plane, node pools, version; kubeconfig as a secret.' },
+  'apps/App': { kind: 'apps/App', schema: AppSpec, replaceOnChange: ['cluster', 'namespace'], description: 'An application rendered from a template and deployed to a container cluster, rolled out and rolled back by revision.' },
   'container/Workload': { kind: 'container/Workload', schema: WorkloadSpec, replaceOnChange: ['cluster', 'namespace'], description: 'A deployment and service: replicas with CPU and memory requests.' },
   'automation/Job': {
     kind: 'automation/Job', schema: JobSpec, replaceOnChange: ['playbook', 'script', 'inventory', 'extraVars'], description: 'A playbook or script run against an inventory built from resources, with its log.',
