@@ -31,7 +31,7 @@ export async function registerConsole(app: FastifyInstance, dir: string, apiNotF
       root: dir,
       prefix: '/',
       index: false,
-      wildcard: true,
+      wildcard: false,
       preCompressed: true,
       setHeaders: (res, path) => {
         for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.header(k, v);
