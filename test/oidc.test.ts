@@ -13,6 +13,8 @@ import { ManualClock } from '../src/core/clock.js';
 import { createServer } from '../src/api/server.js';
 import type { ApiDeps } from '../src/api/route.js';
 import type { SignInSettings } from '../src/api/session.js';
+import { ssoLogin } from '../src/cli/sso.js';
+import { ApiClient } from '../src/cli/client.js';
 
 /**
  * Sign-in through a real OpenID provider (oidc-provider on loopback), with an
@@ -256,6 +258,24 @@ describe('OIDC federation against oidc-provider', () => {
     // only loopback listeners receive codes
     const evil = await new Agent().request(`${base}/api/v1/auth/oidc/start?cliRedirect=${encodeURIComponent('https://evil.example/cb')}&cliChallenge=${challenge}&cliState=state12345`);
     expect(evil.status).toBe(400);
+  });
+
+  it('infraflow login --sso: the browser flow ends on the CLI\'s loopback listener, which gets a working session token', async () => {
+    const out: string[] = [];
+    const agent = new Agent();
+    let followed: Promise<unknown> | undefined;
+    const session = await ssoLogin(new ApiClient(base, undefined), {
+      write: (t) => out.push(t),
+      openBrowser: (url) => {
+        followed = agent.follow(url, { login: 'alice' });
+        return true;
+      },
+    });
+    await followed;
+    expect(session.user.name).toBe('alice');
+    expect(out.join('')).toContain('Opening your browser');
+    const who = await fetch(`${base}/api/v1/auth/whoami`, { headers: { authorization: `Bearer ${session.token}` } });
+    expect(((await who.json()) as any).user.name).toBe('alice');
   });
 
   it('password sign-in can be turned off', async () => {

@@ -9,6 +9,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { createContext, type AppContext } from '../../src/app/context.js';
 import { buildApi } from '../../src/api/app.js';
 import { DEFAULT_CONSOLE_DIR } from '../../src/api/console.js';
+import type { ApiDeps } from '../../src/api/route.js';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const ADMIN_PASSWORD = 'console-admin-password';
@@ -21,7 +22,7 @@ export function requireChromiumAndBuild(): void {
   if (!existsSync(join(DEFAULT_CONSOLE_DIR, 'index.html'))) throw new Error('the console is not built: run npm run build:web (npm ci runs it)');
 }
 
-export interface ConsoleServer { base: string; ctx: AppContext; dir: string; close(): Promise<void> }
+export interface ConsoleServer { base: string; ctx: AppContext; deps: ApiDeps; dir: string; close(): Promise<void> }
 
 /** An Infraflow process in this one (API, worker, simulator at high speed, the console) on a random loopback port. */
 export async function startConsoleServer(o: { simSpeed?: number; auth?: Record<string, unknown>; beforeListen?: (ctx: AppContext) => Promise<void> } = {}): Promise<ConsoleServer> {
@@ -29,12 +30,12 @@ export async function startConsoleServer(o: { simSpeed?: number; auth?: Record<s
   const config = loadConfig({ env: {}, file: '/dev/null', overrides: { dataDir: dir, 'sim.speed': o.simSpeed ?? 200, 'http.port': 0, 'worker.pollMs': 50, ...(o.auth ? { auth: o.auth } : {}) } });
   const ctx = await createContext(config, silentLogger);
   const { inventory, ipam, allocations, resources, registry, sim, stacks } = ctx;
-  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger: silentLogger, engine: ctx.engine, areas: { inventory, ipam, allocations, resources, registry, sim, stacks }, env: { INFRAFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, INFRAFLOW_RATE_LIMIT: '0' }, print: () => undefined, server: { console: DEFAULT_CONSOLE_DIR } });
+  const { app, deps } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger: silentLogger, engine: ctx.engine, areas: { inventory, ipam, allocations, resources, registry, sim, stacks }, env: { INFRAFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, INFRAFLOW_RATE_LIMIT: '0' }, print: () => undefined, server: { console: DEFAULT_CONSOLE_DIR } });
   await o.beforeListen?.(ctx);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   return {
-    base, ctx, dir,
+    base, ctx, deps, dir,
     async close() {
       await app.close();
       await ctx.close();
@@ -85,4 +86,30 @@ export async function signInWithPassword(page: Page, base: string, name = 'admin
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('navigation', { name: 'Main' }).waitFor();
+}
+
+/**
+ * `count` resources in `project`: the first through the resource store, the
+ * rest copies of its row in bulk (transactions of 10 000), so that 100 000
+ * take seconds. SQLite only (the console tests' server runs on SQLite).
+ */
+export async function seedResources(ctx: AppContext, project: string, count: number): Promise<void> {
+  const first = await ctx.resources.create({ kind: 'network/Network', name: 'bulk-000000', project, spec: {}, labels: { tier: 'db' } });
+  const db = ctx.store.sqlite;
+  if (!db) throw new Error('seedResources needs SQLite');
+  const sample = db.prepare('select * from resources where id = ?').get(first.id) as Record<string, unknown>;
+  const cols = Object.keys(sample);
+  const insert = db.prepare(`insert into resources (${cols.join(', ')}) values (${cols.map((c) => '@' + c).join(', ')})`);
+  const label = db.prepare('insert into resource_labels (resource_id, key, value) values (?, ?, ?)');
+  const { newId } = await import('../../src/core/ids.js');
+  for (let i = 1; i < count; i += 10_000) {
+    db.transaction(() => {
+      for (let j = i; j < Math.min(count, i + 10_000); j++) {
+        const id = newId('res');
+        const tier = j % 2 ? 'web' : 'db';
+        insert.run({ ...sample, id, name: `bulk-${String(j).padStart(6, '0')}`, labels: JSON.stringify({ tier }) });
+        label.run(id, 'tier', tier);
+      }
+    })();
+  }
 }
