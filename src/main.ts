@@ -6,6 +6,7 @@ import type { EngineApi } from './engine/types.js';
 import { createContext } from './app/context.js';
 import { buildApi } from './api/app.js';
 import { setDraining } from './api/routes/system.js';
+import { DEFAULT_CONSOLE_DIR } from './api/console.js';
 
 /**
  * `npm start`: one Infraflow process — HTTP API, worker, health endpoints.
@@ -21,7 +22,7 @@ async function main(): Promise<void> {
   // the context's area modules plug in as route modules
   // (every area module of the context: areaRoutes picks the ones it knows)
   const { config: _config, logger: _logger, clock: _clock, store: _store, secrets: _secrets, engine: _engine, close: _close, ...areas } = ctx;
-  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas });
+  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas, server: { console: DEFAULT_CONSOLE_DIR } });
   await app.listen({ host: config.http.host, port: config.http.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.http.port;

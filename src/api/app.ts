@@ -7,6 +7,8 @@ import type { Store } from '../store/store.js';
 import type { EngineApi } from '../engine/types.js';
 import { Iam } from '../iam/service.js';
 import { createServer, type ServerOptions } from './server.js';
+import { OidcFederation } from '../iam/oidc.js';
+import type { SignInSettings } from './session.js';
 import type { ApiDeps } from './route.js';
 
 export interface ApiHost {
@@ -45,7 +47,8 @@ export async function buildApi(opts: {
       print(`infraflow: first start — created the administrator account "${boot.name}" with the password from INFRAFLOW_ADMIN_PASSWORD\n`);
     }
   }
-  const deps: ApiDeps = { store: opts.store, clock: opts.clock, logger: opts.logger, iam, engine: opts.engine, ...(opts.areas ? { areas: opts.areas } : {}) };
+  const signin = signInFromConfig(opts.config, iam, opts.logger);
+  const deps: ApiDeps = { store: opts.store, clock: opts.clock, logger: opts.logger, iam, engine: opts.engine, areas: { ...opts.areas, signin } };
   const rateMax = Number(env.INFRAFLOW_RATE_LIMIT ?? '');
   const app = await createServer(deps, {
     bodyLimitBytes: opts.config.http.bodyLimitBytes,
@@ -53,4 +56,14 @@ export async function buildApi(opts: {
     ...opts.server,
   });
   return { app, iam, box, deps };
+}
+
+/** Sign-in settings from `auth` in the configuration: password sign-in on or off, session length, the OpenID provider. */
+export function signInFromConfig(config: Config, iam: Iam, logger: Logger): SignInSettings {
+  const a = config.auth;
+  const sessionTtlMs = a.sessionTtlSeconds * 1000;
+  const base = (a.publicUrl ?? `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`).replace(/\/$/, '');
+  const oidc = a.oidc ? new OidcFederation({ iam, settings: a.oidc, redirectUri: `${base}/api/v1/auth/oidc/callback`, sessionTtlMs, logger }) : undefined;
+  if (!a.passwordLogin && !oidc) logger.warn('auth.passwordLogin is false and no auth.oidc provider is configured: only existing API tokens can sign in');
+  return { passwordLogin: a.passwordLogin, cookieSecure: a.cookieSecure, publicUrl: a.publicUrl, sessionTtlMs, oidc };
 }

@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyRateLimit from '@fastify/rate-limit';
+import fastifyCookie from '@fastify/cookie';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import fastJsonStringify from 'fast-json-stringify';
 import { z } from 'zod';
@@ -23,6 +24,9 @@ import { secretRoutes } from './routes/secrets.js';
 import { runRoutes } from './routes/runs.js';
 import { eventRoutes } from './routes/events.js';
 import { areaRoutes } from './routes/areas.js';
+import { sessionRoutes } from './routes/session.js';
+import { cookieBearer } from './session.js';
+import { registerConsole } from './console.js';
 
 export interface ServerOptions {
   /** Largest request body accepted (413 above). */
@@ -42,6 +46,8 @@ export interface ServerOptions {
    * INFRAFLOW_VALIDATE_RESPONSES=1, off otherwise.
    */
   validateResponses?: boolean;
+  /** The console's build output (web/dist): served at `/` (src/api/console.ts). */
+  console?: string | undefined;
   /** Extra routes (tests, plug-ins). */
   extraRoutes?: AnyRoute[];
   /**
@@ -72,6 +78,7 @@ export function routeTable(deps: ApiDeps, extra: AnyRoute[] = []): AnyRoute[] {
   return [
     ...systemRoutes(deps),
     ...authRoutes(deps),
+    ...sessionRoutes(deps),
     ...iamRoutes(deps),
     ...secretRoutes(deps),
     ...(deps.engine ? [...runRoutes(deps), ...eventRoutes(deps)] : []),
@@ -116,7 +123,8 @@ class AccessLog extends LogController {
   override incomingRequest(): void {}
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (this.isLogDisabled(request)) return;
-    const req = request; // Fastify's serializer: method, url, host, remoteAddress, remotePort
+    // Fastify's serializer: method, url, host, remoteAddress, remotePort; sign-in callbacks carry a code and state in their query: never logged
+    const req = request.url.startsWith('/api/v1/auth/oidc/') && request.url.includes('?') ? { method: request.method, url: request.url.slice(0, request.url.indexOf('?')) + '?[redacted]', remoteAddress: request.ip } : request;
     if (error) reply.log.error({ req, res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored');
     else if ((reply.log as Logger).isLevelEnabled?.('info') ?? true) reply.log.info({ req, res: reply, responseTime: reply.elapsedTime }, 'request completed');
   }
@@ -291,7 +299,9 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
     if (problem.status === 429 && (err as { retryAfterSeconds?: number }).retryAfterSeconds) reply.header('retry-after', String((err as { retryAfterSeconds?: number }).retryAfterSeconds));
     return sendProblem(reply, problem);
   });
-  app.setNotFoundHandler(notFoundHandler);
+  await app.register(fastifyCookie);
+  if (opts.console) await registerConsole(app as unknown as FastifyInstance, opts.console, notFoundHandler);
+  else app.setNotFoundHandler(notFoundHandler);
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -418,7 +428,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
       },
       // authentication and function-level authorization run before the body is even parsed
       onRequest: async (req) => {
-        const bearer = bearerOf(req);
+        const bearer = bearerOf(req) ?? (isPublic ? undefined : cookieBearer(req));
         if (bearer) req.principal = await deps.iam.authenticate(bearer);
         if (bearer !== undefined && !req.principal && !isPublic) {
           deny(req, { allow: false, reason: 'unauthenticated' }, () => new UnauthorizedError());

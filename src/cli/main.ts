@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { ApiClient } from './client.js';
+import { ssoLogin } from './sso.js';
 import { loadCliConfig, saveCliConfig, configPath, SETTABLE_KEYS, type CliConfig } from './config.js';
 import { CliError, EXIT } from './errors.js';
 import { cliVersion } from './version.js';
@@ -114,10 +115,19 @@ export function buildProgram(io: CliIo): Command {
   const outputOption = () => new Option('-o, --output <format>', 'table, json or yaml').choices(['table', 'json', 'yaml'] as const);
 
   // ------------------------------------------------------------ login, config
-  program.command('login').description('log in with a password; stores a session token in the CLI config')
+  program.command('login').description('log in with a password, or through the identity provider (--sso); stores a session token in the CLI config')
     .option('-u, --user <name>', 'user name', 'admin')
     .option('--password-stdin', 'read the password from standard input')
+    .option('--sso', 'sign in through the server\'s identity provider: a browser with a loopback redirect, the device flow when there is no browser')
+    .option('--device', 'with --sso: use the device flow (a code to enter on another device)')
     .action(async (o) => {
+      if (o.sso || o.device) {
+        const c = cfg();
+        const r = await ssoLogin(new ApiClient(c.server, undefined), { write: (t) => io.out.write(t) }, { device: !!o.device });
+        saveCliConfig({ ...loadCliConfig({ ...io.env, INFRAFLOW_TOKEN: undefined }), server: c.server, token: r.token, user: r.user.name }, io.env);
+        io.out.write(`Logged in to ${c.server} as ${r.user.name} (session until ${new Date(r.expiresAt).toISOString()}).\n`);
+        return;
+      }
       let password = io.env.INFRAFLOW_PASSWORD;
       if (o.passwordStdin) password = (await io.stdin!()).replace(/\r?\n$/, '');
       if (!password) {

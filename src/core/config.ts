@@ -11,6 +11,8 @@ import { zodError } from './input.js';
  * Environment wins. Every key is validated; a bad value or an unknown key
  * (a typo) names the key's path.
  */
+const boolFlag = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
+
 export const ConfigSchema = z.strictObject({
   /** Data directory: SQLite file, key file, logs. */
   dataDir: z.string().default('./data'),
@@ -60,6 +62,36 @@ export const ConfigSchema = z.strictObject({
     /** How often stages poll the backends (ms of engine time). */
     pollMs: z.coerce.number().int().min(1).default(2_000),
   }).prefault({}),
+  /** Sign-in: password, an OpenID Connect provider, browser session cookies (docs/configuration.md#sign-in). */
+  auth: z.object({
+    /** Local password sign-in (POST /auth/login, /auth/session); false leaves only the OIDC provider and API tokens. */
+    passwordLogin: boolFlag.default(true),
+    /** Where users reach the server (e.g. https://infraflow.example.com): the OIDC redirect URI is built from it. */
+    publicUrl: z.string().url().optional(),
+    /** Browser session cookies are `Secure`: auto = when publicUrl (or the request) is https. */
+    cookieSecure: z.enum(['auto', 'always', 'never']).default('auto'),
+    /** Browser and CLI sessions last this long (seconds, at most 12 h). */
+    sessionTtlSeconds: z.coerce.number().int().min(60).max(12 * 3600).default(12 * 3600),
+    oidc: z.object({
+      /** The provider's issuer URL (its /.well-known/openid-configuration is read from it; the issuer must match exactly). */
+      issuer: z.string().url(),
+      clientId: z.string().min(1),
+      clientSecret: z.string().optional(),
+      scopes: z.string().default('openid profile email'),
+      /** The button text: "Sign in with <displayName>". */
+      displayName: z.string().default('single sign-on'),
+      /** The claim that lists the user's upstream groups (Keycloak: groups). */
+      groupsClaim: z.string().default('groups'),
+      /** Upstream group → Infraflow group name; a group not listed maps to the Infraflow group of the same name, if one exists. */
+      groupMap: z.record(z.string(), z.string()).default({}),
+      /** The claim that becomes the user name on first sign-in (else the subject). */
+      usernameClaim: z.string().default('preferred_username'),
+      /** The console asks the server to refresh OIDC sessions this often (seconds): upstream group changes apply then. */
+      refreshSeconds: z.coerce.number().int().min(10).default(300),
+      /** Allow an http:// issuer (tests and local providers only). */
+      allowInsecure: boolFlag.default(false),
+    }).optional(),
+  }).prefault({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -80,6 +112,15 @@ const ENV_MAP: Record<string, string[]> = {
   INFRAFLOW_SECRET_KEY: ['secretKey'],
   LOG_LEVEL: ['logLevel'],
   INFRAFLOW_GITOPS_URL: ['fulfillment', 'gitUrl'],
+  INFRAFLOW_PASSWORD_LOGIN: ['auth', 'passwordLogin'],
+  INFRAFLOW_PUBLIC_URL: ['auth', 'publicUrl'],
+  INFRAFLOW_SESSION_TTL_SECONDS: ['auth', 'sessionTtlSeconds'],
+  INFRAFLOW_OIDC_ISSUER: ['auth', 'oidc', 'issuer'],
+  INFRAFLOW_OIDC_CLIENT_ID: ['auth', 'oidc', 'clientId'],
+  INFRAFLOW_OIDC_CLIENT_SECRET: ['auth', 'oidc', 'clientSecret'],
+  INFRAFLOW_OIDC_SCOPES: ['auth', 'oidc', 'scopes'],
+  INFRAFLOW_OIDC_GROUPS_CLAIM: ['auth', 'oidc', 'groupsClaim'],
+  INFRAFLOW_OIDC_NAME: ['auth', 'oidc', 'displayName'],
 };
 
 function setPath(obj: Record<string, any>, path: string[], value: unknown): void {

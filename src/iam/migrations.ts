@@ -1,4 +1,5 @@
 import { col, type AreaMigration } from '../store/migrate.js';
+import { oidcMigrations } from './oidc-migrations.js';
 
 /**
  * Identity and access tables. Built-in roles (admin, member, reader) live in
@@ -210,4 +211,5 @@ export const iamMigrations: AreaMigration[] = [
         .execute();
     },
   },
+  ...oidcMigrations,
 ];

@@ -433,11 +433,18 @@ export class Iam {
     const r = await this.db.selectFrom('iam_users').selectAll().where('name', '=', name).executeTakeFirst();
     const ok = await verifyPassword(r?.password_hash ?? null, password);
     if (!r || !ok || r.disabled) throw new UnauthorizedError('wrong user name or password (or the account is disabled)');
+    const { token, expiresAt } = await this.createSession(r.id, SESSION_TTL_MS);
+    return { token, expiresAt, user: this.toUser(r) };
+  }
+
+  /** A new session token for a user who has proven who they are (password, or an OpenID provider: src/iam/oidc.ts). */
+  async createSession(userId: string, ttlMs: number = SESSION_TTL_MS): Promise<{ token: string; tokenId: string; expiresAt: number }> {
     const now = this.clock.now();
     const token = 'ifs_' + randomBytes(32).toString('base64url');
-    const expiresAt = now + SESSION_TTL_MS;
-    await this.db.insertInto('iam_tokens').values({ id: newId('tok', now), kind: 'session', user_id: r.id, name: null, hash: sha256(token), project: null, permissions: null, expires_at: expiresAt, revoked_at: null, last_used_at: now, created_at: now }).execute();
-    return { token, expiresAt, user: this.toUser(r) };
+    const expiresAt = now + Math.min(ttlMs, SESSION_TTL_MS);
+    const tokenId = newId('tok', now);
+    await this.db.insertInto('iam_tokens').values({ id: tokenId, kind: 'session', user_id: userId, name: null, hash: sha256(token), project: null, permissions: null, expires_at: expiresAt, revoked_at: null, last_used_at: now, created_at: now }).execute();
+    return { token, tokenId, expiresAt };
   }
 
   /** A new API token for `userId`, optionally limited to a project and to a subset of permissions. The token is returned once. */

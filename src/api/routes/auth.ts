@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { ForbiddenError, NotFoundError } from '../../core/errors.js';
 import { ALL_PERMISSIONS, PERMISSIONS, type Permission } from '../../iam/permissions.js';
 import { defineRoute, encodeCursor, decodeCursor, ID_PARAM, PageQuery, pageOf, type AnyRoute, type ApiDeps } from '../route.js';
+import { signInSettings } from '../session.js';
+import { passwordLoginDisabled } from './session.js';
 import { Name, PermissionName, TokenOut, UserOut, Password } from './schemas.js';
 
 const LoginBody = z.strictObject({ name: Name, password: Password });
@@ -15,6 +17,7 @@ export function authRoutes(deps: ApiDeps): AnyRoute[] {
       schema: { body: LoginBody, response: { 200: z.object({ token: z.string(), expiresAt: z.number(), user: UserOut }) } },
       handler: async ({ body, req }) => {
         req.auditActorName = body.name;
+        if (!signInSettings(deps).passwordLogin) throw passwordLoginDisabled();
         return iam.login(body.name, body.password);
       },
     }),
