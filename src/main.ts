@@ -1,4 +1,5 @@
 import './node-version.js';
+import { join } from 'node:path';
 import { loadConfig } from './core/config.js';
 import { createLogger } from './core/log.js';
 import { isInfraflowError } from './core/errors.js';
@@ -20,7 +21,8 @@ async function main(): Promise<void> {
   const engine: EngineApi = ctx.engine;
   // the context's area modules plug in as route modules
   const { inventory, ipam, allocations, resources, registry, sim, stacks } = ctx;
-  const areas = { inventory, ipam, allocations, resources, registry, sim, stacks };
+  // the OpenStack façade keeps uploaded image data under the data directory
+  const areas = { inventory, ipam, allocations, resources, registry, sim, stacks, openstack: { imageDir: join(config.dataDir, 'images') } };
   const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas });
   await app.listen({ host: config.http.host, port: config.http.port });
   const addr = app.server.address();
