@@ -199,6 +199,18 @@ export function computeRoutes(app: FastifyInstance, iam: Iam, backend: Backend, 
     if (!f) throw notFound('Flavor', id);
     return { extra_specs: f.extraSpecs };
   });
+  app.post('/v2.1/flavors/:id/os-extra_specs', async (req, reply) => {
+    ver(req, reply);
+    const ctx = await ctxOf(req);
+    requirePerm(ctx, 'resources:write');
+    const id = (req.params as { id: string }).id;
+    const r = await backend.find(ctx, 'compute/Flavor', id);
+    if (!r) throw notFound('Flavor', id);
+    const extra = body(z.object({ extra_specs: z.record(z.string().min(1).max(255), z.string().max(255)) }), req.body).extra_specs;
+    const spec = r.spec as { extraSpecs: Record<string, string> };
+    await backend.update(r, { ...r.spec, extraSpecs: { ...spec.extraSpecs, ...extra } });
+    return { extra_specs: { ...spec.extraSpecs, ...extra } };
+  });
   app.post('/v2.1/flavors', async (req, reply) => {
     const v = ver(req, reply);
     const ctx = await ctxOf(req);
