@@ -1,4 +1,5 @@
 import './node-version.js';
+import { join } from 'node:path';
 import { loadConfig } from './core/config.js';
 import { createLogger } from './core/log.js';
 import { isInfraflowError } from './core/errors.js';
@@ -20,8 +21,10 @@ async function main(): Promise<void> {
   const ctx = await createContext(config, logger);
   const engine: EngineApi = ctx.engine;
   // the context's area modules plug in as route modules
-  // (every area module of the context: areaRoutes picks the ones it knows)
-  const { config: _config, logger: _logger, clock: _clock, store: _store, secrets: _secrets, engine: _engine, close: _close, ...areas } = ctx;
+  // (every area module of the context: areaRoutes picks the ones it knows;
+  // the OpenStack façade keeps uploaded image data under the data directory)
+  const { config: _config, logger: _logger, clock: _clock, store: _store, secrets: _secrets, engine: _engine, close: _close, ...contextAreas } = ctx;
+  const areas = { ...contextAreas, openstack: { imageDir: join(config.dataDir, 'images') } };
   const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas, server: { console: DEFAULT_CONSOLE_DIR } });
   await app.listen({ host: config.http.host, port: config.http.port });
   const addr = app.server.address();

@@ -27,6 +27,7 @@ import { areaRoutes } from './routes/areas.js';
 import { sessionRoutes } from './routes/session.js';
 import { cookieBearer } from './session.js';
 import { registerConsole } from './console.js';
+import { OPENSTACK_PREFIX, registerOpenStack } from './openstack/index.js';
 
 export interface ServerOptions {
   /** Largest request body accepted (413 above). */
@@ -94,7 +95,7 @@ export function servedRoutes(app: FastifyInstance): string[] {
 }
 
 /** Paths served by plug-ins rather than the route table (documentation UI assets). */
-export const PLUGIN_PATH_PREFIXES = ['/docs'];
+export const PLUGIN_PATH_PREFIXES = ['/docs', OPENSTACK_PREFIX];
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
@@ -471,6 +472,9 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
       },
     });
   }
+
+  // the OpenStack-compatible façade: its own plugin under /openstack (Keystone tokens, OpenStack error shapes)
+  await registerOpenStack(app as unknown as FastifyInstance, deps);
 
   // /openapi.json is served from the same schemas
   app.get('/openapi.json', { schema: { hide: true }, config: { routeSpec: openapiSpec } }, async () => app.swagger());

@@ -447,6 +447,31 @@ export class Iam {
     return { token, tokenId, expiresAt };
   }
 
+  /**
+   * Checks a user's password without issuing a token (the OpenStack
+   * Keystone façade issues its own project-scoped tokens). Same answer for a
+   * wrong name and a wrong password.
+   */
+  async verifyCredentials(name: string, password: string): Promise<User> {
+    const r = await this.db.selectFrom('iam_users').selectAll().where('name', '=', name).executeTakeFirst();
+    const ok = await verifyPassword(r?.password_hash ?? null, password);
+    if (!r || !ok || r.disabled) throw new UnauthorizedError('wrong user name or password (or the account is disabled)');
+    return this.toUser(r);
+  }
+
+  /**
+   * A session token for a user already authenticated by the caller (the
+   * Keystone façade after password or application-credential auth), scoped
+   * to a project and optionally to a subset of permissions. Returned once.
+   */
+  async issueSessionToken(userId: string, opts: { project?: string | null; permissions?: Permission[] | null; ttlMs?: number } = {}): Promise<{ token: string; info: TokenInfo }> {
+    const now = this.clock.now();
+    const token = 'ifs_' + randomBytes(32).toString('base64url');
+    const row = { id: newId('tok', now), kind: 'session', user_id: userId, name: null, hash: sha256(token), project: opts.project ?? null, permissions: opts.permissions ? JSON.stringify(opts.permissions) : null, expires_at: now + Math.min(opts.ttlMs ?? SESSION_TTL_MS, SESSION_TTL_MS), revoked_at: null, last_used_at: now, created_at: now };
+    await this.db.insertInto('iam_tokens').values(row).execute();
+    return { token, info: this.toToken(row) };
+  }
+
   /** A new API token for `userId`, optionally limited to a project and to a subset of permissions. The token is returned once. */
   async createApiToken(userId: string, input: { name: string; project?: string | undefined; permissions?: string[] | undefined; expiresInDays?: number | undefined }): Promise<{ token: string; info: TokenInfo }> {
     const user = await this.getUser(userId);
