@@ -203,6 +203,8 @@ export const RecordSpec = z.strictObject({
   type: z.enum(['A', 'AAAA', 'CNAME', 'TXT', 'MX', 'SRV', 'NS', 'PTR', 'CAA']),
   ttl: z.number().int().min(1).default(300),
   values: z.array(z.string().min(1)).min(1, 'a record needs at least one value'),
+  /** A/AAAA only: also publish PTR records in the reverse zone covering each address (providers that serve reverse zones). */
+  ptr: z.boolean().optional(),
 });
 
 // ---- metal -----------------------------------------------------------------
