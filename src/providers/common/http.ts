@@ -18,6 +18,12 @@ export interface HttpOptions {
   timeoutMs?: number;
   /** Name of the backend in messages ("PowerDNS at http://…"). */
   backend: string;
+  /**
+   * Retry a request once when a reused keep-alive connection turns out to be
+   * closed by the server (servers that drop idle connections, like Kea's
+   * control agent). Only for backends whose calls are safe to repeat.
+   */
+  retryOnReset?: boolean;
 }
 
 export interface HttpResponse<T = unknown> { status: number; body: T; headers: Headers }
@@ -35,13 +41,20 @@ export class HttpClient {
     const sig = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const where = `${this.opts.backend} (${method} ${path})`;
     let res: Response;
+    const send = () => fetch(this.opts.baseUrl + path, {
+      method,
+      headers: { accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...this.opts.headers, ...extraHeaders },
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      signal: sig,
+    });
     try {
-      res = await fetch(this.opts.baseUrl + path, {
-        method,
-        headers: { accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...this.opts.headers, ...extraHeaders },
-        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-        signal: sig,
-      });
+      try {
+        res = await send();
+      } catch (e) {
+        const code = (e as { cause?: { code?: string } })?.cause?.code;
+        if (!this.opts.retryOnReset || sig.aborted || (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET')) throw e;
+        res = await send();
+      }
     } catch (e) {
       if (signal?.aborted) throw new ProviderError('Timeout', `${where}: cancelled by the caller`, { retryable: false, cause: e });
       if (timeout.aborted) throw new ProviderError('Timeout', `${where}: no answer within ${timeoutMs} ms`, { cause: e });
