@@ -12,6 +12,7 @@ import type { Allocations } from '../allocation/index.js';
 import type { Inventory } from '../inventory/index.js';
 import type { Ipam } from '../ipam/index.js';
 import { createProviderServices } from '../providers/index.js';
+import { checkRouting, createBackendProviders, parseBackends } from '../providers/backends.js';
 import type { SimDatacenter } from '../providers/sim/index.js';
 import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type ResourceStore } from '../resources/index.js';
 import { Stacks } from '../stacks/index.js';
@@ -80,6 +81,9 @@ export async function createContext(config: Config, logger: Logger, opts: Create
     });
     const alloc = createAllocationServices({ store, secrets, engine, clock, logger });
     stopAllocations = () => alloc.stop();
+    const backends = parseBackends(config.backends);
+    const realProviders = createBackendProviders(backends, { inventory: alloc.inventory });
+    checkRouting(config.providers, realProviders);
     const providers = await createProviderServices({
       store,
       clock,
@@ -88,6 +92,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       sim: { speed: config.sim.speed, seed: config.sim.seed },
       allocators: { ipam: alloc.ipam, inventory: alloc.inventory, datacenter: config.datacenter },
       routing: config.providers,
+      providers: realProviders,
     });
     for (const w of resourceWorkflows(providers.deps)) engine.register(w);
     const stacks = new Stacks({

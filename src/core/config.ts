@@ -43,6 +43,12 @@ export const ConfigSchema = z.strictObject({
    * The most specific match wins; default: everything on the simulator.
    */
   providers: z.record(z.string(), z.string()).default({ '*': 'sim' }),
+  /**
+   * Connection settings of the real backends `providers` may route to
+   * (powerdns, kea, ovs, bmc); validated by src/providers/backends.ts.
+   * Empty by default: everything stays on the simulator.
+   */
+  backends: z.record(z.string(), z.unknown()).default({}),
   /** Default datacenter for bare-metal allocation from the inventory. */
   datacenter: z.string().default('dc1'),
   /** Base64 AES-256 key for secrets at rest; else a key file in dataDir is created on first start. */

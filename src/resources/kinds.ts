@@ -197,6 +197,64 @@ export const LoadBalancerSpec = z.strictObject({
   }).prefault({}),
 });
 
+/**
+ * A physical switch port's layer-2 configuration (bare metal): an agent's port
+ * in access mode on a cluster VLAN, or a trunk to a hub. Deleting returns the
+ * port to the switch's default (quarantine) VLAN.
+ */
+export const SwitchPortSpec = z.strictObject({
+  /** Switch name from the inventory (or the provider's switch map). */
+  switch: z.string().min(1).max(64),
+  /** Port name on that switch (`eth1`, `Ethernet1/12`, the OVS port name). */
+  port: z.string().min(1).max(64),
+  mode: z.enum(['access', 'trunk']).default('access'),
+  /** Access VLAN (mode access). */
+  vlan: z.number().int().min(1).max(4094).optional(),
+  /** Allowed VLANs (mode trunk). */
+  vlans: z.array(z.number().int().min(1).max(4094)).default([]),
+  /** Untagged VLAN on a trunk. */
+  nativeVlan: z.number().int().min(1).max(4094).optional(),
+});
+
+// ---- dhcp ------------------------------------------------------------------
+
+const mac = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i, 'MAC address like 52:54:00:12:34:56');
+
+/** A DHCP scope: the addresses a server hands out on one network, and its options. */
+export const DhcpSubnetSpec = z.strictObject({
+  cidr: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'an IPv4 CIDR like 10.0.1.0/24'),
+  /** Dynamic pool; omit for reservations only. */
+  pool: z.strictObject({ start: z.string(), end: z.string() }).optional(),
+  gateway: z.string().optional(),
+  dnsServers: z.array(z.string()).default([]),
+  domain: z.string().optional(),
+  leaseSeconds: z.number().int().min(120).default(3600),
+});
+
+/** A host reservation: MAC → fixed address, hostname and PXE/iPXE boot options. */
+export const DhcpReservationSpec = z.strictObject({
+  mac,
+  address: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, 'an IPv4 address'),
+  hostname: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'hostname is letters, digits and dashes').optional(),
+  /** TFTP/HTTP boot server (siaddr). */
+  nextServer: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, 'an IPv4 address').optional(),
+  /** Boot file name (PXE `pxelinux.0`, iPXE script URL). */
+  bootFile: z.string().max(255).optional(),
+});
+
+// ---- bare metal: BMC -------------------------------------------------------
+
+/** A server's power and next-boot device, driven through its BMC (IPMI, Redfish). */
+export const PowerSpec = z.strictObject({
+  /** Inventory server id (its BMC address and sealed credentials come from the inventory). */
+  server: z.string().min(1),
+  power: z.enum(['on', 'off']).default('on'),
+  /** Next boot device; `pxe` to (re)install, `disk` to run. */
+  bootDevice: z.enum(['pxe', 'disk', 'bios', 'cdrom']).optional(),
+  /** Keep the boot device for every boot (not only the next). */
+  persistentBoot: z.boolean().default(false),
+});
+
 // ---- dns -------------------------------------------------------------------
 
 const fqdn = z.string().regex(/^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$/i, 'must be a DNS name like "example.com"');
@@ -217,6 +275,8 @@ export const RecordSpec = z.strictObject({
   type: z.enum(['A', 'AAAA', 'CNAME', 'TXT', 'MX', 'SRV', 'NS', 'PTR', 'CAA']),
   ttl: z.number().int().min(1).default(300),
   values: z.array(z.string().min(1)).min(1, 'a record needs at least one value'),
+  /** A/AAAA only: also publish PTR records in the reverse zone covering each address (providers that serve reverse zones). */
+  ptr: z.boolean().optional(),
 });
 
 // ---- metal -----------------------------------------------------------------
@@ -367,6 +427,18 @@ export const KINDS: Record<string, KindInfo> = {
       if (spec.type === 'CNAME' && spec.values.length !== 1) throw invalid('dns/Record', 'a CNAME record has exactly one value');
     },
   },
+  'network/SwitchPort': {
+    kind: 'network/SwitchPort', schema: SwitchPortSpec, replaceOnChange: ['switch', 'port'], description: 'A switch port in access mode on a VLAN or trunking VLANs; back to the default VLAN on delete.',
+    validate(spec: z.infer<typeof SwitchPortSpec>) {
+      if (spec.mode === 'access' && spec.vlan === undefined) throw invalid('network/SwitchPort', 'an access port needs vlan');
+      if (spec.mode === 'access' && (spec.vlans.length || spec.nativeVlan !== undefined)) throw invalid('network/SwitchPort', 'vlans and nativeVlan are for trunk ports; an access port has one vlan');
+      if (spec.mode === 'trunk' && spec.vlan !== undefined) throw invalid('network/SwitchPort', 'a trunk port takes vlans (and nativeVlan), not vlan');
+      if (spec.mode === 'trunk' && spec.vlans.length === 0) throw invalid('network/SwitchPort', 'a trunk port needs at least one VLAN in vlans');
+    },
+  },
+  'dhcp/Subnet': { kind: 'dhcp/Subnet', schema: DhcpSubnetSpec, replaceOnChange: ['cidr'], description: 'A DHCP scope: CIDR, dynamic pool, gateway, DNS servers, lease time.' },
+  'dhcp/Reservation': { kind: 'dhcp/Reservation', schema: DhcpReservationSpec, replaceOnChange: ['mac'], description: 'A DHCP host reservation: MAC to fixed address, hostname, next-server and boot file.' },
+  'metal/Power': { kind: 'metal/Power', schema: PowerSpec, replaceOnChange: ['server'], description: "A server's power state and boot device through its BMC (IPMI or Redfish)." },
   'metal/Instance': { kind: 'metal/Instance', schema: MetalInstanceSpec, replaceOnChange: ['serverType', 'osTemplate', 'datacenter', 'networks', 'userData', 'hostname'], description: 'A bare-metal server allocated by type with an OS installed from a template.' },
   'container/Cluster': { kind: 'container/Cluster', schema: ClusterSpec, replaceOnChange: ['distribution', 'controlPlane', 'subnet', 'baseDomain', 'metal'], description: 'A Kubernetes/OpenShift cluster: control plane, node pools, version; kubeconfig as a secret.' },
   'apps/App': { kind: 'apps/App', schema: AppSpec, replaceOnChange: ['cluster', 'namespace'], description: 'An application rendered from a template and deployed to a container cluster, rolled out and rolled back by revision.' },
@@ -399,6 +471,10 @@ export type MetalInstanceSpec = z.infer<typeof MetalInstanceSpec>;
 export type ClusterSpec = z.infer<typeof ClusterSpec>;
 export type WorkloadSpec = z.infer<typeof WorkloadSpec>;
 export type JobSpec = z.infer<typeof JobSpec>;
+export type SwitchPortSpec = z.infer<typeof SwitchPortSpec>;
+export type DhcpSubnetSpec = z.infer<typeof DhcpSubnetSpec>;
+export type DhcpReservationSpec = z.infer<typeof DhcpReservationSpec>;
+export type PowerSpec = z.infer<typeof PowerSpec>;
 
 /** Validates a spec of a known kind; throws ValidationError naming the first bad field. */
 export function parseSpec<S = Record<string, unknown>>(kind: string, spec: unknown): S {

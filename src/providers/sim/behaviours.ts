@@ -539,6 +539,57 @@ const Record: Behaviour = {
   },
 };
 
+// ---- bare-metal network and BMC (the simulated counterparts of the real backends in src/providers/{ovs,dnsmasq,ipmi,redfish}) ----
+
+/** A switch port's VLAN configuration; one resource per (switch, port). */
+const SwitchPort: Behaviour = {
+  prefix: 'swp',
+  async create(tx, o) {
+    await tx.allocateValue('switchport', `${o.spec.switch}/${o.spec.port}`, o.id, `switch port ${o.spec.switch}/${o.spec.port}`);
+    return { outputs: { id: o.id, switch: o.spec.switch, port: o.spec.port, mode: o.spec.mode, vlan: o.spec.vlan ?? null, vlans: o.spec.vlans ?? [] } };
+  },
+  async update(_tx, o, next) {
+    return { outputs: { ...o.outputs, mode: next.mode, vlan: next.vlan ?? null, vlans: next.vlans ?? [] } };
+  },
+};
+
+const DhcpSubnet: Behaviour = {
+  prefix: 'dhsub',
+  async create(tx, o) {
+    await tx.allocateValue('dhcp-subnet', o.spec.cidr, o.id, `DHCP subnet ${o.spec.cidr}`);
+    return { outputs: { id: o.id, cidr: o.spec.cidr } };
+  },
+  async update(_tx, o) { return { outputs: o.outputs }; },
+};
+
+const DhcpReservation: Behaviour = {
+  prefix: 'dhres',
+  async create(tx, o) {
+    await tx.allocateValue('dhcp-mac', String(o.spec.mac).toLowerCase(), o.id, `a reservation for MAC ${o.spec.mac}`);
+    await tx.allocateValue('dhcp-addr', o.spec.address, `${o.id}/addr`, `a reservation of ${o.spec.address}`);
+    return { outputs: { id: o.id, mac: String(o.spec.mac).toLowerCase(), address: o.spec.address, hostname: o.spec.hostname ?? null } };
+  },
+  async update(tx, o, next, previous) {
+    if (next.address !== previous.address) {
+      await tx.releaseOwner(`${o.id}/addr`);
+      await tx.allocateValue('dhcp-addr', next.address, `${o.id}/addr`, `a reservation of ${next.address}`);
+    }
+    return { outputs: { ...o.outputs, address: next.address, hostname: next.hostname ?? null } };
+  },
+};
+
+const Power: Behaviour = {
+  prefix: 'pwr',
+  stages: ['PoweringOn'],
+  async create(tx, o) {
+    await tx.allocateValue('bmc', o.spec.server, o.id, `BMC control of server ${o.spec.server}`);
+    return { outputs: { id: o.id, server: o.spec.server, power: o.spec.power, bootDevice: o.spec.bootDevice ?? null } };
+  },
+  async update(_tx, o, next) {
+    return { outputs: { ...o.outputs, power: next.power, bootDevice: next.bootDevice ?? null } };
+  },
+};
+
 const Metal: Behaviour = {
   prefix: 'bm',
   stages: ['Allocating', 'PoweringOn', 'Inspecting', 'Deploying', 'InstallingOS', 'Rebooting', 'Configuring'],
@@ -852,6 +903,10 @@ export const BEHAVIOURS: Record<string, Behaviour> = {
   'network/LoadBalancer': LoadBalancer,
   'dns/Zone': Zone,
   'dns/Record': Record,
+  'network/SwitchPort': SwitchPort,
+  'dhcp/Subnet': DhcpSubnet,
+  'dhcp/Reservation': DhcpReservation,
+  'metal/Power': Power,
   'metal/Instance': Metal,
   'container/Cluster': Cluster,
   'container/Workload': Workload,

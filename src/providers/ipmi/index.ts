@@ -1,0 +1,1 @@
+export { IpmiDriver, classifyIpmitool, type IpmiOptions } from './driver.js';

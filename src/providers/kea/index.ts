@@ -1,0 +1,1 @@
+export { KeaProvider, cidrContains, ipv4ToInt, type KeaOptions } from './provider.js';

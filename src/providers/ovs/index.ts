@@ -1,0 +1,1 @@
+export { OvsSwitchDriver, type OvsDriverOptions } from './driver.js';

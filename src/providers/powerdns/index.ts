@@ -1,0 +1,1 @@
+export { PowerDnsProvider, canonicalZone, recordFqdn, reverseName, toContent, fromContent, type PowerDnsOptions } from './provider.js';

@@ -1,0 +1,1 @@
+export { RedfishDriver, type RedfishOptions } from './driver.js';
