@@ -19,9 +19,12 @@ async function main(): Promise<void> {
   const ctx = await createContext(config, logger);
   const engine: EngineApi = ctx.engine;
   // the context's area modules plug in as route modules
-  const { inventory, ipam, allocations, resources, registry, sim, stacks } = ctx;
-  const areas = { inventory, ipam, allocations, resources, registry, sim, stacks };
-  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas });
+  const { inventory, ipam, allocations, resources, registry, sim, stacks, gitops } = ctx;
+  const areas = { inventory, ipam, allocations, resources, registry, sim, stacks, gitops };
+  const { app, iam } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas });
+  // Git sources read their credentials from the secret store; processes with a worker poll them
+  gitops.useSecrets((id) => iam.revealSecret(id));
+  if (config.worker.enabled) gitops.start();
   await app.listen({ host: config.http.host, port: config.http.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.http.port;

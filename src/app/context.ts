@@ -16,6 +16,7 @@ import type { SimDatacenter } from '../providers/sim/index.js';
 import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type ResourceStore } from '../resources/index.js';
 import { Stacks } from '../stacks/index.js';
 import { allocationFeasibility } from '../stacks/feasibility.js';
+import { Gitops } from '../gitops/index.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -40,6 +41,8 @@ export interface AppContext {
   registry: ProviderRegistry;
   sim: SimDatacenter;
   stacks: Stacks;
+  /** Git sources and applications; its poller starts with `gitops.start()` (main.ts). */
+  gitops: Gitops;
   close(): Promise<void>;
 }
 
@@ -92,6 +95,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       logger,
       feasibility: allocationFeasibility(alloc.allocations, { datacenter: config.datacenter }),
     });
+    const gitops = new Gitops({ store, engine, stacks, box: secrets, workDir: join(resolve(config.dataDir), 'gitops'), clock, logger });
     if (opts.startWorker ?? config.worker.enabled) engine.startWorker();
     return {
       config,
@@ -107,7 +111,9 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       registry: providers.registry,
       sim: providers.sim,
       stacks,
+      gitops,
       close: async () => {
+        gitops.stop();
         // Stop claiming, let in-flight steps finish (or hand runs back), then close the database.
         await engine.stop({ graceful: true });
         await alloc.stop();

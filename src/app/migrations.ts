@@ -7,6 +7,7 @@ import { iamMigrations } from '../iam/migrations.js';
 import { resourceMigrations } from '../resources/migrations.js';
 import { simMigrations } from '../providers/sim/migrations.js';
 import { stackMigrations } from '../stacks/migrations.js';
+import { gitopsMigrations } from '../gitops/migrations.js';
 
 /**
  * Every area's migrations, in one list. Each area owns its migration files
@@ -22,4 +23,5 @@ export const allMigrations: AreaMigration[] = [
   ...simMigrations,
   ...iamMigrations,
   ...stackMigrations,
+  ...gitopsMigrations,
 ];

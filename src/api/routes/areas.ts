@@ -8,6 +8,7 @@ import { ipamRoutes, isIpamApi } from './ipam.js';
 import { renderPlan } from '../../stacks/plan.js';
 import { allocationRoutes, isAllocationsApi } from './allocations.js';
 import { isSimApi, simRoutes } from './sim.js';
+import { gitopsRoutes, isGitopsApi } from './gitops.js';
 
 /**
  * Route modules of the other areas, plugged in when the composition root
@@ -27,5 +28,6 @@ export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   if (isIpamApi(areas.ipam)) out.push(...ipamRoutes(deps, areas.ipam));
   if (isAllocationsApi(areas.allocations)) out.push(...allocationRoutes(deps, areas.allocations));
   if (isSimApi(areas.sim)) out.push(...simRoutes(deps, areas.sim));
+  if (isGitopsApi(areas.gitops)) out.push(...gitopsRoutes(deps, areas.gitops));
   return out;
 }
