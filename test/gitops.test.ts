@@ -9,6 +9,7 @@ import { Gitops, LABEL_HOOK, LABEL_WAVE } from '../src/gitops/index.js';
 import { DIALECTS, openTestStore, type TestDb } from './support/dialects.js';
 import { stackHarness, type StackHarness } from './fixtures/stacks-harness.js';
 import { makeHarness, type Harness } from './api-harness.js';
+import { runCliCaptured } from './fixtures/cli-run.js';
 
 /** A Git work tree on disk, served to Infraflow as file://<dir>. */
 class Repo {
@@ -408,5 +409,41 @@ spec:
     const del = await api.req('DELETE', `/api/v1/gitops/sources/${src.json().id}`, { token: api.adminToken });
     expect(del.statusCode).toBe(409);
     expect(del.json().detail).toContain('used by application web');
+  });
+
+  it('CLI: source add, app create, sync --wait, get, diff, history, rollback — one readable line on bad input', async () => {
+    const { g, repo, h } = await setup();
+    api = await makeHarness(dialect, { t: t!, engine: h.engine, areas: { gitops: g, stacks: h.stacks } });
+    const url = await api.app.listen({ host: '127.0.0.1', port: 0 });
+    const cfgDir = mkdtempSync(join(tmpdir(), 'infraflow-gitops-cli-'));
+    const cli = (...args: string[]) => runCliCaptured(args, { INFRAFLOW_CLI_CONFIG: join(cfgDir, 'cli.yaml'), INFRAFLOW_URL: url, INFRAFLOW_TOKEN: api!.adminToken, INFRAFLOW_PROJECT: 'default' });
+    try {
+      const c1 = repo.commit({ 'net.yaml': netStack('cli-net') });
+      expect((await cli('gitops', 'source', 'add', 'repo', '--url', repo.url)).out).toContain('source repo');
+      const created = await cli('gitops', 'app', 'create', 'web', '--source', 'repo');
+      expect(created.code).toBe(0);
+      const diff = await cli('gitops', 'app', 'diff', 'web');
+      expect(diff.out).toContain('net.yaml (stack cli-net): not created yet');
+      const synced = await cli('gitops', 'app', 'sync', 'web', '--wait');
+      expect(synced.err + synced.out).toContain(`syncing ${c1.slice(0, 12)}`);
+      expect(synced.code).toBe(0);
+      const got = await cli('gitops', 'app', 'get', 'web');
+      expect(got.out).toMatch(/^web {2}sync Synced {2}health Healthy/);
+      expect(got.out).toContain('net.yaml → stack cli-net: Synced, Healthy');
+      const c2 = repo.commit({ 'net.yaml': netStack('cli-net', { mtu: 9000 }) });
+      expect((await cli('gitops', 'source', 'refresh', 'repo')).out).toContain(`at ${c2.slice(0, 12)}`);
+      expect((await cli('gitops', 'app', 'sync', 'web', '--wait')).code).toBe(0);
+      const hist = await cli('gitops', 'app', 'history', 'web');
+      expect(hist.out).toContain(c1.slice(0, 12));
+      expect(hist.out).toContain(c2.slice(0, 12));
+      const rb = await cli('gitops', 'app', 'rollback', 'web', '1');
+      expect(rb.out).toContain(`rolling back to ${c1.slice(0, 12)}`);
+      const bad = await cli('gitops', 'app', 'create', 'Bad_Name', '--source', 'repo');
+      expect(bad.code).not.toBe(0);
+      expect(bad.err.trim().split('\n')).toHaveLength(1);
+      expect(bad.err).toContain('name');
+    } finally {
+      rmSync(cfgDir, { recursive: true, force: true });
+    }
   });
 });
