@@ -75,6 +75,10 @@ export class Gitops {
   private ticking = false;
   private revealSecret: ((id: string) => Promise<string>) | undefined;
   private readonly random: () => number;
+  private readonly trees = new Map<string, { file: string; blob: string }[]>();
+  private readonly blobCache = new Map<string, string>();
+  private blobBytes = 0;
+  private readonly parseCache = new Map<string, { name: string; project: string | undefined; labels: Record<string, string> }>();
 
   constructor(private readonly opts: GitopsOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -150,14 +154,41 @@ export class Gitops {
   }
 
   /** A commit's files: fetched first when this process's mirror does not have it. */
-  private async readCommit(s: SourceRow, sha: string, path: string): Promise<{ mirror: GitMirror; files: { file: string; blob: string }[] }> {
+  private async readCommit(s: SourceRow, sha: string, path: string): Promise<{ files: { file: string; blob: string }[]; texts: Map<string, string> }> {
+    // a commit never changes: its listing and its blobs are read from Git once
+    const key = `${s.id}@${sha}:${path}`;
+    let files = this.trees.get(key);
     const m = await this.mirror(s);
-    try {
-      return { mirror: m, files: await m.list(sha, path) };
-    } catch {
-      await this.fetch(s);
-      return { mirror: m, files: await m.list(sha, path) };
+    if (!files) {
+      try {
+        files = await m.list(sha, path);
+      } catch {
+        await this.fetch(s);
+        files = await m.list(sha, path);
+      }
+      this.trees.set(key, files);
+      if (this.trees.size > 1000) this.trees.delete(this.trees.keys().next().value!);
     }
+    const texts = new Map<string, string>();
+    const missing: string[] = [];
+    for (const f of files) {
+      const t = this.blobCache.get(f.blob);
+      if (t === undefined) missing.push(f.blob);
+      else texts.set(f.blob, t);
+    }
+    if (missing.length) {
+      for (const [id, t] of await m.blobs(missing)) {
+        texts.set(id, t);
+        this.blobCache.set(id, t);
+        this.blobBytes += t.length;
+      }
+      for (const [id, t] of this.blobCache) {
+        if (this.blobBytes <= 64 * 1024 * 1024) break;
+        this.blobCache.delete(id);
+        this.blobBytes -= t.length;
+      }
+    }
+    return { files, texts };
   }
 
   // ================================================================ applications
@@ -219,27 +250,19 @@ export class Gitops {
    */
   async documents(app: AppRow, sha: string): Promise<{ docs: AppDocument[]; texts: Map<string, string> }> {
     const source = await this.db.getSource(app.sourceId);
-    const { mirror, files } = await this.readCommit(source, sha, app.path);
-    const texts = await mirror.blobs(files.map((f) => f.blob));
+    const { files, texts } = await this.readCommit(source, sha, app.path);
     const docs: AppDocument[] = [];
     const byStack = new Map<string, string>();
     for (const f of files) {
-      const text = texts.get(f.blob)!;
       const where = `${f.file}@${sha.slice(0, 12)}`;
-      let model;
-      try {
-        ({ model } = this.stacks.parse(text, { file: f.file }));
-      } catch (e) {
-        const msg = e instanceof Error ? e.message : String(e);
-        throw new ValidationError('gitops.invalid_document', `${where}: ${msg.startsWith(f.file) ? msg.slice(f.file.length).replace(/^:?\s*/, '') : msg}`, { details: { file: f.file, sha, ...(e instanceof InfraflowError && e.details ? { cause: e.details } : {}) } });
-      }
-      if (model.project !== app.project && (model.document.metadata as { project?: string }).project !== undefined) {
+      const model = this.parsed(f.file, f.blob, texts.get(f.blob)!, where, sha);
+      if (model.project !== undefined && model.project !== app.project) {
         throw new ValidationError('gitops.wrong_project', `${where}: the document is for project ${model.project}, but application ${app.name} deploys to project ${app.project}`, { details: { file: f.file } });
       }
       const other = byStack.get(model.name);
       if (other) throw new ValidationError('gitops.duplicate_stack', `${where}: stack ${model.name} is also defined by ${other}; each stack must come from one file`, { details: { file: f.file } });
       byStack.set(model.name, f.file);
-      const labels = (model.document.metadata.labels ?? {}) as Record<string, string>;
+      const labels = model.labels;
       const waveText = labels[LABEL_WAVE];
       const wave = waveText === undefined ? 0 : Number(waveText);
       if (!Number.isInteger(wave)) throw new ValidationError('gitops.invalid_wave', `${where}: label ${LABEL_WAVE} must be an integer, not "${waveText}"`, { details: { file: f.file } });
@@ -258,6 +281,28 @@ export class Gitops {
       }
     }
     return { docs, texts };
+  }
+
+  /**
+   * A document parsed and checked as a stack, by file and blob: a blob is
+   * content-addressed, so its result never changes (a sync that changes
+   * nothing parses nothing). Errors name file@commit and line.
+   */
+  private parsed(file: string, blob: string, text: string, where: string, sha: string): { name: string; project: string | undefined; labels: Record<string, string> } {
+    const key = `${file}\0${blob}`;
+    const hit = this.parseCache.get(key);
+    if (hit) return hit;
+    let model;
+    try {
+      ({ model } = this.stacks.parse(text, { file }));
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new ValidationError('gitops.invalid_document', `${where}: ${msg.startsWith(file) ? msg.slice(file.length).replace(/^:?\s*/, '') : msg}`, { details: { file, sha, ...(e instanceof InfraflowError && e.details ? { cause: e.details } : {}) } });
+    }
+    const out = { name: model.name, project: (model.document.metadata as { project?: string }).project, labels: (model.document.metadata.labels ?? {}) as Record<string, string> };
+    this.parseCache.set(key, out);
+    if (this.parseCache.size > 20_000) this.parseCache.delete(this.parseCache.keys().next().value!);
+    return out;
   }
 
   /** The document as applied: the application's label added, the project filled in. */
@@ -432,8 +477,9 @@ export class Gitops {
   /** Applies the documents of one wave that are not in sync; returns the runs to wait for. */
   async applyDocuments(appId: string, sha: string, docs: AppDocument[], opts: { hooks?: boolean } = {}): Promise<{ file: string; stackId: string; runId: string | null }[]> {
     const app = await this.db.getApp(appId);
-    const { texts } = await this.documents(app, sha);
+    const source = await this.db.getSource(app.sourceId);
     const records = await this.db.appStacks(app.id);
+    const text = async (blob: string) => (await this.readCommit(source, sha, app.path)).texts.get(blob)!;
     const out: { file: string; stackId: string; runId: string | null }[] = [];
     for (const d of docs) {
       const rec = records.find((r) => r.file === d.file);
@@ -458,7 +504,7 @@ export class Gitops {
         out.push({ file: d.file, stackId: v.id, runId: v.info.lastRunId });
         continue;
       }
-      const r = await this.stacks.apply({ document: this.applied(app, texts.get(d.blob)!), file: d.file, createdBy: `gitops:${app.name}` });
+      const r = await this.stacks.apply({ document: this.applied(app, await text(d.blob)), file: d.file, createdBy: `gitops:${app.name}` });
       await this.db.recordApplied({ appId: app.id, file: d.file, stackId: r.stack.id, stackName: d.stack, blob: d.blob, stackRevision: r.revision, wave: d.wave, hook: d.hook });
       out.push({ file: d.file, stackId: r.stack.id, runId: r.run.id });
     }
