@@ -25,7 +25,10 @@ async function main(): Promise<void> {
   // the OpenStack façade keeps uploaded image data under the data directory)
   const { config: _config, logger: _logger, clock: _clock, store: _store, secrets: _secrets, engine: _engine, close: _close, ...contextAreas } = ctx;
   const areas = { ...contextAreas, openstack: { imageDir: join(config.dataDir, 'images') } };
-  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas, server: { console: DEFAULT_CONSOLE_DIR } });
+  const { app, iam } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas, server: { console: DEFAULT_CONSOLE_DIR } });
+  // Git sources read their credentials from the secret store; processes with a worker poll them
+  ctx.gitops.useSecrets((id) => iam.revealSecret(id));
+  if (config.worker.enabled) ctx.gitops.start();
   await app.listen({ host: config.http.host, port: config.http.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.http.port;

@@ -86,6 +86,8 @@ export interface RouteSpec<P extends Z | undefined = undefined, Q extends Z | un
   audit?: 'always' | 'default';
   /** Server-sent events: the handler owns the raw response. */
   sse?: boolean;
+  /** Keep the request body's bytes as `req.rawBody` (signed webhooks). */
+  rawBody?: boolean;
   /** Rate limit override for this route (e.g. login). */
   rateLimit?: { max: number; timeWindowMs: number; keyBy?: 'ip' | 'token' };
   handler: (c: HandlerContext<Out<P>, Out<Q>, Out<B>>) => Promise<unknown> | unknown;

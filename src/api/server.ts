@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { isDeepStrictEqual } from 'node:util';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
@@ -68,6 +69,8 @@ declare module 'fastify' {
     resolvedObject: unknown;
     auditMessage: string | null;
     auditActorName: string | null;
+    /** The body's bytes, on routes declared with `rawBody` (signed webhooks). */
+    rawBody?: Buffer;
   }
   interface FastifyContextConfig {
     routeSpec?: AnyRoute;
@@ -427,6 +430,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
           },
         } : {}),
       },
+      ...(spec.rawBody ? { preParsing: keepRawBody(opts.bodyLimitBytes ?? 1_048_576) } : {}),
       // authentication and function-level authorization run before the body is even parsed
       onRequest: async (req) => {
         const bearer = bearerOf(req) ?? (isPublic ? undefined : cookieBearer(req));
@@ -525,6 +529,24 @@ class RequestContext implements HandlerContext<any, any, any> {
       this.req.auditMessage = m.slice(0, 500);
     };
   }
+}
+
+/** preParsing hook of `rawBody` routes: reads the body (within the limit), keeps its bytes, hands the parser a copy. */
+function keepRawBody(limit: number) {
+  return async (req: FastifyRequest, _reply: FastifyReply, payload: NodeJS.ReadableStream): Promise<NodeJS.ReadableStream> => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of payload) {
+      const b = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
+      size += b.length;
+      if (size > limit) throw new InfraflowError('api.body_too_large', `the request body is larger than ${limit} bytes`, 413);
+      chunks.push(b);
+    }
+    req.rawBody = Buffer.concat(chunks);
+    const copy = Readable.from([req.rawBody]) as Readable & { receivedEncodedLength?: number };
+    copy.receivedEncodedLength = req.rawBody.length;
+    return copy;
+  };
 }
 
 /** /openapi.json in the route table (public). */

@@ -20,6 +20,7 @@ import { allocationFeasibility } from '../stacks/feasibility.js';
 import { Servers } from '../servers/index.js';
 import { Fulfillment, fulfillmentWorkflows, GitOps } from '../fulfillment/index.js';
 import { SimClusterBackend } from '../providers/sim/cluster.js';
+import { Gitops } from '../gitops/index.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -48,6 +49,8 @@ export interface AppContext {
   servers: Servers;
   /** Cluster fulfillment (templates, orders, hubs, host pools). */
   fulfillment: Fulfillment;
+  /** Git sources and applications; its poller starts with `gitops.start()` (main.ts). */
+  gitops: Gitops;
   close(): Promise<void>;
 }
 
@@ -116,6 +119,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       },
     });
     for (const w of fulfillmentWorkflows(fulfillment)) engine.register(w);
+    const gitops = new Gitops({ store, engine, stacks, box: secrets, workDir: join(resolve(config.dataDir), 'gitops'), clock, logger });
     if (opts.startWorker ?? config.worker.enabled) engine.startWorker();
     return {
       config,
@@ -133,7 +137,9 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       stacks,
       servers,
       fulfillment,
+      gitops,
       close: async () => {
+        gitops.stop();
         // Stop claiming, let in-flight steps finish (or hand runs back), then close the database.
         await engine.stop({ graceful: true });
         await alloc.stop();

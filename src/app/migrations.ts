@@ -10,6 +10,7 @@ import { stackMigrations } from '../stacks/migrations.js';
 import { serverMigrations } from '../servers/migrations.js';
 import { fulfillmentMigrations } from '../fulfillment/migrations.js';
 import { simClusterMigrations } from '../providers/sim/cluster.js';
+import { gitopsMigrations } from '../gitops/migrations.js';
 
 /**
  * Every area's migrations, in one list. Each area owns its migration files
@@ -28,4 +29,5 @@ export const allMigrations: AreaMigration[] = [
   ...serverMigrations,
   ...simClusterMigrations,
   ...fulfillmentMigrations,
+  ...gitopsMigrations,
 ];

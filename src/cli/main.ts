@@ -13,9 +13,10 @@ import { registerSimCommands } from './commands/sim.js';
 import { registerResourceCommands } from './commands/resources.js';
 import { registerStackCommands } from './commands/stacks.js';
 import { registerClusterCommands } from './commands/cluster.js';
+import { registerGitopsCommands } from './commands/gitops.js';
 
 /** Command modules of the areas (src/cli/commands). */
-const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands, registerStackCommands, registerClusterCommands];
+const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands, registerStackCommands, registerClusterCommands, registerGitopsCommands];
 
 /**
  * The `infraflow` command. Every read takes `-o table|json|yaml`; errors are

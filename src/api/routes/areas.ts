@@ -10,6 +10,7 @@ import { renderPlan } from '../../stacks/plan.js';
 import { allocationRoutes, isAllocationsApi } from './allocations.js';
 import { isSimApi, simRoutes } from './sim.js';
 import { fulfillmentRoutes, isFulfillmentApi } from './fulfillment.js';
+import { gitopsRoutes, isGitopsApi } from './gitops.js';
 
 /**
  * Route modules of the other areas, plugged in when the composition root
@@ -32,5 +33,6 @@ export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   if (isAllocationsApi(areas.allocations)) out.push(...allocationRoutes(deps, areas.allocations));
   if (isSimApi(areas.sim)) out.push(...simRoutes(deps, areas.sim));
   if (isFulfillmentApi(areas.fulfillment)) out.push(...fulfillmentRoutes(deps, areas.fulfillment));
+  if (isGitopsApi(areas.gitops)) out.push(...gitopsRoutes(deps, areas.gitops));
   return out;
 }
