@@ -258,6 +258,7 @@ export class Ipam {
     }
     h.cursor = cursor;
     h.children = children.filter((c) => c.end >= cursor);
+    await this.store.durable(); // SQLite FULL: the claim is on disk before anyone is told
     return toPrefix(row, reserved);
   }
 
@@ -475,6 +476,7 @@ export class Ipam {
       h.stored = next;
     }
     h.cursor = next;
+    await this.store.durable(); // SQLite FULL: the claim is on disk before anyone is told
     return toAddress(row, h.length);
   }
 
@@ -717,6 +719,7 @@ export class Ipam {
       h.stored = next;
     }
     h.cursor = next;
+    await this.store.durable(); // SQLite FULL: the claim is on disk before anyone is told
     return toVlan(row);
   }
 

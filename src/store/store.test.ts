@@ -120,3 +120,53 @@ describe('sqlite prepared statement cache', () => {
     }
   });
 });
+
+describe('SQLite FULL: commits made durable off the event loop', () => {
+  it('every write resolves after a WAL fsync; concurrent writes share fsyncs; SQLite itself does not fsync at commit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'infraflow-durable-'));
+    const store = Store.open({ url: `sqlite:${join(dir, 'd.db')}`, synchronous: 'FULL' });
+    try {
+      const { migrate } = await import('./migrate.js');
+      await migrate(store, [testMigration]);
+      const db = store.db as any;
+      // the connection does not fsync at commit: the store does, through libuv
+      expect(store.sqlite!.pragma('synchronous', { simple: true })).toBe(1); // NORMAL
+      const before = store.walSyncs;
+      await store.transaction(async (trx: any) => trx.insertInto('test_items').values({ id: 't1', n: 1 }).execute());
+      expect(store.walSyncs).toBeGreaterThan(before); // resolved only after an fsync
+      const mid = store.walSyncs;
+      await db.insertInto('test_items').values({ id: 'a1', n: 2 }).execute(); // autocommit, outside a transaction
+      expect(store.walSyncs).toBeGreaterThan(mid);
+      // 100 concurrent writes: each waits for an fsync begun after its commit, but they share them
+      const start = store.walSyncs;
+      await Promise.all(Array.from({ length: 100 }, (_, i) => i % 2
+        ? store.transaction(async (trx: any) => trx.insertInto('test_items').values({ id: `c${i}`, n: i }).execute())
+        : db.insertInto('test_items').values({ id: `c${i}`, n: i }).execute()));
+      const used = store.walSyncs - start;
+      expect(used).toBeGreaterThan(0);
+      expect(used).toBeLessThan(100);
+      expect((await db.selectFrom('test_items').select('id').execute()).length).toBe(102);
+      // reads never wait for an fsync
+      const r0 = store.walSyncs;
+      await db.selectFrom('test_items').selectAll().execute();
+      expect(store.walSyncs).toBe(r0);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('NORMAL never fsyncs per commit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'infraflow-durable-'));
+    const store = Store.open({ url: `sqlite:${join(dir, 'd.db')}`, synchronous: 'NORMAL' });
+    try {
+      const { migrate } = await import('./migrate.js');
+      await migrate(store, [testMigration]);
+      await store.transaction(async (trx: any) => trx.insertInto('test_items').values({ id: 't1', n: 1 }).execute());
+      expect(store.walSyncs).toBe(0);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,8 +1,9 @@
-import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, existsSync, fsync } from 'node:fs';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryResult, type RootOperationNode, type Transaction, type UnknownRow } from 'kysely';
 import { ConflictError, ValidationError } from '../core/errors.js';
 import type { Database } from './schema.js';
 
@@ -13,7 +14,12 @@ export type Trx = Transaction<Database> | Kysely<Database>;
 export interface StoreOptions {
   /** `sqlite:<path>`, a plain file path, `:memory:`, or `postgres://…`. */
   url: string;
-  /** SQLite only. FULL (default) fsyncs the WAL on every commit. */
+  /**
+   * SQLite only. FULL (default): a write is durable (the WAL fsynced) before
+   * it resolves — the fsync runs on libuv's thread pool, shared by every
+   * commit that waits for it (group commit), never on the event loop.
+   * NORMAL: no fsync per commit (a power loss may lose the last commits).
+   */
   synchronous?: 'FULL' | 'NORMAL';
   /** PostgreSQL pool size. */
   poolSize?: number;
@@ -39,8 +45,16 @@ export class Store {
   readonly pool: pg.Pool | undefined;
   private lockFile: string | undefined;
   private closed = false;
+  /** SQLite FULL: the WAL file's descriptor we fsync, opened on first need. */
+  private walFd: number | undefined;
+  private walPath: string | undefined;
+  private syncRunning: Promise<void> | null = null;
+  private syncNext: Promise<void> | null = null;
+  /** fsyncs of the WAL done for commits (SQLite FULL), for tests and metrics. */
+  walSyncs = 0;
 
-  private constructor(db: Db, dialect: DialectName, url: string, sqlite?: BetterSqlite3.Database, pool?: pg.Pool, lockFile?: string) {
+  private constructor(db: Db, dialect: DialectName, url: string, sqlite?: BetterSqlite3.Database, pool?: pg.Pool, lockFile?: string, walPath?: string) {
+    this.walPath = walPath;
     this.db = db;
     this.dialect = dialect;
     this.url = url;
@@ -68,10 +82,14 @@ export class Store {
       if (!opts.skipProcessLock) lockFile = acquireProcessLock(resolve(path));
     }
     let raw: BetterSqlite3.Database;
+    // FULL: SQLite itself does not fsync at commit (NORMAL on the connection);
+    // the store fsyncs the WAL off the event loop and resolves writes after it
+    // (see durable()). Checkpoints still sync the WAL before and the database after.
+    const full = (opts.synchronous ?? 'FULL') === 'FULL' && path !== ':memory:';
     try {
       raw = new BetterSqlite3(path);
       raw.pragma('journal_mode = WAL');
-      raw.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+      raw.pragma('synchronous = NORMAL');
       raw.pragma('busy_timeout = 5000');
       raw.pragma('foreign_keys = ON');
     } catch (e) {
@@ -79,14 +97,64 @@ export class Store {
       throw e;
     }
     const cacheSize = opts.statementCache ?? 500;
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cacheSize > 0 ? cachedStatements(raw, cacheSize) : raw }) });
-    return new Store(db, 'sqlite', url, raw, undefined, lockFile);
+    const holder: { store?: Store } = {};
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: cacheSize > 0 ? cachedStatements(raw, cacheSize) : raw }),
+      ...(full ? { plugins: [new DurableWrites(() => holder.store!.durable())] } : {}),
+    });
+    const store = new Store(db, 'sqlite', url, raw, undefined, lockFile, full ? `${resolve(path)}-wal` : undefined);
+    holder.store = store;
+    return store;
+  }
+
+  /**
+   * SQLite FULL: resolves once everything committed before the call is on
+   * disk (the WAL fsynced through libuv's thread pool). Concurrent callers
+   * share one fsync; a caller arriving while one runs waits for the next.
+   * Kysely writes outside `transaction` and every `transaction` wait for it
+   * by themselves; code writing through the raw handle (`sqlite`) calls it
+   * after its commit. Resolves at once for NORMAL, PostgreSQL and `:memory:`.
+   */
+  durable(): Promise<void> {
+    if (!this.walPath || this.closed) return Promise.resolve();
+    if (this.syncNext) return this.syncNext;
+    const after = this.syncRunning ?? Promise.resolve();
+    const next: Promise<void> = after.catch(() => {}).then(() => {
+      if (this.syncNext === next) this.syncNext = null;
+      const run = this.fsyncWal();
+      this.syncRunning = run;
+      return run.finally(() => {
+        if (this.syncRunning === run) this.syncRunning = null;
+      });
+    });
+    this.syncNext = next;
+    return next;
+  }
+
+  private fsyncWal(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.walFd === undefined) {
+      try {
+        this.walFd = openSync(this.walPath!, 'r');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return Promise.resolve(); // nothing written yet
+        return Promise.reject(e);
+      }
+    }
+    const fd = this.walFd;
+    return new Promise((res, rej) => fsync(fd, (e) => {
+      if (e) rej(e);
+      else {
+        this.walSyncs++;
+        res();
+      }
+    }));
   }
 
   /** Runs `fn` in one write transaction; commits if it resolves, rolls back if it throws. */
   async transaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     if (this.dialect === 'postgres') return this.db.transaction().execute(fn);
-    return this.db.connection().execute(async (conn) => {
+    const result = await inStoreTransaction.run(true, () => this.db.connection().execute(async (conn) => {
       await sql`begin immediate`.execute(conn);
       try {
         // Kysely has no API to open a transaction with a custom BEGIN on SQLite;
@@ -102,7 +170,10 @@ export class Store {
         }
         throw e;
       }
-    });
+    }));
+    // durable before it resolves, the connection already free for the next transaction
+    await this.durable();
+    return result;
   }
 
   async close(): Promise<void> {
@@ -113,7 +184,34 @@ export class Store {
     // paths use the pool directly, and their connections kept the process
     // alive after close.
     if (this.pool && !this.pool.ending) await this.pool.end();
+    if (this.walFd !== undefined) {
+      try { closeSync(this.walFd); } catch { /* already closed */ }
+      this.walFd = undefined;
+    }
     if (this.lockFile) releaseProcessLock(this.lockFile);
+  }
+}
+
+/** Set while `Store.transaction` runs its function: its writes wait for durability once, at the end. */
+const inStoreTransaction = new AsyncLocalStorage<boolean>();
+
+/**
+ * SQLite FULL: a Kysely write outside `Store.transaction` (an autocommit
+ * statement) resolves only once it is durable. The wait happens in
+ * transformResult, after Kysely has released the connection, so other
+ * statements run meanwhile and share the next fsync.
+ */
+class DurableWrites implements KyselyPlugin {
+  private readonly writes = new WeakSet<object>();
+  constructor(private readonly durable: () => Promise<void>) {}
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    const k = args.node.kind;
+    if ((k === 'InsertQueryNode' || k === 'UpdateQueryNode' || k === 'DeleteQueryNode' || k === 'MergeQueryNode') && !inStoreTransaction.getStore()) this.writes.add(args.queryId);
+    return args.node;
+  }
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    if (this.writes.has(args.queryId)) await this.durable();
+    return args.result;
   }
 }
 
