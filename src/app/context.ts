@@ -17,6 +17,7 @@ import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type Resource
 import { Stacks } from '../stacks/index.js';
 import { allocationFeasibility } from '../stacks/feasibility.js';
 import { Servers } from '../servers/index.js';
+import { verifySecretKey } from './key-check.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -63,6 +64,8 @@ export async function createContext(config: Config, logger: Logger, opts: Create
   try {
     await migrate(store, allMigrations);
     const secrets = SecretBox.fromConfig(config);
+    // every process on one database must hold the same key: refuse to start otherwise
+    await verifySecretKey(store, secrets, clock);
     const engine = new Engine({
       store,
       clock,

@@ -8,6 +8,7 @@ import { resourceMigrations } from '../resources/migrations.js';
 import { simMigrations } from '../providers/sim/migrations.js';
 import { stackMigrations } from '../stacks/migrations.js';
 import { serverMigrations } from '../servers/migrations.js';
+import { keyCheckMigrations } from './key-check.js';
 
 /**
  * Every area's migrations, in one list. Each area owns its migration files
@@ -24,4 +25,5 @@ export const allMigrations: AreaMigration[] = [
   ...iamMigrations,
   ...stackMigrations,
   ...serverMigrations,
+  ...keyCheckMigrations,
 ];
