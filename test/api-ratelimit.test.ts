@@ -44,3 +44,20 @@ describe.each(DIALECTS)('rate limit keys on %s', (dialect) => {
     expect(h.iam.tokenLookups - before).toBe(1);
   });
 });
+
+describe('health probes and the rate limit', () => {
+  it('/healthz and /readyz are never rate-limited', async () => {
+    const h = await makeHarness('sqlite', { server: { rateLimit: { max: 2, timeWindowMs: 60_000 } } });
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 5; i++) codes.push((await h.req('GET', '/healthz')).statusCode, (await h.req('GET', '/readyz')).statusCode);
+      expect(codes.every((c) => c === 200)).toBe(true);
+      // other routes still are
+      const who: number[] = [];
+      for (let i = 0; i < 3; i++) who.push((await h.req('GET', '/api/v1/auth/whoami')).statusCode);
+      expect(who).toEqual([401, 401, 429]);
+    } finally {
+      await h.close();
+    }
+  });
+});

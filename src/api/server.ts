@@ -402,6 +402,8 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
       } as any,
       config: {
         routeSpec: spec,
+        // health probes are never rate-limited: a load balancer probing often must not see 429
+        ...(spec.url === '/healthz' || spec.url === '/readyz' ? { rateLimit: false } : {}),
         ...(spec.rateLimit ? {
           rateLimit: {
             max: spec.rateLimit.max,
