@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -169,4 +169,27 @@ describe('SQLite FULL: commits made durable off the event loop', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('SQLite FULL: checkpoints off the event loop', () => {
+  it('the connection never checkpoints by itself; a thread of its own keeps the WAL from growing without bound', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'infraflow-ckpt-'));
+    const store = Store.open({ url: `sqlite:${join(dir, 'c.db')}`, synchronous: 'FULL' });
+    try {
+      const { migrate } = await import('./migrate.js');
+      await migrate(store, [testMigration]);
+      expect(store.sqlite!.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+      const db = store.db as any;
+      const blob = 'x'.repeat(4000);
+      for (let i = 0; i < 3000; i++) await db.insertInto('test_items').values({ id: `${i}-${blob}`, n: i }).execute();
+      const { statSync } = await import('node:fs');
+      // ~12 MB written; the checkpointer copies it to the database file (PASSIVE), then the next write restarts the WAL
+      await vi.waitFor(() => {
+        expect(statSync(join(dir, 'c.db')).size).toBeGreaterThan(8 * 1024 * 1024);
+      }, { timeout: 30_000, interval: 100 });
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

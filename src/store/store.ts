@@ -1,5 +1,7 @@
 import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, existsSync, fsync } from 'node:fs';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
@@ -52,6 +54,8 @@ export class Store {
   private syncNext: Promise<void> | null = null;
   /** fsyncs of the WAL done for commits (SQLite FULL), for tests and metrics. */
   walSyncs = 0;
+  /** SQLite FULL: the thread that checkpoints the WAL (its fsyncs off the event loop). */
+  private checkpointer: Worker | undefined;
 
   private constructor(db: Db, dialect: DialectName, url: string, sqlite?: BetterSqlite3.Database, pool?: pg.Pool, lockFile?: string, walPath?: string) {
     this.walPath = walPath;
@@ -104,6 +108,11 @@ export class Store {
     });
     const store = new Store(db, 'sqlite', url, raw, undefined, lockFile, full ? `${resolve(path)}-wal` : undefined);
     holder.store = store;
+    if (full) {
+      // checkpoints (which fsync the WAL and the database file) run on a thread of their own
+      raw.pragma('wal_autocheckpoint = 0');
+      store.checkpointer = startCheckpointer(resolve(path));
+    }
     return store;
   }
 
@@ -179,6 +188,14 @@ export class Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.checkpointer) {
+      const w = this.checkpointer;
+      this.checkpointer = undefined;
+      await new Promise<void>((res) => {
+        w.once('exit', () => res());
+        w.postMessage('stop');
+      });
+    }
     await this.db.destroy();
     // Kysely ends the pool only if it ever ran a query through it; the fast
     // paths use the pool directly, and their connections kept the process
@@ -190,6 +207,38 @@ export class Store {
     }
     if (this.lockFile) releaseProcessLock(this.lockFile);
   }
+}
+
+const CHECKPOINTER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path);
+db.pragma('busy_timeout = 5000');
+let stopping = false;
+const tick = () => {
+  if (stopping) return;
+  try {
+    // PASSIVE: copies what no reader needs any more, never blocks the writer; only when the WAL has grown
+    const size = require('node:fs').statSync(workerData.path + '-wal', { throwIfNoEntry: false })?.size ?? 0;
+    if (size > workerData.minBytes) db.pragma('wal_checkpoint(PASSIVE)');
+  } catch { /* busy or closing: next tick */ }
+  setTimeout(tick, workerData.intervalMs);
+};
+parentPort.on('message', (m) => { if (m === 'stop') { stopping = true; try { db.close(); } catch {} process.exit(0); } });
+setTimeout(tick, workerData.intervalMs);
+`;
+
+/**
+ * SQLite FULL: a worker thread with its own connection checkpoints the WAL
+ * every 200 ms once it holds more than 4 MiB (what SQLite's auto-checkpoint
+ * does at commit, on the event loop, with two fsyncs).
+ */
+function startCheckpointer(path: string): Worker {
+  const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+  const w = new Worker(CHECKPOINTER, { eval: true, workerData: { path, driver, intervalMs: 200, minBytes: 4 * 1024 * 1024 } });
+  w.unref();
+  w.on('error', () => { /* a failed checkpointer leaves checkpoints to close() and the next start */ });
+  return w;
 }
 
 /** Set while `Store.transaction` runs its function: its writes wait for durability once, at the end. */
