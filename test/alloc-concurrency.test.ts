@@ -79,7 +79,8 @@ describe('allocation across 4 processes on postgres', () => {
     const got = results.flatMap((r) => r.got);
     expect(results.reduce((n, r) => n + r.ok, 0)).toBe(254);
     expect(results.reduce((n, r) => n + (r.errors['ipam.address_exhausted'] ?? 0), 0)).toBe(600 - 254);
-    expect(results.flatMap((r) => Object.keys(r.errors))).toEqual(expect.arrayContaining([]));
+    // the only error any request saw is the exhaustion (no lock timeouts, no conflicts, no 500s)
+    expect([...new Set(results.flatMap((r) => Object.keys(r.errors)))]).toEqual(['ipam.address_exhausted']);
     expect(results.every((r) => Object.keys(r.errors).every((k) => k === 'ipam.address_exhausted')), JSON.stringify(results.map((r) => r.messages))).toBe(true);
     expect(dupes(got)).toEqual([]);
     const dbDupes = await sql<{ address_hex: string }>`select address_hex from ipam_addresses group by prefix_id, address_hex having count(*) > 1`.execute(store!.db);

@@ -251,7 +251,7 @@ describe.each(DIALECTS)('API identity and access on %s', (dialect) => {
 });
 
 describe('limits', () => {
-  it('rate-limits per token (429 problem with Retry-After), separately for each token, and refuses bodies over the size limit (413)', async () => {
+  it('rate-limits per user (429 problem with Retry-After), separately for each user, and refuses bodies over the size limit (413)', async () => {
     const h = await makeHarness('sqlite', { server: { rateLimit: { max: 3, timeWindowMs: 60_000 }, bodyLimitBytes: 2048 } });
     try {
       const other = await h.userWith('rl-user', null, {});
@@ -261,7 +261,7 @@ describe('limits', () => {
       expect(limited.headers['content-type']).toContain('application/problem+json');
       expect(limited.json().code).toBe('api.rate_limited');
       expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
-      // another token has its own budget
+      // another user has their own budget
       expect((await h.req('GET', '/api/v1/auth/whoami', { token: other.token })).statusCode).toBe(200);
       const big = await h.req('POST', '/api/v1/tokens', { token: other.token, rawBody: JSON.stringify({ name: 'y'.repeat(5000) }) });
       expect(big.statusCode).toBe(413);

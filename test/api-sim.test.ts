@@ -153,6 +153,18 @@ describe.each(DIALECTS)('simulator controls over the API on %s', (dialect) => {
     expect(seen).not.toContain(c.externalId);
     expect((await h.req('GET', `/api/v1/sim/objects/${c.externalId}`, { token: reader })).statusCode).toBe(404);
     expect((await h.req('GET', `/api/v1/sim/objects/${c.externalId}`, { token: betaReader })).json().project).toBe('beta');
+    // another tenant's project in a list filter is a 404 as on every other route (not 200 with nothing), and so is one that does not exist
+    expect((await h.req('GET', '/api/v1/sim/objects?project=beta', { token: reader })).statusCode).toBe(404);
+    expect((await h.req('GET', '/api/v1/sim/objects?project=nowhere', { token: reader })).statusCode).toBe(404);
+    expect((await h.req('GET', '/api/v1/sim/objects?project=alpha', { token: reader })).statusCode).toBe(200);
+    // every cross-tenant attempt is in the audit log as denied (object, its logs, its metrics, the quota, the list)
+    for (const url of [`/api/v1/sim/objects/${c.externalId}/logs`, `/api/v1/sim/objects/${c.externalId}/metrics`, '/api/v1/sim/quotas/beta']) expect((await h.req('GET', url, { token: reader })).statusCode, url).toBe(404);
+    const audit = (await admin('GET', '/api/v1/audit?outcome=denied&actor=rita&limit=100')).json().items as { route: string; project: string | null; status: number }[];
+    const routes = audit.map((e) => e.route);
+    expect(routes).toEqual(expect.arrayContaining(['GET /api/v1/sim/objects/:id', 'GET /api/v1/sim/objects/:id/logs', 'GET /api/v1/sim/objects/:id/metrics', 'GET /api/v1/sim/quotas/:project', 'GET /api/v1/sim/objects']));
+    expect(audit.every((e) => e.status === 404 && e.project === 'beta')).toBe(true);
+    // a missing object or project is not a denied attempt
+    expect(routes.filter((r) => r === 'GET /api/v1/sim/objects')).toHaveLength(1);
     // the catalogue is everyone's
     expect((await h.req('GET', '/api/v1/sim/objects?includeCatalogue=true&kind=compute/Flavor', { token: betaReader })).json().items.length).toBeGreaterThan(0);
 
@@ -181,7 +193,7 @@ describe.each(DIALECTS)('simulator controls over the API on %s', (dialect) => {
     const everything = (await h.sim.listObjects({ includeCatalogue: true })).filter((o) => o.kind === 'network/Network' || o.kind === 'compute/Flavor');
     const alphaIds = everything.filter((o) => o.project === 'alpha' && o.kind === 'network/Network').map((o) => o.id);
     expect(await walk(reader, '&kind=network/Network')).toEqual(alphaIds);
-    expect(await walk(reader, '&kind=network/Network&project=beta')).toEqual([]);
+    expect((await h.req('GET', '/api/v1/sim/objects?limit=2&kind=network/Network&project=beta', { token: reader })).statusCode).toBe(404); // another tenant's project: 404, not an empty page
     expect(await walk(betaReader, '&kind=network/Network')).toEqual(everything.filter((o) => o.project === 'beta' && o.kind === 'network/Network').map((o) => o.id));
     expect(await walk(reader, '&kind=compute/Flavor&includeCatalogue=true')).toEqual(everything.filter((o) => o.kind === 'compute/Flavor').map((o) => o.id));
     expect(await walk(h.adminToken, '&kind=network/Network')).toEqual(everything.filter((o) => o.kind === 'network/Network' && o.project !== '*').map((o) => o.id));

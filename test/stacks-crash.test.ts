@@ -83,8 +83,19 @@ describe.each(DIALECTS)('stacks crash during apply on %s', (dialect: DialectName
       const w = startWorker(url, run.id, 40);
       cleanups.push(() => killed(w.child));
       // let it finish a few more resources, then kill it without warning
-      await w.next(() => w.lines.filter((l) => l.startsWith('resource ')).length >= 3 || w.lines.some((l) => l.startsWith('done')));
+      await w.next(() => w.lines.filter((l) => l.startsWith('resource ')).length >= 3);
       await killed(w.child);
+      // the kill came before the apply finished: the worker never saw it end, the run is not terminal, resources are missing
+      expect(w.lines.some((l) => l.startsWith('done')), w.lines.join('\n')).toBe(false);
+      const look = Store.open({ url });
+      try {
+        const r = await look.db.selectFrom('engine_runs').select('status').where('id', '=', run.id).executeTakeFirstOrThrow();
+        expect(['pending', 'running', 'waiting']).toContain(r.status);
+        const ready = await look.db.selectFrom('stack_resources').select('address').where('stack_id', '=', stack.id).where('status', '=', 'ready').execute();
+        expect(ready.length).toBeLessThan(14);
+      } finally {
+        await look.close();
+      }
     }
     const last = startWorker(url, run.id, 40);
     cleanups.push(() => killed(last.child));

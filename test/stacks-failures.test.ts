@@ -28,7 +28,10 @@ describe.each(DIALECTS)('stack failures on %s', (dialect) => {
   it('20% injected transient failures: the apply still succeeds, with no duplicates', async () => {
     t = await openTestStore(dialect);
     h = await stackHarness(t.store);
-    await h.sim.setFaults({ rules: [{ kind: '*', transientRate: 0.2 }] });
+    // 20% of every call fails transiently (drawn from the seed and the calls' idempotency keys, which
+    // differ from run to run); so that faults are injected whatever the draw, the first attempt of the
+    // network's create and delete always fails
+    await h.sim.setFaults({ rules: [{ kind: 'network/Network', op: 'create', transientRate: 1, attempts: 1 }, { kind: 'network/Network', op: 'delete', transientRate: 1, attempts: 1 }, { kind: '*', transientRate: 0.2 }] });
     const { stack, run } = await h.stacks.apply({ document: WEB });
     const done = await h.stacks.wait(run.id, { timeoutMs: 120_000 });
     expect(done.error).toBeUndefined();
@@ -36,11 +39,13 @@ describe.each(DIALECTS)('stack failures on %s', (dialect) => {
     // the failures really happened and were retried
     const steps = await h.engine.timeline(run.id);
     expect(steps.reduce((n, s) => n + s.attempts - 1, 0)).toBeGreaterThan(0);
+    expect(steps.filter((s) => s.attempts > 1).map((s) => s.name).join(' '), JSON.stringify(steps.map((s) => [s.name, s.attempts]))).toMatch(/net/);
     expect(await simKinds(h)).toEqual(WEB_KINDS);
     expect((await h.resources.list({ owner: `stack:${stack.id}` })).items.length).toBe(14);
     // and destroy under the same failure rate leaves nothing
     const d = await h.stacks.destroy(stack.id);
     expect((await h.stacks.wait(d.run.id, { timeoutMs: 120_000 })).status).toBe('succeeded');
+    expect((await h.engine.timeline(d.run.id)).reduce((n, s) => n + s.attempts - 1, 0)).toBeGreaterThan(0);
     expect(await simKinds(h)).toEqual({});
   });
 

@@ -1,4 +1,3 @@
-import { hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { isDeepStrictEqual } from 'node:util';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -324,11 +323,22 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
       global: true,
       max: rl.max,
       timeWindow: rl.timeWindowMs,
-      keyGenerator: (req) => {
+      // the budget belongs to the authenticated principal (every token of one
+      // user shares it), else to the client address: a made-up bearer string
+      // gets no budget of its own. The lookup is the one the route does next
+      // (cached, failures too), so it costs nothing extra.
+      keyGenerator: async (req) => {
         const b = bearerOf(req);
-        return b ? 'tok:' + hash('sha256', b, 'hex').slice(0, 32) : 'ip:' + req.ip;
+        if (b) {
+          const p = await deps.iam.authenticate(b);
+          if (p) {
+            req.principal = p;
+            return 'user:' + p.userId;
+          }
+        }
+        return 'ip:' + req.ip;
       },
-      errorResponseBuilder: (_req, ctx) => Object.assign(new InfraflowError('api.rate_limited', `too many requests for this token: the limit is ${ctx.max} per ${ctx.after}; wait and retry`, 429), { retryAfterSeconds: Math.ceil(ctx.ttl / 1000) }),
+      errorResponseBuilder: (_req, ctx) => Object.assign(new InfraflowError('api.rate_limited', `too many requests: the limit is ${ctx.max} per ${ctx.after} for each user (or client address without a valid token); wait and retry`, 429), { retryAfterSeconds: Math.ceil(ctx.ttl / 1000) }),
     });
   }
 
@@ -422,6 +432,8 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
       } as any,
       config: {
         routeSpec: spec,
+        // health probes are never rate-limited: a load balancer probing often must not see 429
+        ...(spec.url === '/healthz' || spec.url === '/readyz' ? { rateLimit: false } : {}),
         ...(spec.rateLimit ? {
           rateLimit: {
             max: spec.rateLimit.max,
@@ -430,11 +442,12 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
           },
         } : {}),
       },
-      ...(spec.rawBody ? { preParsing: keepRawBody(opts.bodyLimitBytes ?? 1_048_576) } : {}),
-      // authentication and function-level authorization run before the body is even parsed
-      onRequest: async (req) => {
+      // authentication and function-level authorization run before the body is even parsed,
+      // after the rate limit (onRequest): a refused token still spends its sender's budget;
+      // on rawBody routes the body's bytes are then kept
+      preParsing: [async (req: FastifyRequest) => {
         const bearer = bearerOf(req) ?? (isPublic ? undefined : cookieBearer(req));
-        if (bearer) req.principal = await deps.iam.authenticate(bearer);
+        if (bearer && !req.principal) req.principal = await deps.iam.authenticate(bearer);
         if (bearer !== undefined && !req.principal && !isPublic) {
           deny(req, { allow: false, reason: 'unauthenticated' }, () => new UnauthorizedError());
         }
@@ -445,7 +458,7 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
         const d = authorize(req.principal, spec.policy);
         if (!d.allow) deny(req, d, () => new NotFoundError('api.not_found', 'not found'));
         req.decision = d;
-      },
+      }, ...(spec.rawBody ? [keepRawBody(opts.bodyLimitBytes ?? 1_048_576)] : [])],
       // object-level authorization of project-scope routes (other routes have no preHandler at all)
       ...(spec.policy.scope === 'project' ? { preHandler: async (req: FastifyRequest) => {
         const notFound = () => spec.notFound ? spec.notFound({ params: req.params as any }) : new NotFoundError('api.not_found', `${req.url.split('?')[0]} not found`);

@@ -24,6 +24,17 @@ export interface SseOptions {
   heartbeatMs?: number;
 }
 
+/**
+ * Live events waiting to be written to one stream. A reader slower than the
+ * events (its socket buffer full) makes them wait; past this many its stream
+ * ends, so a slow reader cannot grow the server's memory without bound. It
+ * resumes where it stopped with Last-Event-ID (the events are in the log).
+ */
+export const MAX_QUEUED_EVENTS = 1000;
+
+/** Streams ended because their reader fell behind (for tests and metrics). */
+export let slowStreamsEnded = 0;
+
 /** The finish function of every open stream in this process. */
 const open = new Set<() => void>();
 
@@ -61,6 +72,27 @@ export async function streamEvents(req: FastifyRequest, reply: FastifyReply, opt
   let backlogDone = false;
   const buffered: EngineEvent[] = [];
   let chain: Promise<void> = Promise.resolve();
+  let queued = 0;
+
+  /** Writes, and waits for the socket to drain when its buffer is full (backpressure). */
+  const write = async (chunk: string): Promise<void> => {
+    if (closed) return;
+    if (raw.write(chunk)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        raw.off('drain', done);
+        raw.off('close', done);
+        resolve();
+      };
+      raw.on('drain', done);
+      raw.on('close', done);
+    });
+  };
+  const tooSlow = () => {
+    slowStreamsEnded++;
+    req.log.info({ queued: MAX_QUEUED_EVENTS }, 'event stream reader too slow: stream ended (it resumes with Last-Event-ID)');
+    finish();
+  };
 
   const finish = () => {
     if (closed) return;
@@ -83,9 +115,9 @@ export async function streamEvents(req: FastifyRequest, reply: FastifyReply, opt
       return;
     }
     lastSeq = e.seq;
-    raw.write(`id: ${e.seq}\nevent: ${e.type.replace(/[\r\n]/g, ' ')}\ndata: ${JSON.stringify(redact(e))}\n\n`);
+    await write(`id: ${e.seq}\nevent: ${e.type.replace(/[\r\n]/g, ' ')}\ndata: ${JSON.stringify(redact(e))}\n\n`);
     if (opts.endAfter && (await opts.endAfter(e))) {
-      raw.write(`event: end\ndata: {}\n\n`);
+      await write(`event: end\ndata: {}\n\n`);
       finish();
     }
   };
@@ -93,17 +125,25 @@ export async function streamEvents(req: FastifyRequest, reply: FastifyReply, opt
   open.add(finish);
   const unsubscribe = opts.engine.subscribe({}, (e) => {
     if (closed) return;
+    if (queued + buffered.length >= MAX_QUEUED_EVENTS) {
+      tooSlow();
+      return;
+    }
     if (!backlogDone) {
       buffered.push(e);
       return;
     }
+    queued++;
     chain = chain.then(() => send(e)).catch((err: unknown) => {
       req.log.warn({ err }, 'event stream write failed');
       finish();
+    }).finally(() => {
+      queued--;
     });
   });
   const hb = setInterval(() => {
-    if (!closed) raw.write(': keep-alive\n\n');
+    // a keep-alive only on an idle connection: never onto a full buffer
+    if (!closed && raw.writableLength === 0) raw.write(': keep-alive\n\n');
   }, opts.heartbeatMs ?? 15_000);
   hb.unref();
   req.raw.on('close', finish);
@@ -122,7 +162,7 @@ export async function streamEvents(req: FastifyRequest, reply: FastifyReply, opt
     chain = chain.then(async () => {
       for (const e of pending) await send(e);
       if (!closed && opts.endNow && (await opts.endNow())) {
-        raw.write(`event: end\ndata: {}\n\n`);
+        await write(`event: end\ndata: {}\n\n`);
         finish();
       }
     });

@@ -21,6 +21,7 @@ import { Servers } from '../servers/index.js';
 import { Fulfillment, fulfillmentWorkflows, GitOps } from '../fulfillment/index.js';
 import { SimClusterBackend } from '../providers/sim/cluster.js';
 import { Gitops } from '../gitops/index.js';
+import { verifySecretKey } from './key-check.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -71,6 +72,8 @@ export async function createContext(config: Config, logger: Logger, opts: Create
   try {
     await migrate(store, allMigrations);
     const secrets = SecretBox.fromConfig(config);
+    // every process on one database must hold the same key: refuse to start otherwise
+    await verifySecretKey(store, secrets, clock);
     const engine = new Engine({
       store,
       clock,

@@ -11,6 +11,7 @@ import { serverMigrations } from '../servers/migrations.js';
 import { fulfillmentMigrations } from '../fulfillment/migrations.js';
 import { simClusterMigrations } from '../providers/sim/cluster.js';
 import { gitopsMigrations } from '../gitops/migrations.js';
+import { keyCheckMigrations } from './key-check.js';
 
 /**
  * Every area's migrations, in one list. Each area owns its migration files
@@ -30,4 +31,5 @@ export const allMigrations: AreaMigration[] = [
   ...simClusterMigrations,
   ...fulfillmentMigrations,
   ...gitopsMigrations,
+  ...keyCheckMigrations,
 ];

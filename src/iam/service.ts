@@ -62,6 +62,12 @@ export class Iam {
   /** Bumped by `invalidate()`: a lookup that started before a change is not cached after it. */
   private generation = 0;
   private readonly lastUsedWritten = new Map<string, number>();
+  /** Token hashes whose lookup failed, until when: a bad token repeated costs no database lookup. */
+  private readonly failedLookups = new Map<string, number>();
+  /** How long a failed lookup is remembered (default 5 s; cleared by `invalidate()`). */
+  readonly failedLookupTtlMs: number;
+  /** Token lookups that reached the database (for tests and metrics). */
+  tokenLookups = 0;
   /**
    * How long a resolved token is cached in this process (default 2 s). A
    * revocation, a disabled user or a changed role assignment made through
@@ -70,12 +76,13 @@ export class Iam {
    */
   readonly cacheTtlMs: number;
 
-  constructor(opts: { store: Store; box: SecretBox; clock?: Clock; logger?: Logger; cacheTtlMs?: number }) {
+  constructor(opts: { store: Store; box: SecretBox; clock?: Clock; logger?: Logger; cacheTtlMs?: number; failedLookupTtlMs?: number }) {
     this.store = opts.store;
     this.box = opts.box;
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? silentLogger;
     this.cacheTtlMs = opts.cacheTtlMs ?? 2000;
+    this.failedLookupTtlMs = opts.failedLookupTtlMs ?? 5000;
   }
 
   private get db() {
@@ -87,6 +94,7 @@ export class Iam {
     this.generation++;
     this.principalCache.clear();
     this.resolving.clear();
+    this.failedLookups.clear();
   }
 
   // ---------------------------------------------------------------- bootstrap
@@ -526,6 +534,11 @@ export class Iam {
     const now = this.clock.now();
     const cached = this.principalCache.get(hash);
     if (cached && cached.until > now) return cached.principal;
+    const failed = this.failedLookups.get(hash);
+    if (failed !== undefined) {
+      if (failed > now) return null;
+      this.failedLookups.delete(hash);
+    }
     const pending = this.resolving.get(hash);
     if (pending) return pending;
     const lookup = this.resolve(hash, now).finally(() => {
@@ -537,11 +550,17 @@ export class Iam {
 
   private async resolve(hash: string, now: number): Promise<Principal | null> {
     const generation = this.generation;
+    this.tokenLookups++;
     const t = await this.db.selectFrom('iam_tokens').innerJoin('iam_users', 'iam_users.id', 'iam_tokens.user_id')
       .select(['iam_tokens.id as id', 'iam_tokens.kind as kind', 'iam_tokens.project as project', 'iam_tokens.permissions as permissions', 'iam_tokens.expires_at as expires_at', 'iam_tokens.revoked_at as revoked_at', 'iam_users.id as user_id', 'iam_users.name as user_name', 'iam_users.disabled as disabled'])
       .where('iam_tokens.hash', '=', hash).executeTakeFirst();
     if (!t || t.revoked_at !== null || t.expires_at <= now || t.disabled) {
       this.principalCache.delete(hash);
+      if (generation === this.generation && this.failedLookupTtlMs > 0) {
+        // bounded: the oldest entries go first
+        if (this.failedLookups.size >= 10_000) this.failedLookups.delete(this.failedLookups.keys().next().value!);
+        this.failedLookups.set(hash, now + this.failedLookupTtlMs);
+      }
       return null;
     }
     const principal = await this.principalFor(t.user_id, t.user_name, { id: t.id, kind: t.kind as 'session' | 'api', project: t.project, permissions: t.permissions ? JSON.parse(t.permissions) : null });

@@ -512,6 +512,7 @@ export class Inventory {
       } else row = await pgClaimServer(this.store.pool!, c, hints);
       if (row) {
         if (hints.gen === gen && row.id > (hints.last.get(key) ?? '')) hints.last.set(key, row.id);
+        await this.store.durable(); // SQLite FULL: the claim is on disk before anyone is told
         return [{ ok: true, value: [toServer(claimedRow(c, row), await this.rackName(row.rack_id))] }];
       }
       // a miss: the full transaction starts from the lowest available server again

@@ -69,7 +69,7 @@ export function parseJson<T>(text: string | null | undefined, fallback: T): T {
 export async function sqliteRawTx<T>(store: Store, fn: () => Promise<T>): Promise<T> {
   const db = store.sqlite;
   if (!db) throw new Error('sqliteRawTx needs a SQLite store');
-  return store.db.connection().execute(async () => {
+  const out = await store.db.connection().execute(async () => {
     db.exec('BEGIN IMMEDIATE');
     try {
       const r = await fn();
@@ -80,6 +80,8 @@ export async function sqliteRawTx<T>(store: Store, fn: () => Promise<T>): Promis
       throw e;
     }
   });
+  await store.durable();
+  return out;
 }
 
 /**

@@ -260,6 +260,7 @@ export class Ipam {
     }
     h.cursor = cursor;
     h.children = children.filter((c) => c.end >= cursor);
+    await this.store.durable(); // SQLite FULL: the claim is on disk before anyone is told
     return toPrefix(row, reserved);
   }
 
@@ -477,6 +478,7 @@ export class Ipam {
       h.stored = next;
     }
     h.cursor = next;
+    await this.store.durable(); // SQLite FULL: the claim is on disk before anyone is told
     return toAddress(row, h.length);
   }
 
@@ -719,6 +721,7 @@ export class Ipam {
       h.stored = next;
     }
     h.cursor = next;
+    await this.store.durable(); // SQLite FULL: the claim is on disk before anyone is told
     return toVlan(row);
   }
 

@@ -96,7 +96,12 @@ export interface ServersOptions {
   stacks: ServerStacks;
   resources: ResourceStore;
   clock?: Clock;
-  /** How often a run looks at a stack it waits for (default 250 ms). */
+  /**
+   * How often a run looks at a stack or run it waits for (default 2 s: above
+   * the engine's hold time, so a waiting run gives its worker slot back
+   * between looks — hundreds of servers waiting for one shared network must
+   * not starve the runs that create it).
+   */
   pollIntervalMs?: number;
   /** How long it waits for one (default 30 min). */
   waitTimeoutMs?: number;
@@ -111,7 +116,7 @@ export class Servers {
 
   constructor(private readonly opts: ServersOptions) {
     this.clock = opts.clock ?? systemClock;
-    this.pollMs = opts.pollIntervalMs ?? 250;
+    this.pollMs = opts.pollIntervalMs ?? 2000;
     this.waitMs = opts.waitTimeoutMs ?? 30 * 60_000;
     opts.engine.register({
       name: SERVER_WORKFLOW,

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,4 +119,77 @@ describe('sqlite prepared statement cache', () => {
       await store.close();
     }
   });
+});
+
+describe('SQLite FULL: commits made durable off the event loop', () => {
+  it('every write resolves after a WAL fsync; concurrent writes share fsyncs; SQLite itself does not fsync at commit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'infraflow-durable-'));
+    const store = Store.open({ url: `sqlite:${join(dir, 'd.db')}`, synchronous: 'FULL' });
+    try {
+      const { migrate } = await import('./migrate.js');
+      await migrate(store, [testMigration]);
+      const db = store.db as any;
+      // the connection does not fsync at commit: the store does, through libuv
+      expect(store.sqlite!.pragma('synchronous', { simple: true })).toBe(1); // NORMAL
+      const before = store.walSyncs;
+      await store.transaction(async (trx: any) => trx.insertInto('test_items').values({ id: 't1', n: 1 }).execute());
+      expect(store.walSyncs).toBeGreaterThan(before); // resolved only after an fsync
+      const mid = store.walSyncs;
+      await db.insertInto('test_items').values({ id: 'a1', n: 2 }).execute(); // autocommit, outside a transaction
+      expect(store.walSyncs).toBeGreaterThan(mid);
+      // 100 concurrent writes: each waits for an fsync begun after its commit, but they share them
+      const start = store.walSyncs;
+      await Promise.all(Array.from({ length: 100 }, (_, i) => i % 2
+        ? store.transaction(async (trx: any) => trx.insertInto('test_items').values({ id: `c${i}`, n: i }).execute())
+        : db.insertInto('test_items').values({ id: `c${i}`, n: i }).execute()));
+      const used = store.walSyncs - start;
+      expect(used).toBeGreaterThan(0);
+      expect(used).toBeLessThan(100);
+      expect((await db.selectFrom('test_items').select('id').execute()).length).toBe(102);
+      // reads never wait for an fsync
+      const r0 = store.walSyncs;
+      await db.selectFrom('test_items').selectAll().execute();
+      expect(store.walSyncs).toBe(r0);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('NORMAL never fsyncs per commit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'infraflow-durable-'));
+    const store = Store.open({ url: `sqlite:${join(dir, 'd.db')}`, synchronous: 'NORMAL' });
+    try {
+      const { migrate } = await import('./migrate.js');
+      await migrate(store, [testMigration]);
+      await store.transaction(async (trx: any) => trx.insertInto('test_items').values({ id: 't1', n: 1 }).execute());
+      expect(store.walSyncs).toBe(0);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SQLite FULL: checkpoints off the event loop', () => {
+  it('the connection never checkpoints by itself; a thread of its own keeps the WAL from growing without bound', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'infraflow-ckpt-'));
+    const store = Store.open({ url: `sqlite:${join(dir, 'c.db')}`, synchronous: 'FULL' });
+    try {
+      const { migrate } = await import('./migrate.js');
+      await migrate(store, [testMigration]);
+      expect(store.sqlite!.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+      const db = store.db as any;
+      const blob = 'x'.repeat(4000);
+      for (let i = 0; i < 3000; i++) await db.insertInto('test_items').values({ id: `${i}-${blob}`, n: i }).execute();
+      const { statSync } = await import('node:fs');
+      // ~12 MB written; the checkpointer copies it to the database file (PASSIVE), then the next write restarts the WAL
+      await vi.waitFor(() => {
+        expect(statSync(join(dir, 'c.db')).size).toBeGreaterThan(8 * 1024 * 1024);
+      }, { timeout: 30_000, interval: 100 });
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -1,8 +1,11 @@
-import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, existsSync, fsync } from 'node:fs';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryResult, type RootOperationNode, type Transaction, type UnknownRow } from 'kysely';
 import { ConflictError, ValidationError } from '../core/errors.js';
 import type { Database } from './schema.js';
 
@@ -13,7 +16,12 @@ export type Trx = Transaction<Database> | Kysely<Database>;
 export interface StoreOptions {
   /** `sqlite:<path>`, a plain file path, `:memory:`, or `postgres://…`. */
   url: string;
-  /** SQLite only. FULL (default) fsyncs the WAL on every commit. */
+  /**
+   * SQLite only. FULL (default): a write is durable (the WAL fsynced) before
+   * it resolves — the fsync runs on libuv's thread pool, shared by every
+   * commit that waits for it (group commit), never on the event loop.
+   * NORMAL: no fsync per commit (a power loss may lose the last commits).
+   */
   synchronous?: 'FULL' | 'NORMAL';
   /** PostgreSQL pool size. */
   poolSize?: number;
@@ -39,8 +47,18 @@ export class Store {
   readonly pool: pg.Pool | undefined;
   private lockFile: string | undefined;
   private closed = false;
+  /** SQLite FULL: the WAL file's descriptor we fsync, opened on first need. */
+  private walFd: number | undefined;
+  private walPath: string | undefined;
+  private syncRunning: Promise<void> | null = null;
+  private syncNext: Promise<void> | null = null;
+  /** fsyncs of the WAL done for commits (SQLite FULL), for tests and metrics. */
+  walSyncs = 0;
+  /** SQLite FULL: the thread that checkpoints the WAL (its fsyncs off the event loop). */
+  private checkpointer: Worker | undefined;
 
-  private constructor(db: Db, dialect: DialectName, url: string, sqlite?: BetterSqlite3.Database, pool?: pg.Pool, lockFile?: string) {
+  private constructor(db: Db, dialect: DialectName, url: string, sqlite?: BetterSqlite3.Database, pool?: pg.Pool, lockFile?: string, walPath?: string) {
+    this.walPath = walPath;
     this.db = db;
     this.dialect = dialect;
     this.url = url;
@@ -73,10 +91,14 @@ export class Store {
       if (!opts.skipProcessLock) lockFile = acquireProcessLock(resolve(path));
     }
     let raw: BetterSqlite3.Database;
+    // FULL: SQLite itself does not fsync at commit (NORMAL on the connection);
+    // the store fsyncs the WAL off the event loop and resolves writes after it
+    // (see durable()). Checkpoints still sync the WAL before and the database after.
+    const full = (opts.synchronous ?? 'FULL') === 'FULL' && path !== ':memory:';
     try {
       raw = new BetterSqlite3(path);
       raw.pragma('journal_mode = WAL');
-      raw.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+      raw.pragma('synchronous = NORMAL');
       raw.pragma('busy_timeout = 5000');
       raw.pragma('foreign_keys = ON');
     } catch (e) {
@@ -84,14 +106,69 @@ export class Store {
       throw e;
     }
     const cacheSize = opts.statementCache ?? 500;
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cacheSize > 0 ? cachedStatements(raw, cacheSize) : raw }) });
-    return new Store(db, 'sqlite', url, raw, undefined, lockFile);
+    const holder: { store?: Store } = {};
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: cacheSize > 0 ? cachedStatements(raw, cacheSize) : raw }),
+      ...(full ? { plugins: [new DurableWrites(() => holder.store!.durable())] } : {}),
+    });
+    const store = new Store(db, 'sqlite', url, raw, undefined, lockFile, full ? `${resolve(path)}-wal` : undefined);
+    holder.store = store;
+    if (full) {
+      // checkpoints (which fsync the WAL and the database file) run on a thread of their own
+      raw.pragma('wal_autocheckpoint = 0');
+      store.checkpointer = startCheckpointer(resolve(path));
+    }
+    return store;
+  }
+
+  /**
+   * SQLite FULL: resolves once everything committed before the call is on
+   * disk (the WAL fsynced through libuv's thread pool). Concurrent callers
+   * share one fsync; a caller arriving while one runs waits for the next.
+   * Kysely writes outside `transaction` and every `transaction` wait for it
+   * by themselves; code writing through the raw handle (`sqlite`) calls it
+   * after its commit. Resolves at once for NORMAL, PostgreSQL and `:memory:`.
+   */
+  durable(): Promise<void> {
+    if (!this.walPath || this.closed) return Promise.resolve();
+    if (this.syncNext) return this.syncNext;
+    const after = this.syncRunning ?? Promise.resolve();
+    const next: Promise<void> = after.catch(() => {}).then(() => {
+      if (this.syncNext === next) this.syncNext = null;
+      const run = this.fsyncWal();
+      this.syncRunning = run;
+      return run.finally(() => {
+        if (this.syncRunning === run) this.syncRunning = null;
+      });
+    });
+    this.syncNext = next;
+    return next;
+  }
+
+  private fsyncWal(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.walFd === undefined) {
+      try {
+        this.walFd = openSync(this.walPath!, 'r');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return Promise.resolve(); // nothing written yet
+        return Promise.reject(e);
+      }
+    }
+    const fd = this.walFd;
+    return new Promise((res, rej) => fsync(fd, (e) => {
+      if (e) rej(e);
+      else {
+        this.walSyncs++;
+        res();
+      }
+    }));
   }
 
   /** Runs `fn` in one write transaction; commits if it resolves, rolls back if it throws. */
   async transaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     if (this.dialect === 'postgres') return this.db.transaction().execute(fn);
-    return this.db.connection().execute(async (conn) => {
+    const result = await inStoreTransaction.run(true, () => this.db.connection().execute(async (conn) => {
       await sql`begin immediate`.execute(conn);
       try {
         // Kysely has no API to open a transaction with a custom BEGIN on SQLite;
@@ -107,7 +184,10 @@ export class Store {
         }
         throw e;
       }
-    });
+    }));
+    // durable before it resolves, the connection already free for the next transaction
+    await this.durable();
+    return result;
   }
 
   /**
@@ -122,12 +202,79 @@ export class Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.checkpointer) {
+      const w = this.checkpointer;
+      this.checkpointer = undefined;
+      await new Promise<void>((res) => {
+        w.once('exit', () => res());
+        w.postMessage('stop');
+      });
+    }
     await this.db.destroy();
     // Kysely ends the pool only if it ever ran a query through it; the fast
     // paths use the pool directly, and their connections kept the process
     // alive after close.
     if (this.pool && !this.pool.ending) await this.pool.end();
+    if (this.walFd !== undefined) {
+      try { closeSync(this.walFd); } catch { /* already closed */ }
+      this.walFd = undefined;
+    }
     if (this.lockFile) releaseProcessLock(this.lockFile);
+  }
+}
+
+const CHECKPOINTER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path);
+db.pragma('busy_timeout = 5000');
+let stopping = false;
+const tick = () => {
+  if (stopping) return;
+  try {
+    // PASSIVE: copies what no reader needs any more, never blocks the writer; only when the WAL has grown
+    const size = require('node:fs').statSync(workerData.path + '-wal', { throwIfNoEntry: false })?.size ?? 0;
+    if (size > workerData.minBytes) db.pragma('wal_checkpoint(PASSIVE)');
+  } catch { /* busy or closing: next tick */ }
+  setTimeout(tick, workerData.intervalMs);
+};
+parentPort.on('message', (m) => { if (m === 'stop') { stopping = true; try { db.close(); } catch {} process.exit(0); } });
+setTimeout(tick, workerData.intervalMs);
+`;
+
+/**
+ * SQLite FULL: a worker thread with its own connection checkpoints the WAL
+ * every 200 ms once it holds more than 4 MiB (what SQLite's auto-checkpoint
+ * does at commit, on the event loop, with two fsyncs).
+ */
+function startCheckpointer(path: string): Worker {
+  const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+  const w = new Worker(CHECKPOINTER, { eval: true, workerData: { path, driver, intervalMs: 200, minBytes: 4 * 1024 * 1024 } });
+  w.unref();
+  w.on('error', () => { /* a failed checkpointer leaves checkpoints to close() and the next start */ });
+  return w;
+}
+
+/** Set while `Store.transaction` runs its function: its writes wait for durability once, at the end. */
+const inStoreTransaction = new AsyncLocalStorage<boolean>();
+
+/**
+ * SQLite FULL: a Kysely write outside `Store.transaction` (an autocommit
+ * statement) resolves only once it is durable. The wait happens in
+ * transformResult, after Kysely has released the connection, so other
+ * statements run meanwhile and share the next fsync.
+ */
+class DurableWrites implements KyselyPlugin {
+  private readonly writes = new WeakSet<object>();
+  constructor(private readonly durable: () => Promise<void>) {}
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    const k = args.node.kind;
+    if ((k === 'InsertQueryNode' || k === 'UpdateQueryNode' || k === 'DeleteQueryNode' || k === 'MergeQueryNode') && !inStoreTransaction.getStore()) this.writes.add(args.queryId);
+    return args.node;
+  }
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    if (this.writes.has(args.queryId)) await this.durable();
+    return args.result;
   }
 }
 

@@ -18,7 +18,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('pgUrl', process.env.DATABASE_URL);
     return async () => {};
   }
-  const pgServer = await startEmbeddedPostgres();
+  let pgServer;
+  try {
+    pgServer = await startEmbeddedPostgres();
+  } catch (e) {
+    // one clear line, not a stack: what failed, and the way out
+    process.stderr.write(`\ninfraflow tests: ${e instanceof Error ? e.message : String(e)}; or set DATABASE_URL to a running PostgreSQL server\n`);
+    process.exit(1);
+  }
   project.provide('pgUrl', pgServer.url);
   process.env.INFRAFLOW_TEST_PG_URL = pgServer.url;
   return async () => {

@@ -74,7 +74,7 @@ export function authRoutes(deps: ApiDeps): AnyRoute[] {
         body: z.strictObject({ name: Name, project: z.string().max(64).optional(), permissions: z.array(PermissionName).max(64).optional(), expiresInDays: z.number().int().min(1).max(366).optional() }),
         response: { 201: z.object({ token: z.string(), info: TokenOut }) },
       },
-      handler: async ({ body, principal, reply, auditNote }) => {
+      handler: async ({ body, principal, reply, auditNote, can, visible }) => {
         // a token can only narrow the caller's own rights, never widen them
         const project = body.project ?? principal.tokenProject ?? undefined;
         if (principal.tokenProject !== null && project !== principal.tokenProject) throw new ForbiddenError(`project: this token is limited to project ${principal.tokenProject}; a token made with it must be too`);
@@ -85,6 +85,11 @@ export function authRoutes(deps: ApiDeps): AnyRoute[] {
           if (extra.length) throw new ForbiddenError(`permissions: this token does not hold ${extra.join(', ')}; a token made with it cannot either`);
         }
         if (project !== undefined && !principal.system.size && !principal.projects.has(project)) throw new NotFoundError('iam.project_not_found', `project ${project} not found`);
+        // refused at creation, not only on use: a token is never stored or shown with rights its creator lacks
+        if (permissions?.length) {
+          const lacking = permissions.filter((p) => (project !== undefined ? !can(p, project) : !can(p, null) && (visible(p) as string[]).length === 0));
+          if (lacking.length) throw new ForbiddenError(`permissions: you do not hold ${lacking.join(', ')}${project !== undefined ? ` on project ${project}` : ''}; a token can only carry permissions its creator holds`);
+        }
         const out = await iam.createApiToken(principal.userId, { name: body.name, project, permissions, expiresInDays: body.expiresInDays });
         auditNote(`created token ${out.info.id}`);
         reply.code(201);

@@ -5,6 +5,7 @@ import { redact } from '../../core/secrets.js';
 import { SimDatacenter } from '../../providers/sim/sim.js';
 import { applyDrift, DriftAction, FaultsBody, QuotaBody, SeedBody, SpeedBody } from '../../providers/sim/controls.js';
 import type { SimObject } from '../../providers/sim/model.js';
+import { authDenials } from '../metrics.js';
 import { defineRoute, decodeCursor, encodeCursor, PageQuery, type AnyRoute, type ApiDeps, type HandlerContext } from '../route.js';
 
 export function isSimApi(x: unknown): x is SimDatacenter {
@@ -28,7 +29,21 @@ export function simObjectView(o: SimObject) {
   return redact(rest);
 }
 
-type Ctx = Pick<HandlerContext<unknown, unknown, unknown>, 'visible'>;
+type Ctx = Pick<HandlerContext<unknown, unknown, unknown>, 'visible'> & { req?: HandlerContext<unknown, unknown, unknown>['req'] };
+
+/**
+ * A request for something in a project the caller may not see: recorded as a
+ * denied attempt (the audit log has it, like every other route's), answered
+ * with the same 404 as something that does not exist.
+ */
+function hidden(c: Ctx, project: string, err: Error): Error {
+  if (c.req) {
+    c.req.decision = { allow: false, reason: 'hidden' };
+    c.req.authzProject = project;
+    authDenials.inc({ reason: 'hidden' });
+  }
+  return err;
+}
 
 /** The listObjects filter for the caller's visible projects (and the public catalogue); none when they see all. */
 function visibleFilter(c: Ctx): { projects?: string[] } {
@@ -62,7 +77,8 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
   /** The object, if the caller may see it; else the same 404 as a missing one. */
   const visibleObject = async (c: Ctx, id: string): Promise<SimObject> => {
     const o = await sim.getObject(id);
-    if (!o || !sees(c, o.project)) throw notFound(id);
+    if (!o) throw notFound(id);
+    if (!sees(c, o.project)) throw hidden(c, o.project, notFound(id));
     return o;
   };
   const mustHost = async (name: string) => {
@@ -72,7 +88,9 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
     return h;
   };
   const mustProject = async (c: Ctx, deps: ApiDeps, project: string) => {
-    if (!sees(c, project) || !(await deps.iam.findProject(project))) throw new NotFoundError('iam.project_not_found', `project ${project} not found`, { details: { field: 'project' } });
+    const missing = () => new NotFoundError('iam.project_not_found', `project ${project} not found`, { details: { field: 'project' } });
+    if (project !== CATALOGUE && !(await deps.iam.findProject(project))) throw missing();
+    if (!sees(c, project)) throw hidden(c, project, missing());
   };
   const settings = async () => ({ speed: await sim.getSpeed(), seed: await sim.getSeed(), faults: await sim.getFaults() });
   const ObjectsQuery = PageQuery.extend({
@@ -148,16 +166,16 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
     defineRoute({
       method: 'GET', url: '/sim/quotas/:project', summary: 'A project\'s simulated cloud quota (its own, else the default)', tags, policy: read,
       schema: { params: Project },
-      handler: async ({ params, deps, visible }) => {
-        await mustProject({ visible }, deps, params.project);
+      handler: async ({ params, deps, visible, req }) => {
+        await mustProject({ visible, req }, deps, params.project);
         return { project: params.project, quota: await sim.getQuota(params.project) };
       },
     }),
     defineRoute({
       method: 'PUT', url: '/sim/quotas/:project', summary: 'Change (part of) a project\'s simulated cloud quota; fields not given stay as they are (admin)', tags, policy: control,
       schema: { params: Project, body: QuotaBody },
-      handler: async ({ params, body, deps, visible, auditNote }) => {
-        await mustProject({ visible }, deps, params.project);
+      handler: async ({ params, body, deps, visible, auditNote, req }) => {
+        await mustProject({ visible, req }, deps, params.project);
         const quota = await sim.setQuota(params.project, body);
         auditNote(`sim quota of ${params.project}: ${Object.entries(body).map(([k, v]) => `${k}=${v}`).join(', ') || 'unchanged'}`);
         return { project: params.project, quota };
@@ -195,7 +213,9 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
     defineRoute({
       method: 'GET', url: '/sim/objects', summary: 'Objects in the simulated backends (filters: kind, project, phase), in projects where you hold sim:read', tags, policy: read,
       schema: { querystring: ObjectsQuery },
-      handler: async ({ query, visible }) => {
+      handler: async ({ query, visible, req, deps }) => {
+        // a project the caller may not see (or that does not exist) is a 404, as on every other route
+        if (query.project) await mustProject({ visible, req }, deps, query.project);
         const after = decodeCursor(query.cursor);
         // one more than the page: whether there is a next one
         const rows = await sim.listObjects({
@@ -211,13 +231,13 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
     defineRoute({
       method: 'GET', url: '/sim/objects/:id', summary: 'One simulator object: spec, actual configuration, outputs, phase, operation in flight (credentials never)', tags, policy: read,
       schema: { params: Id },
-      handler: async ({ params, visible }) => simObjectView(await visibleObject({ visible }, params.id)),
+      handler: async ({ params, visible, req }) => simObjectView(await visibleObject({ visible, req }, params.id)),
     }),
     defineRoute({
       method: 'POST', url: '/sim/objects/:id/drift', summary: 'Change an object behind Infraflow\'s back: delete, modify, power, clusterHealth, load (admin)', tags, policy: control,
       schema: { params: Id, body: DriftAction },
-      handler: async ({ params, body, visible, auditNote }) => {
-        const o = await visibleObject({ visible }, params.id);
+      handler: async ({ params, body, visible, auditNote, req }) => {
+        const o = await visibleObject({ visible, req }, params.id);
         await applyDrift(sim, params.id, body);
         auditNote(`sim drift ${body.action} on ${o.kind} ${o.name} (${o.project})${body.action === 'modify' ? `: ${Object.keys(body.patch).join(', ')}` : body.action === 'power' ? `: ${body.power}` : ''}`);
         return simObjectView((await sim.getObject(params.id))!);
@@ -226,8 +246,8 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
     defineRoute({
       method: 'GET', url: '/sim/objects/:id/logs', summary: 'Log lines of a job or of a workload\'s pods, up to now', tags, policy: read,
       schema: { params: Id, querystring: z.object({ pod: z.string().max(253).optional(), tail: z.coerce.number().int().min(1).max(10_000).optional().describe('only the last N lines') }) },
-      handler: async ({ params, query, visible }) => {
-        await visibleObject({ visible }, params.id);
+      handler: async ({ params, query, visible, req }) => {
+        await visibleObject({ visible, req }, params.id);
         const lines = await sim.logs(params.id, { ...(query.pod ? { pod: query.pod } : {}), ...(query.tail ? { tail: query.tail } : {}) });
         return { items: redact(lines), nextCursor: null };
       },
@@ -235,8 +255,8 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
     defineRoute({
       method: 'GET', url: '/sim/objects/:id/metrics', summary: 'Synthetic load metrics of a workload: replicas, requests per second, CPU and memory use per pod', tags, policy: read,
       schema: { params: Id },
-      handler: async ({ params, visible }) => {
-        const o = await visibleObject({ visible }, params.id);
+      handler: async ({ params, visible, req }) => {
+        const o = await visibleObject({ visible, req }, params.id);
         if (o.kind !== 'container/Workload') throw new ValidationError('sim.no_metrics', `${params.id} is a ${o.kind}; metrics exist for container/Workload objects`, { details: { field: 'id' } });
         return sim.workloadMetrics(params.id);
       },
@@ -244,8 +264,8 @@ export function simRoutes(_deps: ApiDeps, sim: SimDatacenter): AnyRoute[] {
     defineRoute({
       method: 'GET', url: '/sim/objects/:id/route', summary: 'Route one request through a load balancer to a healthy member, round robin (status 503 and no member when none is healthy or the port has no listener)', tags, policy: read,
       schema: { params: Id, querystring: z.object({ port: z.coerce.number().int().min(1).max(65535).optional() }) },
-      handler: async ({ params, query, visible }) => {
-        const o = await visibleObject({ visible }, params.id);
+      handler: async ({ params, query, visible, req }) => {
+        const o = await visibleObject({ visible, req }, params.id);
         if (o.kind !== 'network/LoadBalancer') throw new ValidationError('sim.not_a_load_balancer', `${params.id} is a ${o.kind}, not a network/LoadBalancer`, { details: { field: 'id' } });
         try {
           return { ...(await sim.route(params.id, query.port ? { port: query.port } : {})), status: 200 };
