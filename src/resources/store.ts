@@ -135,7 +135,15 @@ export class ResourceStore {
     return r;
   }
 
+  private findStmt: import('better-sqlite3').Statement | undefined;
+
   async find(id: string): Promise<Resource | undefined> {
+    const raw = this.store.sqlite;
+    if (raw && !raw.inTransaction) {
+      // SQLite, the API's GET by id: one statement compiled once, no query building per call
+      const row = (this.findStmt ??= raw.prepare('select * from resources where id = ?')).get(id) as ResourceTable | undefined;
+      return row ? rowToResource(row) : undefined;
+    }
     const row = await this.store.db.selectFrom('resources').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? rowToResource(row) : undefined;
   }
