@@ -110,5 +110,5 @@ describe.each(DIALECTS)('simulator restart on %s', (dialect) => {
     const secrets = await resources.getSecrets(ids[2]!);
     expect(secrets.kubeconfig).toContain(String(after[2]!.status.outputs.apiEndpoint));
     expect(JSON.stringify(after[2]!.status)).not.toContain(secrets.adminPassword!);
-  });
+  }, 300_000); // two worker processes start through tsx and wait up to 120 s for the run: more than the default 60 s on a loaded machine
 });

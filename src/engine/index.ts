@@ -1282,9 +1282,11 @@ export class Engine implements EngineApi {
 
   /** One pass: claim and start runs, fire schedules and triggers. Returns when to look again (clock ms). */
   private async tick(): Promise<number> {
+    // before `now` is taken: the claim stamps started_at with it, and a run held back by a
+    // concurrency key must not start "before" the run it waited for finished
+    await this.expireDeadLeases();
     const now = this.clock.now();
     if (now >= this.earliestDue) this.earliestDue = FOREVER;
-    await this.expireDeadLeases();
     const capacity = this.concurrency - this.active.size - this.starting;
     let claimed = 0;
     this.mayBeWaiting = capacity <= 0;
@@ -1413,6 +1415,9 @@ export class Engine implements EngineApi {
         if (!full || rejected === 0) break;
       }
       if (!chosen.length) return;
+      // started_at: read the clock after the candidates were selected, so that a run that waited
+      // for another (same concurrency key) never starts "before" that one's committed finish
+      const startAt = Math.max(now, this.clock.now());
       const rows = await trx
         .updateTable('engine_runs')
         .set({
@@ -1420,7 +1425,7 @@ export class Engine implements EngineApi {
           lease_epoch: sql`lease_epoch + 1`,
           lease_expires_at: now + this.leaseMs,
           status: sql`case when status in ('pending', 'waiting') then 'running' else status end`,
-          started_at: sql`coalesce(started_at, cast(${now} as bigint))`,
+          started_at: sql`coalesce(started_at, cast(${startAt} as bigint))`,
           deadline_at: sql`coalesce(deadline_at, case when timeout_ms is null then null else cast(${now} as bigint) + timeout_ms end)`,
           updated_at: now,
           worker: this.workerId,

@@ -1,5 +1,6 @@
 import { hash as digest, randomBytes } from 'node:crypto';
 import type { Store } from '../store/store.js';
+import { isUniqueViolation } from '../store/errors.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { ConflictError, InfraflowError, NotFoundError, UnauthorizedError, ValidationError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
@@ -42,10 +43,7 @@ export function revisionMismatch(kind: string, id: string, expected: number, act
   return new InfraflowError('api.precondition_failed', `${kind} ${id} has changed (revision ${actual}, If-Match said ${expected}); fetch it again and retry with the new ETag`, 412, { details: { revision: actual } });
 }
 
-function uniqueViolation(e: unknown): boolean {
-  const msg = e instanceof Error ? e.message : String(e);
-  return /UNIQUE constraint|duplicate key value/i.test(msg);
-}
+const uniqueViolation = isUniqueViolation;
 
 /**
  * Identity and access: users, groups, roles, projects, role assignments,

@@ -24,10 +24,8 @@ export function isRetryableDbError(e: unknown): boolean {
   return RETRYABLE_PG.has(code) || code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT';
 }
 
-export function isUniqueViolation(e: unknown): boolean {
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
-}
+/** Re-exported from the store (one definition for every area). */
+export { isUniqueViolation } from '../store/errors.js';
 
 export async function withTx<T>(store: Store, fn: (trx: Transaction<Database>) => Promise<T>, opts: { attempts?: number } = {}): Promise<T> {
   const attempts = opts.attempts ?? 30;

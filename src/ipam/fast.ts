@@ -1,6 +1,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type pg from 'pg';
-import { isRetryableDbError, isUniqueViolation } from '../inventory/tx.js';
+import { isRetryableDbError } from '../inventory/tx.js';
+import { isUniqueViolation } from '../store/errors.js';
 import type { IpamAddressTable, IpamPrefixTable, IpamVlanAllocTable } from './tables.js';
 import type { Range } from './walk.js';
 

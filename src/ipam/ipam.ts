@@ -4,6 +4,7 @@ import { ConflictError, ExhaustedError, InfraflowError, NotFoundError, Validatio
 import { newId } from '../core/ids.js';
 import type { Database } from '../store/schema.js';
 import type { Store, Trx } from '../store/store.js';
+import { isUniqueViolation } from '../store/errors.js';
 import { GroupCommit, type Outcome } from '../inventory/groupcommit.js';
 import { parseJson, pgRawTx, sqliteRawTx, withTx } from '../inventory/tx.js';
 import { kyselyAddrOps, kyselyVlanOps, pgOps, sqliteOps, type AddrOps, type VlanOps } from './ops.js';
@@ -656,8 +657,7 @@ export class Ipam {
     try {
       await this.store.db.insertInto('ipam_vlan_pools').values(row).execute();
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === '23505' || code?.startsWith('SQLITE_CONSTRAINT')) throw new ConflictError('ipam.pool_exists', `name: a VLAN pool named ${inp.name} already exists`, { details: { field: 'name' } });
+      if (isUniqueViolation(e)) throw new ConflictError('ipam.pool_exists', `name: a VLAN pool named ${inp.name} already exists`, { details: { field: 'name' } });
       throw e;
     }
     return toPool(row);

@@ -135,7 +135,15 @@ export class ResourceStore {
     return r;
   }
 
+  private findStmt: import('better-sqlite3').Statement | undefined;
+
   async find(id: string): Promise<Resource | undefined> {
+    const raw = this.store.sqlite;
+    if (raw && !raw.inTransaction) {
+      // SQLite, the API's GET by id: one statement compiled once, no query building per call
+      const row = (this.findStmt ??= raw.prepare('select * from resources where id = ?')).get(id) as ResourceTable | undefined;
+      return row ? rowToResource(row) : undefined;
+    }
     const row = await this.store.db.selectFrom('resources').selectAll().where('id', '=', id).executeTakeFirst();
     return row ? rowToResource(row) : undefined;
   }
@@ -152,8 +160,29 @@ export class ResourceStore {
     return row ? rowToResource(row) : undefined;
   }
 
+  /** SQLite: compiled page queries by shape and page size (see list). */
+  private readonly pageStmts = new Map<string, import('better-sqlite3').Statement>();
+
   async list(filter: ResourceFilter = {}): Promise<ResourcePage> {
     const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
+    const raw = this.store.sqlite;
+    const plain = !filter.kind && !filter.owner && !filter.phase && !filter.namePrefix && !filter.includeDeleted && !(filter.labels && Object.keys(filter.labels).length);
+    if (raw && plain && !raw.inTransaction) {
+      // The API's list page: a statement compiled once per shape and page size, with the LIMIT
+      // as a literal (SQLite plans `order by id limit ?` several times slower than with a
+      // literal), walking the (project, id) index or the primary key from the cursor.
+      const key = `${filter.project !== undefined ? 'p' : '-'}${filter.after !== undefined ? 'a' : '-'}${limit + 1}`;
+      let st = this.pageStmts.get(key);
+      if (!st) {
+        const where = ['deleted_at is null', ...(filter.project !== undefined ? ['project = @project'] : []), ...(filter.after !== undefined ? ['id > @after'] : [])];
+        st = raw.prepare(`select * from resources where ${where.join(' and ')} order by id limit ${limit + 1}`);
+        if (this.pageStmts.size >= 256) this.pageStmts.delete(this.pageStmts.keys().next().value!); // oldest shape goes
+        this.pageStmts.set(key, st);
+      }
+      const rows = st.all({ ...(filter.project !== undefined ? { project: filter.project } : {}), ...(filter.after !== undefined ? { after: filter.after } : {}) }) as ResourceTable[];
+      const items = rows.slice(0, limit).map(rowToResource);
+      return rows.length > limit ? { items, nextCursor: items[items.length - 1]!.id } : { items };
+    }
     let q = this.store.db.selectFrom('resources').selectAll();
     if (filter.project) q = q.where('project', '=', filter.project);
     if (filter.kind) q = Array.isArray(filter.kind) ? q.where('kind', 'in', filter.kind.length ? filter.kind : ['']) : q.where('kind', '=', filter.kind);

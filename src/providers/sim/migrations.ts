@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { col, type AreaMigration } from '../../store/migrate.js';
 
 /** One object of the simulated datacenter (a VM, a subnet, a cluster…). */
@@ -172,6 +173,16 @@ export const simMigrations: AreaMigration[] = [
     async up(db) {
       // listObjects for a caller's visible projects, paged by id
       await db.schema.createIndex('sim_objects_project').on('sim_objects').columns(['project', 'id']).execute();
+    },
+  },
+  {
+    name: '0419_sim_objects_pending_ops',
+    async up(db) {
+      // The simulator's tick looks for operations due (`op is not null and op_due <= now`). A finished
+      // operation keeps its op_due, so on the full op_due index that range grew with every object ever
+      // created: one tick per operation scanned them all, and applying a stack grew quadratically.
+      // This index holds only objects with an operation in flight.
+      await sql`create index sim_objects_pending_ops on sim_objects (op_due) where op is not null`.execute(db);
     },
   },
 ];

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { systemClock, type Clock } from '../../core/clock.js';
+import { isUniqueViolation } from '../../store/errors.js';
 import { InfraflowError, ValidationError } from '../../core/errors.js';
 import { isSealed, SecretBox } from '../../core/secrets.js';
 import { newId } from '../../core/ids.js';
@@ -71,11 +72,6 @@ function toProviderError(e: unknown): unknown {
   if (e instanceof ProviderError) return e;
   if (e instanceof ValidationError) return new ProviderError('InvalidSpec', e.message.replace(/^[^:]+: /, ''), { details: e.details ?? {} });
   return e;
-}
-
-function isUniqueViolation(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  return err?.code === '23505' || err?.code === 'SQLITE_CONSTRAINT_UNIQUE' || err?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || /UNIQUE constraint failed/.test(err?.message ?? '');
 }
 
 /**
