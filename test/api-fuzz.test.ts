@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { sql } from 'kysely';
@@ -6,6 +6,7 @@ import { DIALECTS } from './support/dialects.js';
 import { makeFullHarness, type FullHarness } from './api-fixtures.js';
 import { fullUrl, type AnyRoute } from '../src/api/route.js';
 import { routeTable } from '../src/api/server.js';
+import { openStreams } from '../src/api/sse.js';
 
 /**
  * API fuzzing over the request schemas: for every route, random params,
@@ -130,5 +131,52 @@ describe.each(DIALECTS)('API fuzzing on %s', (dialect) => {
     expect(statuses[200] ?? 0).toBeGreaterThan(0);
     expect(statuses[400] ?? 0).toBeGreaterThan(0);
     expect(requests).toBeGreaterThan(table.length * RUNS * 0.9);
+  }, 600_000);
+
+  it('every SSE route: never 5xx; a refusal is problem+json, an accepted stream is text/event-stream', async () => {
+    const streams = routeTable(h.deps).filter((r) => r.sse);
+    expect(streams.length).toBeGreaterThan(0);
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    const addr = h.app.server.address();
+    const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    const failures: string[] = [];
+    const statuses: Record<number, number> = {};
+    for (const r of streams) {
+      const url = fullUrl(r);
+      const paramNames = [...url.matchAll(/:([a-zA-Z]+)/g)].map((m) => m[1]!);
+      const paramArb = fc.tuple(...paramNames.map(() => fc.oneof(fc.constantFrom(...realIds), fc.string({ minLength: 1, maxLength: 30 }))));
+      await fc.assert(fc.asyncProperty(paramArb, queryArb(r), fc.integer({ min: 0, max: 4 }).map((n) => n === 0), fc.option(fc.string({ maxLength: 20 })), async (params, query, anonymous, lastId) => {
+        let path = url;
+        paramNames.forEach((p, i) => {
+          path = path.replace(`:${p}`, encodeURIComponent((params as string[])[i]!));
+        });
+        const qs = new URLSearchParams(query).toString();
+        if (!token || !(await h.iam.authenticate(token))) token = (await h.iam.createApiToken(adminId, { name: 'fuzz' })).token;
+        const ac = new AbortController();
+        const res = await fetch(`${base}${qs ? `${path}?${qs}` : path}`, {
+          signal: ac.signal,
+          headers: { ...(anonymous ? {} : { authorization: `Bearer ${token}` }), ...(lastId !== null ? { 'last-event-id': lastId.replace(/[^\x20-\x7e]/g, '') } : {}) },
+        });
+        statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+        try {
+          if (res.status >= 500) failures.push(`GET ${path}?${qs} → ${res.status} ${(await res.text()).slice(0, 200)}`);
+          else if (res.status >= 400) {
+            expect(res.headers.get('content-type')).toContain('application/problem+json');
+            expect(await res.text()).not.toMatch(/at .*\.ts:\d+|node_modules/);
+          } else {
+            expect(res.status).toBe(200);
+            expect(res.headers.get('content-type')).toContain('text/event-stream');
+            const first = await res.body!.getReader().read();
+            expect(new TextDecoder().decode(first.value)).toContain(': infraflow event stream');
+          }
+        } finally {
+          ac.abort();
+        }
+      }), { numRuns: Math.max(10, Math.floor(RUNS / 2)), seed: 4243 });
+    }
+    console.log(`sse fuzz on ${dialect}: ${streams.length} routes, statuses ${JSON.stringify(statuses)}`);
+    expect(failures, failures.slice(0, 20).join('\n')).toEqual([]);
+    expect(statuses[200] ?? 0).toBeGreaterThan(0);
+    await vi.waitFor(() => expect(openStreams()).toBe(0), { timeout: 30_000 });
   }, 600_000);
 });
