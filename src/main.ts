@@ -19,8 +19,8 @@ async function main(): Promise<void> {
   const ctx = await createContext(config, logger);
   const engine: EngineApi = ctx.engine;
   // the context's area modules plug in as route modules
-  const { inventory, ipam, allocations, resources, registry, sim, stacks } = ctx;
-  const areas = { inventory, ipam, allocations, resources, registry, sim, stacks };
+  const { inventory, ipam, allocations, resources, registry, sim, stacks, apps } = ctx;
+  const areas = { inventory, ipam, allocations, resources, registry, sim, stacks, apps };
   const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger, engine, areas });
   await app.listen({ host: config.http.host, port: config.http.port });
   const addr = app.server.address();

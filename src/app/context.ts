@@ -16,6 +16,7 @@ import type { SimDatacenter } from '../providers/sim/index.js';
 import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type ResourceStore } from '../resources/index.js';
 import { Stacks } from '../stacks/index.js';
 import { allocationFeasibility } from '../stacks/feasibility.js';
+import { Apps } from '../apps/service.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -40,6 +41,8 @@ export interface AppContext {
   registry: ProviderRegistry;
   sim: SimDatacenter;
   stacks: Stacks;
+  /** Applications on container clusters, the simulated clusters' Kubernetes APIs, autoscalers. */
+  apps: Apps;
   close(): Promise<void>;
 }
 
@@ -57,6 +60,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
   const clock = opts.clock ?? systemClock;
   const store = Store.open({ url: databaseUrl(config), synchronous: config.sqliteSynchronous });
   let stopAllocations: (() => Promise<void>) | undefined;
+  let stopApps: (() => Promise<void>) | undefined;
   try {
     await migrate(store, allMigrations);
     const secrets = SecretBox.fromConfig(config);
@@ -82,6 +86,9 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       allocators: { ipam: alloc.ipam, inventory: alloc.inventory, datacenter: config.datacenter },
       routing: config.providers,
     });
+    const apps = new Apps({ resources: providers.resources, registry: providers.registry, engine, sim: providers.sim, kubeListen: { host: config.sim.kubeHost, port: config.sim.kubePort } });
+    await apps.start();
+    stopApps = () => apps.stop();
     for (const w of resourceWorkflows(providers.deps)) engine.register(w);
     const stacks = new Stacks({
       store,
@@ -107,15 +114,18 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       registry: providers.registry,
       sim: providers.sim,
       stacks,
+      apps,
       close: async () => {
         // Stop claiming, let in-flight steps finish (or hand runs back), then close the database.
         await engine.stop({ graceful: true });
+        await apps.stop();
         await alloc.stop();
         await store.close();
       },
     };
   } catch (e) {
     await stopAllocations?.().catch(() => {});
+    await stopApps?.().catch(() => {});
     await store.close();
     throw e;
   }

@@ -10,9 +10,10 @@ import { registerAllocationCommands } from './commands/allocations.js';
 import { registerSimCommands } from './commands/sim.js';
 import { registerResourceCommands } from './commands/resources.js';
 import { registerStackCommands } from './commands/stacks.js';
+import { registerAppCommands } from './commands/apps.js';
 
 /** Command modules of the areas (src/cli/commands). */
-const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands, registerStackCommands];
+const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands, registerStackCommands, registerAppCommands];
 
 /**
  * The `infraflow` command. Every read takes `-o table|json|yaml`; errors are

@@ -8,11 +8,12 @@ import { ipamRoutes, isIpamApi } from './ipam.js';
 import { renderPlan } from '../../stacks/plan.js';
 import { allocationRoutes, isAllocationsApi } from './allocations.js';
 import { isSimApi, simRoutes } from './sim.js';
+import { appRoutes, isAppsApi } from './apps.js';
 
 /**
  * Route modules of the other areas, plugged in when the composition root
  * hands their module in `deps.areas` (keys: resources, stacks, inventory,
- * ipam, allocations, sim; `renderPlan` optionally). An area that is absent has no routes.
+ * ipam, allocations, sim, apps; `renderPlan` optionally). An area that is absent has no routes.
  */
 export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   const areas = deps.areas ?? {};
@@ -27,5 +28,6 @@ export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   if (isIpamApi(areas.ipam)) out.push(...ipamRoutes(deps, areas.ipam));
   if (isAllocationsApi(areas.allocations)) out.push(...allocationRoutes(deps, areas.allocations));
   if (isSimApi(areas.sim)) out.push(...simRoutes(deps, areas.sim));
+  if (isAppsApi(areas.apps)) out.push(...appRoutes(deps, areas.apps));
   return out;
 }
