@@ -194,20 +194,21 @@ export class SimKubeCluster {
   }
 
   /** Usage of a running pod: idle plus its share of the app's load (ready pods share it). */
-  podUsage(pod: KObj): { cpu: number; memory: number } | undefined {
+  podUsage(pod: KObj, knownShare?: number): { cpu: number; memory: number } | undefined {
     if (pod.status?.phase !== 'Running') return undefined;
     const started = Date.parse(pod.status.startTime ?? '') || this.t;
     if (this.t - started < 15_000) return undefined; // metrics-server needs a first scrape window
     const l = this.opts.load ?? {};
     const idleCpu = l.idleCpu ?? 5;
     const idleMem = l.idleMemory ?? 32;
-    const d = this.deploymentOfPod(pod);
-    const ready = isReady(pod);
-    let share = 0;
-    if (d && ready) {
-      const rps = this.getLoad(d.metadata.namespace, d.metadata.name);
-      const n = this.podsOf(d).filter((p) => isReady(p) && !p.metadata.deletionTimestamp).length;
-      share = n ? rps / n : 0;
+    let share = knownShare ?? 0;
+    if (knownShare === undefined) {
+      const d = this.deploymentOfPod(pod);
+      if (d && isReady(pod)) {
+        const rps = this.getLoad(d.metadata.namespace, d.metadata.name);
+        const n = this.podsOf(d).filter((p) => isReady(p) && !p.metadata.deletionTimestamp).length;
+        share = n ? rps / n : 0;
+      }
     }
     return { cpu: idleCpu + share * (l.cpuPerRps ?? 5), memory: idleMem + share * (l.memPerRps ?? 0.5) };
   }
@@ -763,8 +764,11 @@ export class SimKubeCluster {
 
   /** Pod samples of a Deployment for the HPA (usage from the load model). */
   samples(d: KObj): PodSample[] {
-    return this.podsOf(d).map((p) => {
-      const u = this.podUsage(p);
+    const pods = this.podsOf(d);
+    const readyCount = pods.filter((p) => isReady(p) && !p.metadata.deletionTimestamp).length;
+    const share = readyCount ? this.getLoad(d.metadata.namespace, d.metadata.name) / readyCount : 0;
+    return pods.map((p) => {
+      const u = this.podUsage(p, isReady(p) ? share : 0);
       const r = podRequests(p);
       return {
         name: p.metadata.name,
@@ -817,11 +821,12 @@ export class SimKubeCluster {
       if (m.type === 'Resource') return { type: 'Resource', resource: { name: m.resource.name, current: m.resource.target.type === 'Utilization' ? { averageUtilization: Math.round(p?.current ?? 0), averageValue: '0' } : { averageValue: String(Math.round(p?.current ?? 0)) } } };
       return { type: m.type };
     });
-    setStatus({
+    const next = {
       observedGeneration: h.metadata.generation,
       ...(decision.rescale ? { lastScaleTime: iso(this.t) } : h.status?.lastScaleTime ? { lastScaleTime: h.status.lastScaleTime } : {}),
       currentReplicas: current, desiredReplicas: decision.desiredReplicas, currentMetrics, conditions,
-    });
+    };
+    if (JSON.stringify(next) !== JSON.stringify(h.status ?? null)) setStatus(next);
   }
 
   // ---- Cluster Autoscaler -----------------------------------------------------------------
