@@ -142,7 +142,7 @@ describe.each(DIALECTS)('authorization matrix on %s', (dialect) => {
       const targets: ('own' | 'other' | undefined)[] = r.policy.scope === 'project' ? ['own', 'other'] : [undefined];
       for (const target of targets) {
         const url = fullUrl(r);
-        const hasIdParam = url.includes(':id');
+        const hasIdParam = url.includes(':id') || url.includes(':project');
         const listAcross = r.policy.scope === 'project' && !hasIdParam && r.method === 'GET';
         const takesProject = !!(r.schema.querystring as { shape?: Record<string, unknown> } | undefined)?.shape?.project;
         const variants: ('own' | 'other' | undefined)[] = listAcross ? (!takesProject ? (target === 'own' ? [undefined] : []) : target === 'own' ? [undefined, 'own'] : [target]) : [target];
@@ -175,8 +175,8 @@ function buildRequest(r: AnyRoute, target: 'own' | 'other' | undefined, ids: Rec
   const t = target ?? 'own';
   const area = url.split('/')[3] ?? '';
   const objectFor: Record<string, string> = { runs: 'run', resources: 'resource', secrets: 'secret', stacks: 'stack', projects: 'project' };
-  let path = url.replace(':id', () => (r.policy.scope === 'project' ? ids[t][objectFor[area] ?? ''] ?? 'unknown-fixture' : 'x-id')).replace(':user', 'someone');
-  const qs = r.policy.scope === 'project' && !url.includes(':id') && r.method === 'GET' && target !== undefined ? `?project=${t}` : '';
+  let path = url.replace(':id', () => (r.policy.scope === 'project' ? ids[t][objectFor[area] ?? ''] ?? 'unknown-fixture' : 'x-id')).replace(':user', 'someone').replace(':project', t).replace(':name', 'matrix').replace(':cluster', 'matrix');
+  const qs = r.policy.scope === 'project' && !url.includes(':id') && !url.includes(':project') && r.method === 'GET' && target !== undefined ? `?project=${t}` : '';
   path += qs;
   const key = `${r.method} ${url}`;
   const doc = `apiVersion: infraflow.dev/v1\nkind: Stack\nmetadata:\n  name: matrix\n  project: ${t}\n`;
@@ -191,6 +191,10 @@ function buildRequest(r: AnyRoute, target: 'own' | 'other' | undefined, ids: Rec
     'POST /api/v1/runs/:id/signal': { name: 'x' },
     'POST /api/v1/stacks/:id/approve': { step: 'x' },
     'PATCH /api/v1/secrets/:id': { description: 'x' },
+    'POST /api/v1/apps': { project: t, name: 'matrix', cluster: 'c', template: { files: { 'template.yaml': 'name: m' } } },
+    'POST /api/v1/apps/render': { template: { files: { 'template.yaml': 'name: m' } } },
+    'PUT /api/v1/apps/:project/:name/load': { rps: 1 },
+    'PUT /api/v1/apps/clusters/:project/:cluster/autoscaler': { pools: [{ name: 'w', min: 1, max: 2, cpu: 1000, memoryMiB: 1024 }] },
   };
   if (key in bodies) return { url: path, body: bodies[key] };
   if (r.method === 'POST' || r.method === 'PATCH' || r.method === 'PUT') return { url: path, body: {} };

@@ -17,6 +17,8 @@ import { SimDatacenter } from '../src/providers/sim/sim.js';
 import { SimProvider } from '../src/providers/sim/index.js';
 import { ProviderRegistry } from '../src/resources/registry.js';
 import { RESOURCE_QUEUE, resourceWorkflows } from '../src/resources/lifecycle.js';
+import { Apps } from '../src/apps/service.js';
+
 
 /**
  * A stand-in for the stacks module with just enough behaviour for the
@@ -79,6 +81,7 @@ export interface FullHarness extends Harness {
   allocations: Allocations;
   sim: SimDatacenter;
   stacks: ReturnType<typeof fakeStacks>;
+  apps: Apps;
   cleanupAll(): Promise<void>;
 }
 
@@ -96,11 +99,13 @@ export async function makeFullHarness(dialect: DialectName, opts: { server?: Ser
   const registry = new ProviderRegistry({ '*': 'sim' }).register(new SimProvider(sim));
   for (const w of resourceWorkflows({ resources, registry })) engine.register(w);
   const stacks = fakeStacks();
-  const h = await makeHarness(dialect, { engine, t, areas: { resources, inventory, ipam, allocations, sim, stacks }, ...(opts.server ? { server: opts.server } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
+  const apps = new Apps({ resources, registry, engine, sim });
+  const h = await makeHarness(dialect, { engine, t, areas: { resources, inventory, ipam, allocations, sim, stacks, apps }, ...(opts.server ? { server: opts.server } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
   return {
-    ...h, engine, resources, inventory, ipam, allocations, sim, stacks,
+    ...h, engine, resources, inventory, ipam, allocations, sim, stacks, apps,
     async cleanupAll() {
       await h.close();
+      await apps.stop();
       await engine.stop();
       await t.cleanup();
     },

@@ -22,6 +22,7 @@ import { Fulfillment, fulfillmentWorkflows, GitOps } from '../fulfillment/index.
 import { SimClusterBackend } from '../providers/sim/cluster.js';
 import { Gitops } from '../gitops/index.js';
 import { verifySecretKey } from './key-check.js';
+import { Apps } from '../apps/service.js';
 
 /**
  * The composition root: builds every area from configuration, in dependency
@@ -52,6 +53,8 @@ export interface AppContext {
   fulfillment: Fulfillment;
   /** Git sources and applications; its poller starts with `gitops.start()` (main.ts). */
   gitops: Gitops;
+  /** Applications on container clusters, the simulated clusters' Kubernetes APIs, autoscalers. */
+  apps: Apps;
   close(): Promise<void>;
 }
 
@@ -69,6 +72,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
   const clock = opts.clock ?? systemClock;
   const store = Store.open({ url: databaseUrl(config), synchronous: config.sqliteSynchronous });
   let stopAllocations: (() => Promise<void>) | undefined;
+  let stopApps: (() => Promise<void>) | undefined;
   try {
     await migrate(store, allMigrations);
     const secrets = SecretBox.fromConfig(config);
@@ -100,6 +104,9 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       routing: config.providers,
       providers: realProviders,
     });
+    const apps = new Apps({ resources: providers.resources, registry: providers.registry, engine, sim: providers.sim, kubeListen: { host: config.sim.kubeHost, port: config.sim.kubePort } });
+    await apps.start();
+    stopApps = () => apps.stop();
     for (const w of resourceWorkflows(providers.deps)) engine.register(w);
     const stacks = new Stacks({
       store,
@@ -141,16 +148,19 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       servers,
       fulfillment,
       gitops,
+      apps,
       close: async () => {
         gitops.stop();
         // Stop claiming, let in-flight steps finish (or hand runs back), then close the database.
         await engine.stop({ graceful: true });
+        await apps.stop();
         await alloc.stop();
         await store.close();
       },
     };
   } catch (e) {
     await stopAllocations?.().catch(() => {});
+    await stopApps?.().catch(() => {});
     await store.close();
     throw e;
   }

@@ -14,9 +14,10 @@ import { registerResourceCommands } from './commands/resources.js';
 import { registerStackCommands } from './commands/stacks.js';
 import { registerClusterCommands } from './commands/cluster.js';
 import { registerGitopsCommands } from './commands/gitops.js';
+import { registerAppCommands } from './commands/apps.js';
 
 /** Command modules of the areas (src/cli/commands). */
-const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands, registerStackCommands, registerClusterCommands, registerGitopsCommands];
+const COMMAND_MODULES: CommandModule[] = [registerAllocationCommands, registerSimCommands, registerResourceCommands, registerStackCommands, registerClusterCommands, registerGitopsCommands, registerAppCommands];
 
 /**
  * The `infraflow` command. Every read takes `-o table|json|yaml`; errors are

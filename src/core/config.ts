@@ -37,6 +37,9 @@ export const ConfigSchema = z.strictObject({
     /** Simulated time runs this many times faster than real time. */
     speed: z.coerce.number().positive().default(1),
     seed: z.coerce.number().int().default(42),
+    /** The simulated clusters' Kubernetes API (HTTPS): host and port (0 = a free port, shown in kubeconfigs). */
+    kubeHost: z.string().default('127.0.0.1'),
+    kubePort: z.coerce.number().int().min(0).max(65535).default(0),
   }).prefault({}),
   /**
    * Which provider implements which kinds: `<kind or domain/*>` → provider name.
@@ -115,6 +118,8 @@ const ENV_MAP: Record<string, string[]> = {
   INFRAFLOW_LEASE_MS: ['worker', 'leaseMs'],
   INFRAFLOW_SIM_SPEED: ['sim', 'speed'],
   INFRAFLOW_SIM_SEED: ['sim', 'seed'],
+  INFRAFLOW_SIM_KUBE_HOST: ['sim', 'kubeHost'],
+  INFRAFLOW_SIM_KUBE_PORT: ['sim', 'kubePort'],
   INFRAFLOW_SECRET_KEY: ['secretKey'],
   LOG_LEVEL: ['logLevel'],
   INFRAFLOW_GITOPS_URL: ['fulfillment', 'gitUrl'],

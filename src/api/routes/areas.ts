@@ -11,11 +11,12 @@ import { allocationRoutes, isAllocationsApi } from './allocations.js';
 import { isSimApi, simRoutes } from './sim.js';
 import { fulfillmentRoutes, isFulfillmentApi } from './fulfillment.js';
 import { gitopsRoutes, isGitopsApi } from './gitops.js';
+import { appRoutes, isAppsApi } from './apps.js';
 
 /**
  * Route modules of the other areas, plugged in when the composition root
  * hands their module in `deps.areas` (keys: resources, stacks, inventory,
- * ipam, allocations, sim, servers, fulfillment, …; `renderPlan` optionally). An area that is absent has no routes.
+ * ipam, allocations, sim, servers, fulfillment, gitops, apps; `renderPlan` optionally). An area that is absent has no routes.
  */
 export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   const areas = deps.areas ?? {};
@@ -34,5 +35,6 @@ export function areaRoutes(deps: ApiDeps): AnyRoute[] {
   if (isSimApi(areas.sim)) out.push(...simRoutes(deps, areas.sim));
   if (isFulfillmentApi(areas.fulfillment)) out.push(...fulfillmentRoutes(deps, areas.fulfillment));
   if (isGitopsApi(areas.gitops)) out.push(...gitopsRoutes(deps, areas.gitops));
+  if (isAppsApi(areas.apps)) out.push(...appRoutes(deps, areas.apps));
   return out;
 }

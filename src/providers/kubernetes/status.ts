@@ -27,8 +27,8 @@ export function deploymentStatus(d: KObj): WorkloadStatus {
   const s = d.status ?? {};
   const base = { kind: 'Deployment', name: d.metadata.name, replicas: want, updated: s.updatedReplicas ?? 0, available: s.availableReplicas ?? 0 };
   const progressing = (s.conditions ?? []).find((c: KObj) => c.type === 'Progressing');
-  if (progressing?.reason === 'ProgressDeadlineExceeded') return { ...base, ready: false, failed: true, message: `deployment "${d.metadata.name}" exceeded its progress deadline` };
   if ((s.observedGeneration ?? 0) < (d.metadata.generation ?? 1)) return { ...base, ready: false, message: `waiting for deployment "${d.metadata.name}" spec update to be observed` };
+  if (progressing?.reason === 'ProgressDeadlineExceeded') return { ...base, ready: false, failed: true, message: `deployment "${d.metadata.name}" exceeded its progress deadline` };
   if ((s.updatedReplicas ?? 0) < want) return { ...base, ready: false, message: `waiting for deployment "${d.metadata.name}" rollout to finish: ${s.updatedReplicas ?? 0} out of ${want} new replicas have been updated` };
   if ((s.replicas ?? 0) > (s.updatedReplicas ?? 0)) return { ...base, ready: false, message: `waiting for deployment "${d.metadata.name}" rollout to finish: ${(s.replicas ?? 0) - (s.updatedReplicas ?? 0)} old replicas are pending termination` };
   if ((s.availableReplicas ?? 0) < (s.updatedReplicas ?? 0)) return { ...base, ready: false, message: `waiting for deployment "${d.metadata.name}" rollout to finish: ${s.availableReplicas ?? 0} of ${s.updatedReplicas ?? 0} updated replicas are available` };

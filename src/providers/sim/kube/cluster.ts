@@ -194,33 +194,41 @@ export class SimKubeCluster {
   }
 
   /** Usage of a running pod: idle plus its share of the app's load (ready pods share it). */
-  podUsage(pod: KObj): { cpu: number; memory: number } | undefined {
+  podUsage(pod: KObj, knownShare?: number): { cpu: number; memory: number } | undefined {
     if (pod.status?.phase !== 'Running') return undefined;
     const started = Date.parse(pod.status.startTime ?? '') || this.t;
     if (this.t - started < 15_000) return undefined; // metrics-server needs a first scrape window
     const l = this.opts.load ?? {};
     const idleCpu = l.idleCpu ?? 5;
     const idleMem = l.idleMemory ?? 32;
-    const d = this.deploymentOfPod(pod);
-    const ready = isReady(pod);
-    let share = 0;
-    if (d && ready) {
-      const rps = this.getLoad(d.metadata.namespace, d.metadata.name);
-      const n = this.podsOf(d).filter((p) => isReady(p) && !p.metadata.deletionTimestamp).length;
-      share = n ? rps / n : 0;
+    let share = knownShare ?? 0;
+    if (knownShare === undefined) {
+      const d = this.deploymentOfPod(pod);
+      if (d && isReady(pod)) {
+        const rps = this.getLoad(d.metadata.namespace, d.metadata.name);
+        const n = this.podsOf(d).filter((p) => isReady(p) && !p.metadata.deletionTimestamp).length;
+        share = n ? rps / n : 0;
+      }
     }
     return { cpu: idleCpu + share * (l.cpuPerRps ?? 5), memory: idleMem + share * (l.memPerRps ?? 0.5) };
   }
 
+  /** The pods of a Deployment: those of its ReplicaSets (owner index), as the deployment controller counts them. */
   podsOf(d: KObj): KObj[] {
-    return this.store.list(RES.pod, d.metadata.namespace).filter((p) => matchesSelector(p.metadata.labels, d.spec.selector));
+    const out: KObj[] = [];
+    for (const rs of this.store.ownedBy(RES.rs.name, d.metadata.uid)) for (const p of this.store.ownedBy(RES.pod.name, rs.metadata.uid)) if (matchesSelector(p.metadata.labels, d.spec.selector)) out.push(p);
+    return out;
   }
 
   // ---- events -----------------------------------------------------------------
 
+  private eventIndex = new Map<string, string>();
+
   event(involved: KObj, type: 'Normal' | 'Warning', reason: string, message: string, component = 'kubelet'): void {
     const ns = involved.metadata.namespace ?? 'default';
-    const existing = this.store.list(RES.event, ns).find((e) => e.involvedObject.uid === involved.metadata.uid && e.reason === reason && e.message === message);
+    const ikey = `${involved.metadata.uid}|${reason}|${message}`;
+    const name = this.eventIndex.get(ikey);
+    const existing = name ? this.store.peek(RES.event, ns, name) : undefined;
     if (existing) {
       this.store.mutate(RES.event, ns, existing.metadata.name, (e) => {
         e.count = (e.count ?? 1) + 1;
@@ -229,14 +237,17 @@ export class SimKubeCluster {
       return;
     }
     this.eventSeq++;
+    const evName = `${involved.metadata.name}.${(this.t * 1000 + this.eventSeq).toString(16)}`;
+    this.eventIndex.set(ikey, evName);
     this.store.create(RES.event, {
-      metadata: { name: `${involved.metadata.name}.${(this.t * 1000 + this.eventSeq).toString(16)}`, namespace: ns },
+      metadata: { name: evName, namespace: ns },
       involvedObject: { kind: involved.kind, namespace: involved.metadata.namespace, name: involved.metadata.name, uid: involved.metadata.uid, apiVersion: involved.apiVersion, resourceVersion: involved.metadata.resourceVersion },
       reason, message, type, count: 1, source: { component }, firstTimestamp: iso(this.t), lastTimestamp: iso(this.t), eventTime: null, reportingComponent: component, reportingInstance: '',
     });
-    if (this.store.list(RES.event).length > 2000) {
-      const old = this.store.list(RES.event).sort((a, b) => Date.parse(a.lastTimestamp) - Date.parse(b.lastTimestamp)).slice(0, 500);
+    if (this.eventSeq % 500 === 0 && this.store.list(RES.event).length > 5000) {
+      const old = this.store.list(RES.event).sort((a, b) => Date.parse(a.lastTimestamp) - Date.parse(b.lastTimestamp)).slice(0, 1000);
       for (const e of old) this.store.remove(RES.event, e.metadata.namespace, e.metadata.name);
+      if (this.eventIndex.size > 20_000) this.eventIndex.clear();
     }
   }
 
@@ -369,7 +380,7 @@ export class SimKubeCluster {
   // ---- deployments ----------------------------------------------------------------
 
   private ownedBy(r: ResourceInfo, owner: KObj): KObj[] {
-    return this.store.list(r, owner.metadata.namespace).filter((o) => (o.metadata.ownerReferences ?? []).some((x: KObj) => x.uid === owner.metadata.uid));
+    return this.store.ownedBy(r.name, owner.metadata.uid);
   }
 
   private syncDeployment(d: KObj): void {
@@ -743,17 +754,21 @@ export class SimKubeCluster {
   // ---- HPA ------------------------------------------------------------------------------------
 
   private hpaController(): void {
-    const t0 = performance.now();
     this.requestLogs();
+    const c0 = process.cpuUsage();
     for (const h of this.store.list(RES.hpa)) this.syncHpa(h);
+    const c = process.cpuUsage(c0);
     this.stats.hpaSyncs++;
-    this.stats.hpaCpuMs += performance.now() - t0;
+    this.stats.hpaCpuMs += (c.user + c.system) / 1000;
   }
 
   /** Pod samples of a Deployment for the HPA (usage from the load model). */
   samples(d: KObj): PodSample[] {
-    return this.podsOf(d).map((p) => {
-      const u = this.podUsage(p);
+    const pods = this.podsOf(d);
+    const readyCount = pods.filter((p) => isReady(p) && !p.metadata.deletionTimestamp).length;
+    const share = readyCount ? this.getLoad(d.metadata.namespace, d.metadata.name) / readyCount : 0;
+    return pods.map((p) => {
+      const u = this.podUsage(p, isReady(p) ? share : 0);
       const r = podRequests(p);
       return {
         name: p.metadata.name,
@@ -806,11 +821,12 @@ export class SimKubeCluster {
       if (m.type === 'Resource') return { type: 'Resource', resource: { name: m.resource.name, current: m.resource.target.type === 'Utilization' ? { averageUtilization: Math.round(p?.current ?? 0), averageValue: '0' } : { averageValue: String(Math.round(p?.current ?? 0)) } } };
       return { type: m.type };
     });
-    setStatus({
+    const next = {
       observedGeneration: h.metadata.generation,
       ...(decision.rescale ? { lastScaleTime: iso(this.t) } : h.status?.lastScaleTime ? { lastScaleTime: h.status.lastScaleTime } : {}),
       currentReplicas: current, desiredReplicas: decision.desiredReplicas, currentMetrics, conditions,
-    });
+    };
+    if (JSON.stringify(next) !== JSON.stringify(h.status ?? null)) setStatus(next);
   }
 
   // ---- Cluster Autoscaler -----------------------------------------------------------------

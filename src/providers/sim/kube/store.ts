@@ -62,6 +62,8 @@ const clone = <T>(x: T): T => structuredClone(x);
 
 export class KubeStore {
   private objects = new Map<string, Map<string, KObj>>();
+  /** resource → owner uid → keys of the objects it owns (ownerReferences). */
+  private owners = new Map<string, Map<string, Set<string>>>();
   private rv = 0;
   private watchers = new Set<Watcher>();
   /** Recent events per resource for watches that start from a resourceVersion. */
@@ -81,6 +83,34 @@ export class KubeStore {
 
   private key(ns: string | undefined, name: string): string {
     return `${ns ?? ''}/${name}`;
+  }
+
+  private index(resource: string, k: string, before: KObj | undefined, after: KObj | undefined): void {
+    const uids = (o: KObj | undefined) => ((o?.metadata?.ownerReferences ?? []) as { uid: string }[]).map((r) => r.uid);
+    const a = uids(before);
+    const b = uids(after);
+    if (a.length === 0 && b.length === 0) return;
+    let m = this.owners.get(resource);
+    if (!m) this.owners.set(resource, (m = new Map()));
+    for (const u of a) if (!b.includes(u)) m.get(u)?.delete(k);
+    for (const u of b) {
+      let set = m.get(u);
+      if (!set) m.set(u, (set = new Set()));
+      set.add(k);
+    }
+  }
+
+  /** Objects of `resource` whose ownerReferences name `uid` (stored copies: read only). */
+  ownedBy(resource: string, uid: string): KObj[] {
+    const keys = this.owners.get(resource)?.get(uid);
+    if (!keys) return [];
+    const b = this.bucket(resource);
+    const out: KObj[] = [];
+    for (const k of keys) {
+      const o = b.get(k);
+      if (o) out.push(o);
+    }
+    return out;
   }
 
   private emit(resource: string, ev: WatchEvent): void {
@@ -130,8 +160,9 @@ export class KubeStore {
     o.metadata.creationTimestamp = new Date(this.now()).toISOString().replace(/\.\d+Z$/, 'Z');
     o.metadata.generation = 1;
     b.set(k, o);
+    this.index(r.name, k, undefined, o);
     this.emit(r.name, { type: 'ADDED', object: o });
-    return clone(o);
+    return o;
   }
 
   /** Replaces an object (optimistic concurrency when `resourceVersion` is given). Spec changes bump the generation. */
@@ -162,15 +193,20 @@ export class KubeStore {
   private put(r: ResourceInfo, k: string, o: KObj, cur: KObj): KObj {
     const { resourceVersion: _a, ...a } = o.metadata;
     const { resourceVersion: _b, ...b2 } = cur.metadata;
-    if (JSON.stringify({ ...o, metadata: a }) === JSON.stringify({ ...cur, metadata: b2 })) return clone(cur);
+    if (JSON.stringify({ ...o, metadata: a }) === JSON.stringify({ ...cur, metadata: b2 })) return cur;
     this.rv++;
     o.metadata.resourceVersion = String(this.rv);
     this.bucket(r.name).set(k, o);
+    this.index(r.name, k, cur, o);
     this.emit(r.name, { type: 'MODIFIED', object: o });
-    return clone(o);
+    return o;
   }
 
-  /** Changes an object in place through `fn` (controllers). Returns the stored copy, or undefined when it is gone. */
+  /**
+   * Changes an object through `fn` (given a copy). Returns the stored object
+   * (create, update and mutate return the stored object itself: read it,
+   * never modify it), or undefined when it is gone.
+   */
   mutate(r: ResourceInfo, ns: string | undefined, name: string, fn: (o: KObj) => void): KObj | undefined {
     const k = this.key(r.namespaced ? ns : undefined, name);
     const cur = this.bucket(r.name).get(k);
@@ -186,6 +222,7 @@ export class KubeStore {
     const cur = b.get(k);
     if (!cur) throw notFound(r, name);
     b.delete(k);
+    this.index(r.name, k, cur, undefined);
     this.rv++;
     const o = clone(cur);
     o.metadata.resourceVersion = String(this.rv);
