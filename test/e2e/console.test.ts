@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { a11yViolations, launchBrowser, requireChromiumAndBuild, screenshot, seedResources, signInWithPassword, startConsoleServer, type Browser, type ConsoleServer } from './support.js';
 import { startTestProvider, type TestProvider } from '../support/oidc.js';
 import { OidcFederation } from '../../src/iam/oidc.js';
@@ -35,6 +35,11 @@ describe('the web console', () => {
     b = await launchBrowser();
     page = b.page;
   }, 600_000);
+
+  // a failed test leaves its page behind too
+  afterEach(async (c) => {
+    if (c.task.result?.state === 'fail' && page) await screenshot(page, `failed-${c.task.name.slice(0, 40).replace(/[^a-z0-9]+/gi, '-')}`).catch(() => undefined);
+  });
 
   afterAll(async () => {
     await b?.close();
@@ -139,7 +144,7 @@ describe('the web console', () => {
     await page.goto(srv.base + '/identity/projects');
     await page.getByLabel('Project name').fill('payments');
     await page.getByRole('button', { name: 'Create project' }).click();
-    await page.getByText('payments', { exact: true }).waitFor();
+    await page.getByRole('listitem').filter({ hasText: 'payments' }).waitFor();
     await page.goto(srv.base + '/identity/assignments');
     await page.getByLabel('User or group').selectOption({ label: 'operators' });
     await page.getByLabel('Role').selectOption('run-operator');
