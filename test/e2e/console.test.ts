@@ -147,8 +147,8 @@ describe('the web console', () => {
     await page.getByRole('listitem').filter({ hasText: 'payments' }).waitFor();
     await page.goto(srv.base + '/identity/assignments');
     await page.getByLabel('User or group').selectOption({ label: 'operators' });
-    await page.getByLabel('Role').selectOption('run-operator');
-    await page.getByLabel('Project').selectOption('payments');
+    await page.getByLabel('Role', { exact: true }).selectOption('run-operator');
+    await page.getByLabel('Project', { exact: true }).last().selectOption('payments');
     await page.getByRole('button', { name: 'Assign role' }).click();
     await page.getByRole('cell', { name: 'group operators' }).waitFor();
     await page.goto(srv.base + '/identity/groups');
@@ -165,12 +165,14 @@ describe('the web console', () => {
 
   it('retries a failed run from its failed step', async () => {
     const { sim, resources } = srv.ctx;
-    await sim.setFaults({ rules: [{ kind: 'network/Network', op: 'create', permanentRate: 1, permanentReason: 'BackendUnavailable' }] });
+    // the backend refuses every create attempt the step makes (5, with backoff): the step, then the run, fail
+    await sim.setFaults({ rules: [{ kind: 'network/Network', op: 'create', transientRate: 1, attempts: 5 }] });
     const admin = await (await fetch(srv.base + '/api/v1/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'admin', password: 'console-admin-password' }) })).json() as { token: string };
     const created = await (await fetch(srv.base + '/api/v1/resources', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin.token}` }, body: JSON.stringify({ project: 'default', kind: 'network/Network', name: 'flaky-net', spec: {} }) })).json() as { run: { id: string }; resource: { id: string } };
     await expect.poll(async () => (await srv.ctx.engine.get(created.run.id)).status, { timeout: 120_000 }).toBe('failed');
     await sim.setFaults({ rules: [] });
     await page.goto(`${srv.base}/runs/${created.run.id}`);
+    await expect.poll(() => page.locator('.step-failed').first().textContent(), { timeout: 30_000 }).toMatch(/create:/);
     await page.getByRole('button', { name: 'Retry from this step' }).first().click();
     await expect.poll(async () => (await srv.ctx.engine.get(created.run.id)).status, { timeout: 120_000 }).toBe('succeeded');
     await expect.poll(() => page.locator('main p').first().textContent(), { timeout: 30_000 }).toContain('succeeded');
