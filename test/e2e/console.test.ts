@@ -150,7 +150,7 @@ describe('the web console', () => {
     await page.getByLabel('Role', { exact: true }).selectOption('run-operator');
     await page.getByLabel('Project', { exact: true }).last().selectOption('payments');
     await page.getByRole('button', { name: 'Assign role' }).click();
-    await page.getByRole('cell', { name: 'group operators' }).waitFor();
+    await page.getByRole('cell', { name: 'group operators', exact: true }).waitFor();
     await page.goto(srv.base + '/identity/groups');
     await expect.poll(() => page.getByRole('row', { name: /operators/ }).textContent()).toContain('run-operator on payments');
     // the rights are real: dana holds runs:operate on payments through the group
