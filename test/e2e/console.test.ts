@@ -101,6 +101,10 @@ describe('the web console', () => {
   it('plans a stack as you type, applies it, and answers its approval with a comment', async () => {
     await page.goto(srv.base + '/stacks/new');
     const editor = page.getByLabel('Stack document (YAML)');
+    // a syntax error is reported at its line
+    await editor.fill('apiVersion: infraflow.dev/v1\nkind: Stack\nmetadata: { name: gated, project: default }\nspec:\n  resources:\n    sg: { kind: network/SecurityGroup, spec: { description: [ } }\n');
+    await expect.poll(() => page.locator('.field-error').first().textContent(), { timeout: 30_000 }).toBe('Problem at line 6');
+    expect(await editor.getAttribute('aria-invalid')).toBe('true');
     await editor.fill('apiVersion: infraflow.dev/v1\nkind: Stack\nmetadata: { name: gated, project: default }\nspec:\n  resources:\n    sg: { kind: network/SecurityGroup, spec: { descriptionn: typo } }\n');
     await expect.poll(() => page.getByRole('alert').first().textContent(), { timeout: 30_000 }).toMatch(/descriptionn/);
     await editor.fill('apiVersion: infraflow.dev/v1\nkind: Stack\nmetadata: { name: gated, project: default }\nspec:\n  resources:\n    sg: { kind: network/SecurityGroup, spec: { description: gated } }\n  workflows:\n    preDeploy:\n      - { name: ask, type: approval, message: "open the firewall?" }\n');
