@@ -71,7 +71,7 @@ try {
     await page.goto(srv.base + '/');
     await page.getByRole('heading', { name: 'Hypervisors' }).waitFor();
     await page.locator('.bar').first().waitFor();
-    await page.getByRole('link', { name: /bench-net|stacks|network/ }).first().or(page.getByText('No runs yet.')).first().waitFor();
+    await page.locator('section[aria-labelledby="recent-h"] tbody tr').first().waitFor();
     const overviewMs = performance.now() - t;
 
     await page.evaluate(() => localStorage.setItem('infraflow.project', 'bulk'));

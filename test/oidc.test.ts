@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import pino from 'pino';
 import * as client from 'openid-client';
 import type { FastifyInstance } from 'fastify';
@@ -276,6 +276,25 @@ describe('OIDC federation against oidc-provider', () => {
     expect(out.join('')).toContain('Opening your browser');
     const who = await fetch(`${base}/api/v1/auth/whoami`, { headers: { authorization: `Bearer ${session.token}` } });
     expect(((await who.json()) as any).user.name).toBe('alice');
+  });
+
+  it('infraflow login --sso --device: the device flow gives a session once the user approves the code at the provider', async () => {
+    const out: string[] = [];
+    const pending = ssoLogin(new ApiClient(base, undefined), { write: (t) => out.push(t) }, { device: true });
+    await vi.waitFor(() => expect(out.join('')).toMatch(/enter the code: \S+/), { timeout: 20_000 });
+    const userCode = /enter the code: (\S+)/.exec(out.join(''))![1]!;
+    expect(out.join('')).toContain(`${provider.issuer}/device`);
+    // the user, on another device: opens the page, enters the code, confirms, signs in, consents
+    const agent = new Agent();
+    const form = await (await agent.request(`${provider.issuer}/device`)).text();
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(form)![1]!;
+    const confirm = await agent.request(`${provider.issuer}/device`, { method: 'POST', body: new URLSearchParams({ xsrf, user_code: userCode, confirm: 'yes' }), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(confirm.status).toBeGreaterThanOrEqual(300);
+    await agent.follow(new URL(confirm.headers.get('location')!, provider.issuer).toString(), { login: 'alice' });
+    const session = await pending;
+    expect(session.user.name).toBe('alice');
+    const who = await fetch(`${base}/api/v1/auth/whoami`, { headers: { authorization: `Bearer ${session.token}` } });
+    expect(((await who.json()) as any).projects['ops-proj']).toContain('resources:write');
   });
 
   it('password sign-in can be turned off', async () => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { a11yViolations, launchBrowser, requireChromiumAndBuild, screenshot, seedResources, signInWithPassword, startConsoleServer, type Browser, type ConsoleServer } from './support.js';
 import { startTestProvider, type TestProvider } from '../support/oidc.js';
 import { OidcFederation } from '../../src/iam/oidc.js';
@@ -35,6 +35,11 @@ describe('the web console', () => {
     b = await launchBrowser();
     page = b.page;
   }, 600_000);
+
+  // a failed test leaves its page behind too
+  afterEach(async (c) => {
+    if (c.task.result?.state === 'fail' && page) await screenshot(page, `failed-${c.task.name.slice(0, 40).replace(/[^a-z0-9]+/gi, '-')}`).catch(() => undefined);
+  });
 
   afterAll(async () => {
     await b?.close();
@@ -96,6 +101,10 @@ describe('the web console', () => {
   it('plans a stack as you type, applies it, and answers its approval with a comment', async () => {
     await page.goto(srv.base + '/stacks/new');
     const editor = page.getByLabel('Stack document (YAML)');
+    // a syntax error is reported at its line
+    await editor.fill('apiVersion: infraflow.dev/v1\nkind: Stack\nmetadata: { name: gated, project: default }\nspec:\n  resources:\n    sg: { kind: network/SecurityGroup, spec: { description: [ } }\n');
+    await expect.poll(() => page.locator('.field-error').first().textContent(), { timeout: 30_000 }).toBe('Problem at line 6');
+    expect(await editor.getAttribute('aria-invalid')).toBe('true');
     await editor.fill('apiVersion: infraflow.dev/v1\nkind: Stack\nmetadata: { name: gated, project: default }\nspec:\n  resources:\n    sg: { kind: network/SecurityGroup, spec: { descriptionn: typo } }\n');
     await expect.poll(() => page.getByRole('alert').first().textContent(), { timeout: 30_000 }).toMatch(/descriptionn/);
     await editor.fill('apiVersion: infraflow.dev/v1\nkind: Stack\nmetadata: { name: gated, project: default }\nspec:\n  resources:\n    sg: { kind: network/SecurityGroup, spec: { description: gated } }\n  workflows:\n    preDeploy:\n      - { name: ask, type: approval, message: "open the firewall?" }\n');
@@ -139,13 +148,13 @@ describe('the web console', () => {
     await page.goto(srv.base + '/identity/projects');
     await page.getByLabel('Project name').fill('payments');
     await page.getByRole('button', { name: 'Create project' }).click();
-    await page.getByText('payments', { exact: true }).waitFor();
+    await page.getByRole('listitem').filter({ hasText: 'payments' }).waitFor();
     await page.goto(srv.base + '/identity/assignments');
     await page.getByLabel('User or group').selectOption({ label: 'operators' });
-    await page.getByLabel('Role').selectOption('run-operator');
-    await page.getByLabel('Project').selectOption('payments');
+    await page.getByLabel('Role', { exact: true }).selectOption('run-operator');
+    await page.getByLabel('Project', { exact: true }).last().selectOption('payments');
     await page.getByRole('button', { name: 'Assign role' }).click();
-    await page.getByRole('cell', { name: 'group operators' }).waitFor();
+    await page.getByRole('cell', { name: 'group operators', exact: true }).waitFor();
     await page.goto(srv.base + '/identity/groups');
     await expect.poll(() => page.getByRole('row', { name: /operators/ }).textContent()).toContain('run-operator on payments');
     // the rights are real: dana holds runs:operate on payments through the group
@@ -160,12 +169,14 @@ describe('the web console', () => {
 
   it('retries a failed run from its failed step', async () => {
     const { sim, resources } = srv.ctx;
-    await sim.setFaults({ rules: [{ kind: 'network/Network', op: 'create', permanentRate: 1, permanentReason: 'BackendUnavailable' }] });
+    // the backend refuses every create attempt the step makes (5, with backoff): the step, then the run, fail
+    await sim.setFaults({ rules: [{ kind: 'network/Network', op: 'create', transientRate: 1, attempts: 5 }] });
     const admin = await (await fetch(srv.base + '/api/v1/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'admin', password: 'console-admin-password' }) })).json() as { token: string };
     const created = await (await fetch(srv.base + '/api/v1/resources', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin.token}` }, body: JSON.stringify({ project: 'default', kind: 'network/Network', name: 'flaky-net', spec: {} }) })).json() as { run: { id: string }; resource: { id: string } };
     await expect.poll(async () => (await srv.ctx.engine.get(created.run.id)).status, { timeout: 120_000 }).toBe('failed');
     await sim.setFaults({ rules: [] });
     await page.goto(`${srv.base}/runs/${created.run.id}`);
+    await expect.poll(() => page.locator('.step-failed').first().textContent(), { timeout: 30_000 }).toMatch(/create:/);
     await page.getByRole('button', { name: 'Retry from this step' }).first().click();
     await expect.poll(async () => (await srv.ctx.engine.get(created.run.id)).status, { timeout: 120_000 }).toBe('succeeded');
     await expect.poll(() => page.locator('main p').first().textContent(), { timeout: 30_000 }).toContain('succeeded');

@@ -73,8 +73,8 @@ export function TextArea({ label, name, error, ...rest }: { label: string; name:
   );
 }
 
-export function Phase({ value }: { value: string | undefined | null }) {
-  const v = value ?? 'unknown';
+export function Phase({ value }: { value: unknown }) {
+  const v = typeof value === 'string' && value ? value : 'unknown';
   return <span className={`badge phase-${v.replace(/[^a-z_]/gi, '')}`}>{v}</span>;
 }
 

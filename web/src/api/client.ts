@@ -30,7 +30,8 @@ const csrf: Middleware = {
 };
 
 /** The typed client: paths, parameters and bodies from the server's OpenAPI document (generated at build). */
-export const api = createClient<paths>({ baseUrl: '' });
+// no HTTP cache: a resource's ETag is its generation (the spec), so a revalidated copy could hide a new status
+export const api = createClient<paths>({ baseUrl: '', fetch: (req: Request) => globalThis.fetch(new Request(req, { cache: 'no-store' })) });
 api.use(csrf);
 
 let onUnauthorized: (() => void) | null = null;
@@ -52,7 +53,7 @@ export async function raw<T = any>(method: string, url: string, body?: unknown):
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET') headers['x-csrf-token'] = decodeURIComponent(csrfToken());
-  const res = await fetch(url, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  const res = await fetch(url, { method, headers, cache: 'no-store', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   const data = res.status === 204 ? undefined : await res.json().catch(() => undefined);
   return call<T>(Promise.resolve({ data: res.ok ? data : undefined, error: res.ok ? undefined : data, response: res }));
 }

@@ -16,7 +16,7 @@ export function followStream(url: string, onEvent: (e: StreamEvent) => void, onS
     while (!ctl.signal.aborted) {
       let ended = false;
       try {
-        const res = await fetch(url, { headers: { accept: 'text/event-stream', ...(last ? { 'last-event-id': String(last) } : {}) }, signal: ctl.signal });
+        const res = await fetch(url, { cache: 'no-store', headers: { accept: 'text/event-stream', ...(last ? { 'last-event-id': String(last) } : {}) }, signal: ctl.signal });
         if (res.status === 401 || res.status === 403 || res.status === 404) return;
         if (!res.ok || !res.body) throw new Error(`stream ${res.status}`);
         onState(true);

@@ -59,7 +59,10 @@ export function App() {
   const qc = useQueryClient();
   const providers = useQuery({ queryKey: ['providers'], queryFn: () => call<Providers>(api.GET('/api/v1/auth/providers')) });
   const me = useQuery({ queryKey: ['whoami'], queryFn: () => call<Me>(api.GET('/api/v1/auth/whoami')), retry: false });
-  useEffect(() => setUnauthorizedHandler(() => void qc.invalidateQueries({ queryKey: ['whoami'] })), [qc]);
+  // a 401 while signed in means the session ended (expired, revoked, refused upstream): back to the sign-in page
+  useEffect(() => setUnauthorizedHandler(() => {
+    if (qc.getQueryData(['whoami'])) qc.resetQueries({ queryKey: ['whoami'] });
+  }), [qc]);
 
   if (me.isPending || providers.isPending) return <Loading what="Starting the console" />;
   if (me.isError || !me.data) return <SignIn providers={providers.data} onSignedIn={() => void me.refetch()} />;

@@ -313,7 +313,7 @@ function Progress({ runId, resourceName, project }: { runId: string; resourceNam
   const active = out?.status === 'ACTIVE';
   return (
     <Page title={active ? `Server ${resourceName} is ACTIVE` : 'Creating the server…'}>
-      <p className="muted small" aria-live="polite">{connected ? 'Following live events.' : 'Connecting to the event stream…'}</p>
+      <p className="muted small" aria-live="polite">{connected ? 'Following live events.' : ['succeeded', 'failed', 'cancelled'].includes(timeline.data?.run.status ?? '') ? 'The run has finished.' : 'Connecting to the event stream…'}</p>
       <section className="card">
         <h2>Run <Link to={`/runs/${runId}`}>{runId}</Link> <Phase value={timeline.data?.run.status} /></h2>
         <p>{timeline.data?.run.progress?.message}</p>

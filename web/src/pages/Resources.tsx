@@ -63,8 +63,11 @@ export default function Resources() {
     if (lastIndex >= rows.length - 50 && q.hasNextPage && !q.isFetchingNextPage) void q.fetchNextPage();
   }, [lastIndex, rows.length, q.hasNextPage, q.isFetchingNextPage]);
   // live: a resource event updates the row in place when it is loaded (no reload of the list)
+  const [created, setCreated] = useState(0);
+  useEffect(() => setCreated(0), [project, applied]);
   useEventStream(`/api/v1/projects/${encodeURIComponent(project)}/events/stream`, (e) => {
     if (!e.type.startsWith('resource.')) return;
+    if (e.type === 'resource.created') setCreated((n) => n + 1);
     const id = e.subject;
     const phaseNow = e.data?.phase ?? e.data?.to;
     qc.setQueryData(key, (old: typeof q.data) => old && {
@@ -91,6 +94,13 @@ export default function Resources() {
       <p className="muted small" role="status" aria-live="polite" data-testid="resource-count">
         {q.isPending ? 'Loading…' : `${rows.length.toLocaleString()}${q.hasNextPage ? '+' : ''} resources`}
       </p>
+      {created > 0 && (
+        <p>
+          <button type="button" onClick={() => { setCreated(0); void q.refetch(); }}>
+            {created} new resource{created === 1 ? '' : 's'}: show
+          </button>
+        </p>
+      )}
       <div className="vtable" role="table" aria-label="Resources" aria-rowcount={q.hasNextPage ? -1 : rows.length + 1}>
         <div role="rowgroup" className="vhead">
           <div role="row" className="vrow">

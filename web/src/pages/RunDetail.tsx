@@ -13,12 +13,15 @@ export default function RunDetail({ params }: { params: Record<string, string> }
   const { can } = useSession();
   const [error, setError] = useState<unknown>(null);
   const [open, setOpen] = useState<number | null>(null);
+  // a run's stream ends with the run; an action (retry, skip) starts it again, so the page follows a new stream
+  const [epoch, setEpoch] = useState(0);
   const t = useQuery({ queryKey: ['timeline', id], queryFn: () => raw<{ run: any; steps: StepRow[] }>('GET', `/api/v1/runs/${encodeURIComponent(id)}/timeline`) });
-  const { connected } = useEventStream(`/api/v1/runs/${encodeURIComponent(id)}/events/stream`, () => void t.refetch());
+  const { connected } = useEventStream(`/api/v1/runs/${encodeURIComponent(id)}/events/stream${epoch ? `?epoch=${epoch}` : ''}`, () => void t.refetch());
   const act = async (path: string, body?: unknown) => {
     setError(null);
     try {
       await raw('POST', `/api/v1/runs/${encodeURIComponent(id)}/${path}`, body);
+      setEpoch((e) => e + 1);
       await t.refetch();
     } catch (e) {
       setError(e);

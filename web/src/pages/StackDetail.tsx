@@ -75,7 +75,7 @@ export default function StackDetail({ params }: { params: Record<string, string>
       <div className="grid two">
         <section className="card">
           <h2>Resources</h2>
-          <ul>{(resources.data?.items ?? []).map((r: any) => <li key={r.address ?? r.id}>{r.resourceId || r.id ? <Link to={`/resources/${r.resourceId ?? r.id}`}>{r.address ?? r.name}</Link> : r.address} <span className="muted">{r.kind}</span> <Phase value={r.phase ?? r.status?.phase} /></li>)}</ul>
+          <ul>{(resources.data?.items ?? []).map((r: any) => <li key={r.address ?? r.id}>{r.resourceId || r.id ? <Link to={`/resources/${r.resourceId ?? r.id}`}>{r.address ?? r.name}</Link> : r.address} <span className="muted">{r.kind}</span> <Phase value={typeof r.status === 'string' ? r.status : r.status?.phase} /> <span className="muted small">phase {String(r.phase)}</span></li>)}</ul>
         </section>
         <section className="card">
           <h2>History</h2>
