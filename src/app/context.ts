@@ -12,6 +12,7 @@ import type { Allocations } from '../allocation/index.js';
 import type { Inventory } from '../inventory/index.js';
 import type { Ipam } from '../ipam/index.js';
 import { createProviderServices } from '../providers/index.js';
+import { openStackFromConfig } from './openstack.js';
 import type { SimDatacenter } from '../providers/sim/index.js';
 import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type ResourceStore } from '../resources/index.js';
 import { Stacks } from '../stacks/index.js';
@@ -81,6 +82,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       sim: { speed: config.sim.speed, seed: config.sim.seed },
       allocators: { ipam: alloc.ipam, inventory: alloc.inventory, datacenter: config.datacenter },
       routing: config.providers,
+      providers: await openStackFromConfig(config, store, secrets),
     });
     for (const w of resourceWorkflows(providers.deps)) engine.register(w);
     const stacks = new Stacks({

@@ -92,7 +92,7 @@ describe('openstack CLI against Infraflow', () => {
       const list = await os(t, 'server', 'list', '--name', n('vm'), '-f', 'json');
       expect(list).toHaveLength(1);
       expect(list[0].Status).toBe('ACTIVE');
-      expect(list[0].Networks).toMatch(/10\.42\.0\.\d+/);
+      expect(JSON.stringify(list[0].Networks)).toMatch(/10\.42\.0\.\d+/);
     });
     const vm = await os(t, 'server', 'show', n('vm'), '-f', 'json');
     expect(vm.key_name).toBe(n('key'));
