@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     const net = (await call('POST', '/network/v2.0/networks', { network: { name: 'bench' } })).network;
     await call('POST', '/network/v2.0/subnets', { subnet: { network_id: net.id, cidr: '10.99.0.0/20', ip_version: 4, name: 'bench' } });
     // a small flavor, so that 1,000 servers fit the simulator's default hypervisors (4 × 64 vCPU × 4, 4 × 256 GiB)
-    const flavor = (await call('POST', '/compute/v2.1/flavors', { flavor: { name: 'bench.tiny', vcpus: 1, ram: 256, disk: 5 } })).flavor.id as string;
+    const flavor = (await call('POST', '/compute/v2.1/flavors', { flavor: { name: 'bench.tiny', vcpus: 1, ram: 512, disk: 5 } })).flavor.id as string;
     const createServer = (name: string) => call('POST', '/compute/v2.1/servers', { server: { name, flavorRef: flavor, imageRef: 'img-debian-12', networks: [{ uuid: net.id }] } }).then((x) => x.server.id as string);
     const untilActive = async (id: string) => {
       for (;;) {

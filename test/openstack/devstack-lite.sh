@@ -87,11 +87,16 @@ start_mariadb() {
 }
 
 start_rabbit() {
-  mkdir -p "$DIR/rabbitmq"
-  export RABBITMQ_NODE_IP_ADDRESS=$HOST RABBITMQ_NODE_PORT=$P_RABBIT RABBITMQ_DIST_PORT=$((P_RABBIT + 20000 - BASE + 1000)) ERL_EPMD_PORT=$P_EPMD
-  export RABBITMQ_MNESIA_BASE="$DIR/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$DIR/log" RABBITMQ_NODENAME="infraflow@localhost" HOME="$DIR/rabbitmq"
+  mkdir -p "$DIR/rabbitmq/mnesia"
+  export RABBITMQ_NODE_IP_ADDRESS=$HOST RABBITMQ_NODE_PORT=$P_RABBIT RABBITMQ_DIST_PORT=$((P_RABBIT + 1000)) ERL_EPMD_PORT=$P_EPMD ERL_EPMD_ADDRESS=$HOST
+  export RABBITMQ_FEATURE_FLAGS_FILE="$DIR/rabbitmq/feature_flags" RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins" RABBITMQ_CONFIG_FILE="$DIR/rabbitmq/rabbitmq" RABBITMQ_PID_FILE="$DIR/run/rabbitmq.real.pid"
+  export RABBITMQ_MNESIA_BASE="$DIR/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$DIR/rabbitmq/log" RABBITMQ_NODENAME="infraflow@localhost"
+  # Debian's rabbitmq-server runs the broker as the rabbitmq user
+  mkdir -p "$DIR/rabbitmq/log"
+  id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq:rabbitmq "$DIR/rabbitmq"
   daemon rabbitmq rabbitmq-server
   wait_port $P_RABBIT rabbitmq
+  sleep 3
   rabbitmqctl -n infraflow@localhost add_user openstack "$PASS" >/dev/null 2>&1 || true
   rabbitmqctl -n infraflow@localhost set_permissions openstack '.*' '.*' '.*' >/dev/null
 }
@@ -298,6 +303,7 @@ register_once() {
 start() {
   install
   mkdir -p "$DIR/run" "$DIR/log"
+  cd "$DIR"
   start_mariadb
   start_rabbit
   configure
