@@ -312,13 +312,13 @@ start() {
     --processes 2 --threads 2 --master --add-header "Connection: close" --env "OS_KEYSTONE_CONFIG_FILES=$DIR/etc/keystone.conf"
   wait_port $P_KEYSTONE keystone
   register_once
-  daemon glance glance-api --config-file /usr/share/glance/glance-api-dist.conf --config-file "$DIR/etc/glance-api.conf" 2>/dev/null || \
-    daemon glance glance-api --config-file "$DIR/etc/glance-api.conf"
+  daemon glance glance-api --config-file "$DIR/etc/glance-api.conf"
   daemon placement uwsgi --plugin python3 --http-socket "$HOST:$P_PLACEMENT" --wsgi-file /usr/bin/placement-api --processes 1 --threads 2 --master \
     --add-header "Connection: close" --env "OS_PLACEMENT_CONFIG_DIR=$DIR/etc"
   export PYTHONPATH="$DIR/py${PYTHONPATH:+:$PYTHONPATH}"
   daemon neutron neutron-server --config-file "$DIR/etc/neutron.conf"
-  local n="python3 -c"
+  # -P: the state directory (cwd) holds a nova/ directory that must not shadow the nova package
+  local n="/usr/bin/python3 -P -c"
   daemon nova-api $n "import sys; sys.argv=['nova-api','--config-file','$DIR/etc/nova.conf']; from nova.cmd.api import main; main()"
   daemon nova-conductor $n "import sys; sys.argv=['nova-conductor','--config-file','$DIR/etc/nova.conf']; from nova.cmd.conductor import main; main()"
   daemon nova-scheduler $n "import sys; sys.argv=['nova-scheduler','--config-file','$DIR/etc/nova.conf']; from nova.cmd.scheduler import main; main()"
