@@ -348,11 +348,14 @@ seed_once() {
 }
 
 stop() {
-  for s in nova-compute nova-scheduler nova-conductor nova-api neutron placement glance keystone rabbitmq mysqld; do
+  # uwsgi reloads on SIGTERM: SIGINT stops it; RabbitMQ stops through rabbitmqctl (its broker runs as rabbitmq)
+  for s in keystone placement; do local p; p=$(pidof_svc "$s"); [ -n "$p" ] && kill -INT "$p" 2>/dev/null || true; done
+  HOME="$DIR/rabbitmq" ERL_EPMD_PORT=$P_EPMD timeout 30 rabbitmqctl -n infraflow@localhost stop >/dev/null 2>&1 || true
+  for s in nova-compute nova-scheduler nova-conductor nova-api neutron glance mysqld; do
     local p; p=$(pidof_svc "$s")
     [ -n "$p" ] && kill "$p" 2>/dev/null || true
-    rm -f "$DIR/run/$s.pid"
   done
+  rm -f "$DIR"/run/*.pid
   log "stopped"
 }
 
