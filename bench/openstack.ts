@@ -74,7 +74,9 @@ async function main(): Promise<void> {
     };
     const net = (await call('POST', '/network/v2.0/networks', { network: { name: 'bench' } })).network;
     await call('POST', '/network/v2.0/subnets', { subnet: { network_id: net.id, cidr: '10.99.0.0/20', ip_version: 4, name: 'bench' } });
-    const createServer = (name: string) => call('POST', '/compute/v2.1/servers', { server: { name, flavorRef: 'flv-scs-1v-2-10', imageRef: 'img-debian-12', networks: [{ uuid: net.id }] } }).then((x) => x.server.id as string);
+    // a small flavor, so that 1,000 servers fit the simulator's default hypervisors (4 × 64 vCPU × 4, 4 × 256 GiB)
+    const flavor = (await call('POST', '/compute/v2.1/flavors', { flavor: { name: 'bench.tiny', vcpus: 1, ram: 512, disk: 5 } })).flavor.id as string;
+    const createServer = (name: string) => call('POST', '/compute/v2.1/servers', { server: { name, flavorRef: flavor, imageRef: 'img-debian-12', networks: [{ uuid: net.id }] } }).then((x) => x.server.id as string);
     const untilActive = async (id: string) => {
       for (;;) {
         const s = (await call('GET', `/compute/v2.1/servers/${id}`)).server;
@@ -105,10 +107,11 @@ async function main(): Promise<void> {
       }
     }));
     for (;;) {
-      const list = (await call('GET', '/compute/v2.1/servers/detail')).servers as { status: string }[];
+      const list = (await call('GET', '/compute/v2.1/servers/detail')).servers as { status: string; fault?: { message?: string } }[];
       const active = list.filter((s) => s.status === 'ACTIVE').length;
       if (active >= SERVERS) break;
-      if (list.some((s) => s.status === 'ERROR')) throw new Error('a server went to ERROR while filling');
+      const failed = list.find((s) => s.status === 'ERROR') as { fault?: { message?: string } } | undefined;
+      if (failed) throw new Error(`a server went to ERROR while filling: ${failed.fault?.message ?? '(no fault)'}`);
       await new Promise((r) => setTimeout(r, 1000));
     }
     log(`${SERVERS} servers ACTIVE in ${((performance.now() - t1) / 1000).toFixed(1)} s`);

@@ -13,6 +13,7 @@ import type { Inventory } from '../inventory/index.js';
 import type { Ipam } from '../ipam/index.js';
 import { createProviderServices } from '../providers/index.js';
 import { checkRouting, createBackendProviders, parseBackends } from '../providers/backends.js';
+import { openStackFromConfig } from './openstack.js';
 import type { SimDatacenter } from '../providers/sim/index.js';
 import { RESOURCE_QUEUE, resourceWorkflows, type ProviderRegistry, type ResourceStore } from '../resources/index.js';
 import { Stacks } from '../stacks/index.js';
@@ -92,7 +93,8 @@ export async function createContext(config: Config, logger: Logger, opts: Create
     const alloc = createAllocationServices({ store, secrets, engine, clock, logger });
     stopAllocations = () => alloc.stop();
     const backends = parseBackends(config.backends);
-    const realProviders = createBackendProviders(backends, { inventory: alloc.inventory });
+    // real backends (DNS, DHCP, switches, BMCs) and a real OpenStack, when configured
+    const realProviders = [...createBackendProviders(backends, { inventory: alloc.inventory }), ...await openStackFromConfig(config, store, secrets)];
     checkRouting(config.providers, realProviders);
     const providers = await createProviderServices({
       store,

@@ -52,6 +52,22 @@ export const ConfigSchema = z.strictObject({
    * Empty by default: everything stays on the simulator.
    */
   backends: z.record(z.string(), z.unknown()).default({}),
+  /**
+   * A real OpenStack to drive (the `openstack` provider; route kinds to it
+   * with `providers:`). The password or application credential secret comes
+   * from the secret store (`secret: <project>/<name>`, an Infraflow secret) or
+   * INFRAFLOW_OPENSTACK_PASSWORD, never from this file.
+   */
+  openstack: z.strictObject({
+    authUrl: z.string().url(),
+    username: z.string().optional(),
+    userDomain: z.string().default('Default'),
+    projectName: z.string().optional(),
+    projectDomain: z.string().default('Default'),
+    applicationCredentialId: z.string().optional(),
+    region: z.string().optional(),
+    secret: z.string().regex(/^[^/]+\/[^/]+$/, 'secret: <project>/<secret name> of an Infraflow secret holding the password or application credential secret').optional(),
+  }).optional(),
   /** Default datacenter for bare-metal allocation from the inventory. */
   datacenter: z.string().default('dc1'),
   /** Base64 AES-256 key for secrets at rest; else a key file in dataDir is created on first start. */

@@ -544,6 +544,19 @@ export function computeRoutes(app: FastifyInstance, iam: Iam, backend: Backend, 
     requirePerm(ctx, 'resources:write');
     const r = await getServer(ctx, (req.params as { id: string }).id);
     await backend.remove(r);
+    // as in Neutron: the server's ports go with it, and floating IPs on them are disassociated (not deleted)
+    const pid = providerId(r);
+    if (pid) {
+      for (const f of await backend.list(ctx, 'network/FloatingIP')) {
+        const s = f.spec as { server?: string };
+        if (s.server !== pid) continue;
+        const spec = { ...f.spec };
+        delete spec.server;
+        const labels = { ...f.labels };
+        delete labels[L.port];
+        await backend.update(f, spec, labels);
+      }
+    }
     return reply.code(204).send();
   });
 

@@ -255,6 +255,12 @@ export function networkRoutes(app: FastifyInstance, iam: Iam, backend: Backend):
       });
     }
     for (const router of await backend.list(ctx, 'network/Router')) {
+      // the gateway port on the external network, as Neutron shows it (device_owner network:router_gateway)
+      const gwNet = router.labels[L.network];
+      const gwIp = router.status.outputs.externalIp;
+      if (gwNet && (router.spec as { externalGateway?: string }).externalGateway) {
+        out.push(basePort(derivedUuid(router.id, 'gw'), '', ctx, router, gwNet, typeof gwIp === 'string' ? [{ subnet_id: '', ip_address: gwIp }] : [], '', router.id, 'network:router_gateway', 'ACTIVE', []));
+      }
       for (const itf of (router.status.outputs.interfaces ?? []) as { subnet: string; ip?: string }[]) {
         const sub = subs.get(itf.subnet);
         if (!sub) continue;

@@ -35,6 +35,8 @@ export interface OpenStackProviderOptions {
   name?: string;
   attempts?: number;
   baseDelayMs?: number;
+  /** Only these kinds (e.g. without storage/Volume on a cloud with no Cinder). Default: all it implements. */
+  kinds?: string[];
 }
 
 export class OpenStackProvider implements Provider {
@@ -44,9 +46,11 @@ export class OpenStackProvider implements Provider {
   private readonly impls: Record<string, Impl<any>>;
   /** Creates in flight by key: two concurrent calls with one key in this process make one object. */
   private readonly inflight = new Map<string, Promise<CreateResult>>();
+  private readonly only: string[] | undefined;
 
   constructor(opts: OpenStackProviderOptions) {
     this.name = opts.name ?? 'openstack';
+    this.only = opts.kinds;
     this.client = new OpenStackClient(opts.credentials, { ...(opts.attempts ? { attempts: opts.attempts } : {}), ...(opts.baseDelayMs ? { baseDelayMs: opts.baseDelayMs } : {}) });
     const c = this.client;
     const nova = (method: string, path: string, o: { body?: unknown; signal?: AbortSignal | undefined; accept?: number[] } = {}) => c.request('compute', method, path, { ...o, microversion: NOVA_MV });
@@ -462,7 +466,7 @@ export class OpenStackProvider implements Provider {
   }
 
   kinds(): string[] {
-    return Object.keys(this.impls);
+    return Object.keys(this.impls).filter((k) => !this.only || this.only.includes(k));
   }
 
   handler(kind: string): KindHandler {
@@ -470,7 +474,7 @@ export class OpenStackProvider implements Provider {
     if (cached) return cached;
     const info = KINDS[kind];
     const impl = this.impls[kind];
-    if (!info || !impl) throw new Error(`the OpenStack provider does not implement ${kind}`);
+    if (!info || !impl || !this.kinds().includes(kind)) throw new Error(`the OpenStack provider does not implement ${kind}`);
     const h: KindHandler = {
       kind, schema: info.schema, replaceOnChange: info.replaceOnChange,
       ...(info.validate ? { validate: (spec: unknown) => info.validate!(spec) } : {}),
