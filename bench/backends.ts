@@ -103,7 +103,7 @@ async function benchDns(): Promise<Record<string, number>> {
 async function benchDhcp(): Promise<Record<string, number>> {
   const kea = await startKea('10.60.0.1/16');
   try {
-    const p = new KeaProvider({ url: kea.url, username: kea.username, password: kea.password, persist: false });
+    const p = new KeaProvider({ url: kea.url, username: kea.username, password: kea.password, persist: false, timeoutMs: 300_000 });
     await p.handler('dhcp/Subnet').create(parseSpec('dhcp/Subnet', { cidr: '10.60.0.0/16' }), ctx());
     const h = p.handler('dhcp/Reservation');
     const N = 300;
