@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, requireBinary, run, startDaemon, tempDir, waitForPort, type Daemon } from './support.js';
 
@@ -19,14 +19,17 @@ export async function startPowerDns(): Promise<PdnsServer> {
   db.close();
   const [dnsPort, apiPort] = [await freePort(), await freePort()];
   const apiKey = `k${Math.random().toString(36).slice(2)}`;
-  const daemon = startDaemon(bin, [
-    '--no-config', '--daemon=no', '--guardian=no', '--disable-syslog', '--loglevel=3',
-    `--socket-dir=${dir.path}`, '--launch=gsqlite3', `--gsqlite3-database=${join(dir.path, 'pdns.sqlite3')}`,
-    '--local-address=127.0.0.1', `--local-port=${dnsPort}`,
-    '--api=yes', `--api-key=${apiKey}`, '--webserver=yes', '--webserver-address=127.0.0.1', `--webserver-port=${apiPort}`, '--webserver-allow-from=127.0.0.0/8',
-    '--cache-ttl=0', '--negquery-cache-ttl=0', '--query-cache-ttl=0', '--zone-cache-refresh-interval=0', '--consistent-backends=yes',
-    '--distributor-threads=2', '--receiver-threads=1', '--webserver-max-bodysize=16',
-  ]);
+  // settings (the API key among them) go in a config file, not on the command line `ps` shows
+  const settings = [
+    'daemon=no', 'guardian=no', 'disable-syslog=yes', 'loglevel=3',
+    `socket-dir=${dir.path}`, 'launch=gsqlite3', `gsqlite3-database=${join(dir.path, 'pdns.sqlite3')}`,
+    'local-address=127.0.0.1', `local-port=${dnsPort}`,
+    'api=yes', `api-key=${apiKey}`, 'webserver=yes', 'webserver-address=127.0.0.1', `webserver-port=${apiPort}`, 'webserver-allow-from=127.0.0.0/8',
+    'cache-ttl=0', 'negquery-cache-ttl=0', 'query-cache-ttl=0', 'zone-cache-refresh-interval=0', 'consistent-backends=yes',
+    'distributor-threads=2', 'receiver-threads=1', 'webserver-max-bodysize=16',
+  ];
+  writeFileSync(join(dir.path, 'pdns.conf'), settings.join('\n') + '\n', { mode: 0o600 });
+  const daemon = startDaemon(bin, [`--config-dir=${dir.path}`]);
   await waitForPort(apiPort, daemon);
   await waitForPort(dnsPort, daemon);
   return {

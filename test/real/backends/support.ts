@@ -77,6 +77,8 @@ export function suffix(n = 4): string { return randomBytes(n).toString('hex'); }
 
 /** A network namespace named h19-<tag><random>, deleted by `remove`. */
 export function netns(tag: string): { name: string; remove(): void } {
+  if (process.getuid?.() !== 0) throw new Error('network namespaces need root: run npm run test:backends as root (CI runs as root)');
+  requireBinary('ip', 'iproute2');
   const name = `h19-${tag}${suffix(3)}`.slice(0, 15);
   run('ip', ['netns', 'add', name]);
   run('ip', ['link', 'set', 'lo', 'up'], { netns: name });
