@@ -116,6 +116,23 @@ describe.each(DIALECTS)('cluster fulfillment flows on %s', (dialect) => {
     expect(new Set(vlans).size).toBe(vlans.length);
   }, 240_000);
 
+  it('hot pool: orders that take agents make the hot pool discover and inspect new hardware; a waiting order proceeds on it', async () => {
+    w = await fulfillmentWorld(dialect, { agents: 3 });
+    const f = w.ctx.fulfillment;
+    await w.ctx.inventory.setHotPoolPolicy({ type: 'general.m1', datacenter: 'dc1', minReady: 3 });
+    const a = await f.create(order('h1', 3));
+    const b = await f.create(order('h2', 3, { capacity: 'wait' }));
+    for (const id of [a.id, b.id]) expect((await waitState(w, id, ['Ready', 'Failed'])).status.state).toBe('Ready');
+    // six agents now: three discovered by the hot pool, taken through registering -> inspecting -> available
+    const servers = await w.ctx.inventory.listServers({ type: 'general.m1' });
+    expect(servers.length).toBeGreaterThanOrEqual(6);
+    const discovered = servers.filter((s) => !s.serial.startsWith('AG'));
+    expect(discovered.length).toBeGreaterThanOrEqual(3);
+    expect((await w.ctx.inventory.serverHistory(discovered[0]!.id)).map((e) => e.to)).toEqual(expect.arrayContaining(['inspecting', 'available']));
+    const pools = await f.hostPools();
+    expect(pools.find((p) => p.hostType === 'general.m1')).toMatchObject({ minReady: 3 });
+  }, 240_000);
+
   it('quarantine: an agent that fails install repeatedly is quarantined and replaced; scale down returns agents cleaned; delete leaves nothing', async () => {
     w = await fulfillmentWorld(dialect, { agents: 5 });
     const f = w.ctx.fulfillment;
