@@ -107,6 +107,14 @@ describe.each(DIALECTS)('cluster fulfillment flows on %s', (dialect) => {
     }
     for (const id of waiting) expect((await waitState(w, id, ['Ready', 'Failed'])).status.state).toBe('Ready');
     expect(await partialSets(w, 3)).toEqual([]);
+    // an order deleted while it waits: the wait ends, it held nothing, nothing is left
+    const late = await f.create(order('c5', 3, { capacity: 'wait' }));
+    await vi.waitFor(async () => expect((await w.ctx.store.db.selectFrom('inv_capacity_waiters').select('run_id').where('run_id', '=', `ful-${late.id}-create`).execute())).toHaveLength(1), { timeout: 30_000, interval: 50 });
+    await f.delete(late.id, 't');
+    await waitState(w, late.id, ['Deleted']);
+    expect(await w.ctx.store.db.selectFrom('inv_capacity_waiters').select('run_id').where('run_id', '=', `ful-${late.id}-create`).execute()).toEqual([]);
+    expect(await f.holdings(late.id)).toEqual({});
+    expect((await w.ctx.engine.get(`ful-${late.id}-create`)).status).toBe('cancelled');
     // nothing handed out twice: every agent, VLAN and address belongs to one cluster
     const live = ids.filter((id) => id !== ready[0]);
     const agentsOf = await Promise.all(live.map((id) => w.ctx.inventory.listServers({ holder: `cluster:${id}` })));

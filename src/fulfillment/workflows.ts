@@ -716,7 +716,8 @@ export function deleteWorkflow(svc: Fulfillment) {
           }
           // an order deleted before it reserved: an open reservation taken at acceptance, or a wait in progress
           for (const r of await svc.allocations.list({ holder: `cluster:${id}` })) if (r.status === 'open' || r.status === 'committed') await svc.allocations.release(r.id, `cluster ${plan.name} deleted`);
-          await svc.inventory.removeWaiter(ctx.runId).catch(() => undefined);
+          // runs of this cluster that were waiting for capacity when they were cancelled
+          for (const r of await svc.engine.list({ labels: { cluster: id }, limit: 100 })) await svc.inventory.removeWaiter(r.id).catch(() => undefined);
           await svc.ipam.releaseByHolder(`cluster:${id}`);
           for (const v of await part('vlan')) await svc.dropPart(id, 'vlan', v.key);
           for (const n of await part('network')) await svc.dropPart(id, 'network', n.key);
