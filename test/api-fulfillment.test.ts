@@ -3,7 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { readFileSync } from 'node:fs';
 import { DIALECTS } from './support/dialects.js';
 import { fulfillmentWorld, type FulWorld } from './fixtures/fulfillment-world.js';
-import { makeHarness, type Harness } from './api-harness.js';
+import { makeHarness, parseSse, type Harness } from './api-harness.js';
 
 const body = (name: string, spec: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
   name, project: 'team-a',
@@ -122,6 +122,14 @@ describe.each(DIALECTS)('fulfillment API on %s', (dialect) => {
       expect(r.body).not.toContain(token);
       expect(r.body).not.toContain(pw.password);
     }
+    // the event stream: stages in order, then the state change to Ready; it ends there; no secret in it
+    const sse = await h.req('GET', `/api/v1/clusters/${a.id}/events/stream?after=0`, { token: member.token });
+    expect(sse.statusCode).toBe(200);
+    const evs = parseSse(sse.body);
+    const done = evs.filter((e) => e.event === 'cluster.stage' && e.data.data.status === 'succeeded').map((e) => e.data.data.stage);
+    expect(done).toEqual(['accepted', 'agents', 'network', 'addresses', 'dns', 'storage', 'install', 'controlPlane', 'workers', 'postInstall', 'validation', 'ready']);
+    expect(evs.some((e) => e.event === 'cluster.state' && e.data.data.state === 'Ready')).toBe(true);
+    expect(sse.body).not.toContain(pw.password);
     // another project's member does not see the cluster
     await h.iam.createProject({ name: 'team-b' });
     const other = await h.userWith('olaf', 'member', { project: 'team-b' });

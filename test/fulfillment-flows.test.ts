@@ -107,6 +107,14 @@ describe.each(DIALECTS)('cluster fulfillment flows on %s', (dialect) => {
     }
     for (const id of waiting) expect((await waitState(w, id, ['Ready', 'Failed'])).status.state).toBe('Ready');
     expect(await partialSets(w, 3)).toEqual([]);
+    // an order deleted while it waits: the wait ends, it held nothing, nothing is left
+    const late = await f.create(order('c5', 3, { capacity: 'wait' }));
+    await vi.waitFor(async () => expect((await w.ctx.store.db.selectFrom('inv_capacity_waiters').select('run_id').where('run_id', '=', `ful-${late.id}-create`).execute())).toHaveLength(1), { timeout: 30_000, interval: 50 });
+    await f.delete(late.id, 't');
+    await waitState(w, late.id, ['Deleted']);
+    expect(await w.ctx.store.db.selectFrom('inv_capacity_waiters').select('run_id').where('run_id', '=', `ful-${late.id}-create`).execute()).toEqual([]);
+    expect(await f.holdings(late.id)).toEqual({});
+    expect((await w.ctx.engine.get(`ful-${late.id}-create`)).status).toBe('cancelled');
     // nothing handed out twice: every agent, VLAN and address belongs to one cluster
     const live = ids.filter((id) => id !== ready[0]);
     const agentsOf = await Promise.all(live.map((id) => w.ctx.inventory.listServers({ holder: `cluster:${id}` })));
@@ -114,6 +122,23 @@ describe.each(DIALECTS)('cluster fulfillment flows on %s', (dialect) => {
     expect(new Set(all).size).toBe(9);
     const vlans = (await w.ctx.ipam.listVlans({})).map((v) => v.vlan);
     expect(new Set(vlans).size).toBe(vlans.length);
+  }, 240_000);
+
+  it('hot pool: orders that take agents make the hot pool discover and inspect new hardware; a waiting order proceeds on it', async () => {
+    w = await fulfillmentWorld(dialect, { agents: 3 });
+    const f = w.ctx.fulfillment;
+    await w.ctx.inventory.setHotPoolPolicy({ type: 'general.m1', datacenter: 'dc1', minReady: 3 });
+    const a = await f.create(order('h1', 3));
+    const b = await f.create(order('h2', 3, { capacity: 'wait' }));
+    for (const id of [a.id, b.id]) expect((await waitState(w, id, ['Ready', 'Failed'])).status.state).toBe('Ready');
+    // six agents now: three discovered by the hot pool, taken through registering -> inspecting -> available
+    const servers = await w.ctx.inventory.listServers({ type: 'general.m1' });
+    expect(servers.length).toBeGreaterThanOrEqual(6);
+    const discovered = servers.filter((s) => !s.serial.startsWith('AG'));
+    expect(discovered.length).toBeGreaterThanOrEqual(3);
+    expect((await w.ctx.inventory.serverHistory(discovered[0]!.id)).map((e) => e.to)).toEqual(expect.arrayContaining(['inspecting', 'available']));
+    const pools = await f.hostPools();
+    expect(pools.find((p) => p.hostType === 'general.m1')).toMatchObject({ minReady: 3 });
   }, 240_000);
 
   it('quarantine: an agent that fails install repeatedly is quarantined and replaced; scale down returns agents cleaned; delete leaves nothing', async () => {

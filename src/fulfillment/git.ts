@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { InfraflowError } from '../core/errors.js';
@@ -48,6 +48,17 @@ export class GitOps {
     }
   }
 
+  private gitInput(args: string[], input: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const child = spawn('git', args, { cwd: this.workdir, stdio: ['pipe', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new InfraflowError('fulfillment.git_missing', 'the git command is not installed; install git (Debian: apt-get install git) for GitOps output', 500) : e));
+      child.on('close', (code) => (code === 0 ? resolve() : reject(new InfraflowError('fulfillment.git_failed', `git ${args[0]} failed: ${err.trim().split('\n').slice(-2).join(' ')}`, 503, { retryable: true }))));
+      child.stdin.end(input);
+    });
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.chain.then(fn, fn);
     this.chain = p.catch(() => {});
@@ -85,42 +96,101 @@ export class GitOps {
     return has;
   }
 
-  private async hasCommit(key: string, hasHead: boolean): Promise<string | null> {
-    if (!hasHead) return null;
-    const out = await this.git(['log', '--format=%H', `--grep=^Infraflow-Key: ${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, `origin/${this.branch}`]);
-    return out.trim().split('\n')[0] || null;
+  private keys: Map<string, string> | null = null;
+
+  /** Infraflow-Key trailer → commit, read from the history once after each sync, then kept up to date by our own commits. */
+  private async knownKeys(): Promise<Map<string, string>> {
+    if (this.keys) return this.keys;
+    const keys = new Map<string, string>();
+    const hasHead = await this.git(['rev-parse', '--verify', '-q', 'HEAD']).then(() => true, () => false);
+    if (hasHead) {
+      const out = await this.git(['log', '--format=%H %(trailers:key=Infraflow-Key,valueonly,separator=%x20)', 'HEAD']);
+      for (const line of out.split('\n')) {
+        const [h, k] = line.trim().split(' ');
+        if (h && k && !keys.has(k)) keys.set(k, h);
+      }
+    }
+    this.keys = keys;
+    return keys;
   }
+
+  private queue: { dir: string; files: Record<string, string> | null; message: string; key: string; resolve: (r: { commit: string; created: boolean }) => void; reject: (e: unknown) => void }[] = [];
+  private flushing = false;
+  private stale = true;
 
   /**
    * Replaces the folder `dir` with `files` (path → content) in one commit;
    * `files: null` removes the folder. Returns the commit (an existing one
-   * when this key was already committed, or the head when nothing changed).
+   * when this key was already committed). Requests that arrive while a push
+   * is in flight are committed one by one and pushed together (one commit
+   * per request, one push per batch).
    */
-  async commitFolder(dir: string, files: Record<string, string> | null, message: string, key: string): Promise<{ commit: string; created: boolean }> {
-    return this.serial(async () => {
-      await this.init();
-      for (let attempt = 1; ; attempt++) {
-        const hasHead = await this.sync();
-        const existing = await this.hasCommit(key, hasHead);
-        if (existing) return { commit: existing, created: false };
-        const abs = join(this.workdir, dir);
-        rmSync(abs, { recursive: true, force: true });
-        for (const [p, content] of Object.entries(files ?? {})) {
-          const f = join(abs, p);
-          mkdirSync(dirname(f), { recursive: true });
-          writeFileSync(f, content);
-        }
-        await this.git(['add', '-A']);
-        await this.git(['commit', '-q', '--allow-empty', '-m', `${message}\n\nInfraflow-Key: ${key}`]);
-        try {
-          await this.git(['push', '-q', 'origin', `HEAD:refs/heads/${this.branch}`]);
-        } catch (e) {
-          if (attempt < 8) continue;
-          throw e;
-        }
-        return { commit: (await this.git(['rev-parse', 'HEAD'])).trim(), created: true };
-      }
+  commitFolder(dir: string, files: Record<string, string> | null, message: string, key: string): Promise<{ commit: string; created: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ dir, files, message, key, resolve, reject });
+      if (!this.flushing) void this.flush();
     });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.length) {
+        const batch = this.queue.splice(0, this.queue.length);
+        try {
+          const out = await this.serial(() => this.commitBatch(batch));
+          batch.forEach((b, i) => b.resolve(out[i]!));
+        } catch (e) {
+          this.stale = true;
+          for (const b of batch) b.reject(e);
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async commitBatch(batch: { dir: string; files: Record<string, string> | null; message: string; key: string }[]): Promise<{ commit: string; created: boolean }[]> {
+    await this.init();
+    for (let attempt = 1; ; attempt++) {
+      // the clone is in step with the remote after our own pushes; it is re-read only after a failure or a push lost to another writer
+      if (this.stale) {
+        await this.sync();
+        this.stale = false;
+        this.keys = null;
+      }
+      const keys = await this.knownKeys();
+      const out: ({ commit: string; created: boolean } | null)[] = [];
+      const todo = batch.filter((b) => !keys.has(b.key));
+      // one git fast-import for the whole batch: one commit per request, no working tree
+      if (todo.length) {
+        const parent = (await this.git(['rev-parse', '--verify', '-q', `refs/heads/${this.branch}`]).catch(() => '')).trim();
+        const chunks: string[] = [];
+        const data = (text: string) => `data ${Buffer.byteLength(text)}\n${text}\n`;
+        const when = Math.floor(Date.now() / 1000);
+        todo.forEach((b, i) => {
+          chunks.push(`commit refs/heads/${this.branch}\nmark :${i + 1}\ncommitter Infraflow <infraflow@localhost> ${when} +0000\n${data(`${b.message}\n\nInfraflow-Key: ${b.key}\n`)}`);
+          if (i === 0 && parent) chunks.push(`from ${parent}\n`);
+          chunks.push(`D ${b.dir}\n`);
+          for (const [path, content] of Object.entries(b.files ?? {})) chunks.push(`M 100644 inline ${b.dir}/${path}\n${data(content)}`);
+          chunks.push('\n');
+        });
+        await this.gitInput(['fast-import', '--quiet', '--done'], chunks.join('') + 'done\n');
+        const ids = (await this.git(['log', `-${todo.length}`, '--format=%H', `refs/heads/${this.branch}`])).trim().split('\n').reverse();
+        todo.forEach((b, i) => keys.set(b.key, ids[i]!));
+      }
+      for (const b of batch) out.push({ commit: keys.get(b.key)!, created: todo.includes(b) });
+      const created = todo.length;
+      const result = out as { commit: string; created: boolean }[];
+      if (!created) return result;
+      try {
+        await this.git(['push', '-q', 'origin', `refs/heads/${this.branch}:refs/heads/${this.branch}`]);
+        return result;
+      } catch (e) {
+        this.stale = true;
+        if (attempt >= 8) throw e;
+      }
+    }
   }
 
   /** Files under `dir` at the remote head (tests, leak checks). */

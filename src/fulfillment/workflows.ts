@@ -114,6 +114,22 @@ function assign(servers: Server[], sets: { set: PlannedNodeSet; count: number }[
   return out;
 }
 
+/**
+ * Asks the hot pool to top up the host pools an order draws from (a run per
+ * policy, deduplicated per order): discovery and inspection of new hardware
+ * start at once instead of at the next periodic tick.
+ */
+async function kickHotPool(svc: Fulfillment, runId: string, types: string[], datacenter: string): Promise<string[]> {
+  const policies = await svc.inventory.listHotPoolPolicies();
+  const started: string[] = [];
+  for (const type of [...new Set(types)]) {
+    if (!policies.some((p) => p.type === type && p.datacenter === datacenter && p.enabled)) continue;
+    await svc.engine.start('inventory.hotpool.reconcile', { type, datacenter }, { id: `hotpool:${type}@${datacenter}:${runId}` }).catch(() => undefined);
+    started.push(type);
+  }
+  return started;
+}
+
 async function recordAgents(svc: Fulfillment, clusterId: string, agents: Agent[]): Promise<void> {
   for (const a of agents) {
     await svc.addPart(clusterId, 'agent', a.serverId, { ...a });
@@ -351,7 +367,14 @@ export function createWorkflow(svc: Fulfillment) {
         let rid = got.id;
         if (!rid) {
           const request = await ctx.step('agents: request', () => svc.allocationRequest(plan.name, plan.nodeSets));
-          const f = await ctx.step('agents: feasibility', () => svc.allocations.feasibility(request));
+          const f = await ctx.step('agents: feasibility', async (sc) => {
+            const r = await svc.allocations.feasibility(request);
+            if (!r.feasible) {
+              const kicked = await kickHotPool(svc, `${ctx.runId}:wait`, plan.nodeSets.filter((s) => s.hostType).map((s) => s.hostType!), plan.datacenter);
+              if (kicked.length) sc.log(`hot pool asked to discover ${kicked.join(', ')}`);
+            }
+            return r;
+          });
           if (!f.feasible) await svc.stageWaiting(id, ctx.runId, 'agents', `capacity: ${f.shortfalls.map((s) => s.reason).join('; ')}`);
           const r = await reserveWhenAvailable(ctx, svc.allocations, { ...request, holder, ttlMs: svc.config.reservationTtlMs, key: `${holder}:wait` }, { timeoutMs: plan.waitTimeoutMs, name: 'agents: reserve', recheckMs: Math.max(svc.config.pollMs * 5, 5_000) });
           await ctx.step('agents: commit', () => svc.allocations.commit(r.id).then(() => true));
@@ -368,6 +391,7 @@ export function createWorkflow(svc: Fulfillment) {
           const existing = await svc.parts<Agent>(id, 'agent');
           const ag = existing.length ? existing : assign(r.servers, plan.nodeSets.filter((s) => s.hostType).map((s) => ({ set: s, count: s.size })));
           if (!existing.length) await recordAgents(svc, id, ag);
+          await kickHotPool(svc, ctx.runId, ag.map((a) => a.type), plan.datacenter);
           sc.log(`${ag.length} agent(s): ${ag.map((a) => `${a.nodeSet}/${a.serial}`).join(', ')}; VLAN ${vlan.vlan}, machine network ${prefix.cidr}, VIPs ${r.floatingIps.map((f) => f.address).join(', ')}`);
           await refreshNodeSets(svc, id, plan.nodeSets, false);
           return {
@@ -692,7 +716,8 @@ export function deleteWorkflow(svc: Fulfillment) {
           }
           // an order deleted before it reserved: an open reservation taken at acceptance, or a wait in progress
           for (const r of await svc.allocations.list({ holder: `cluster:${id}` })) if (r.status === 'open' || r.status === 'committed') await svc.allocations.release(r.id, `cluster ${plan.name} deleted`);
-          await svc.inventory.removeWaiter(ctx.runId).catch(() => undefined);
+          // runs of this cluster that were waiting for capacity when they were cancelled
+          for (const r of await svc.engine.list({ labels: { cluster: id }, limit: 100 })) await svc.inventory.removeWaiter(r.id).catch(() => undefined);
           await svc.ipam.releaseByHolder(`cluster:${id}`);
           for (const v of await part('vlan')) await svc.dropPart(id, 'vlan', v.key);
           for (const n of await part('network')) await svc.dropPart(id, 'network', n.key);

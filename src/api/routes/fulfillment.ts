@@ -34,11 +34,20 @@ export function fulfillmentRoutes(deps: ApiDeps, f: Fulfillment): AnyRoute[] {
     z.record(z.string(), z.unknown()),
   ]);
   const stream = defineRoute({
-    method: 'GET', url: '/clusters/:id/events/stream', summary: 'Server-sent events of a cluster (stages, state, allocations); resumable with Last-Event-ID', tags, policy: { scope: 'project', permission: 'events:read' }, project: byId, notFound, sse: true,
-    schema: { params: ID_PARAM, querystring: z.object({ after: z.coerce.number().int().min(0).optional() }) },
+    method: 'GET', url: '/clusters/:id/events/stream', tags, policy: { scope: 'project', permission: 'events:read' }, project: byId, notFound, sse: true,
+    summary: 'Server-sent events of a cluster (stages, state, allocations); resumable with Last-Event-ID. Ends when the cluster reaches Ready, Failed or Deleted (and at once if it is there), unless follow=true',
+    schema: { params: ID_PARAM, querystring: z.object({ after: z.coerce.number().int().min(0).optional(), follow: z.enum(['true', 'false']).optional() }) },
     handler: async ({ req, reply, params, query }) => {
       const subjects = new Set([params.id, `cluster:${params.id}`]);
-      await streamEvents(req, reply, { engine: deps.engine!, afterSeq: lastEventId(req, query.after), filter: (e) => subjects.has(e.subject) });
+      const terminal = ['Ready', 'Failed', 'Deleted'];
+      const follow = query.follow === 'true';
+      await streamEvents(req, reply, {
+        engine: deps.engine!, afterSeq: lastEventId(req, query.after), filter: (e) => subjects.has(e.subject),
+        ...(follow ? {} : {
+          endAfter: (e) => e.type === 'cluster.state' && terminal.includes(String(e.data.state)),
+          endNow: async () => terminal.includes((await f.get(params.id)).status.state),
+        }),
+      });
     },
   });
   return [
