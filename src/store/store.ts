@@ -205,6 +205,9 @@ export class Store {
     if (this.checkpointer) {
       const w = this.checkpointer;
       this.checkpointer = undefined;
+      // ref'd while we wait: an unref'd worker's exit would not keep the loop alive, and a
+      // process with nothing else to do would end with close() unsettled
+      w.ref();
       await new Promise<void>((res) => {
         w.once('exit', () => res());
         w.postMessage('stop');

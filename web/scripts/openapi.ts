@@ -19,8 +19,9 @@ const dir = mkdtempSync(join(tmpdir(), 'infraflow-openapi-'));
 try {
   const config = loadConfig({ env: {}, file: '/dev/null', overrides: { dataDir: dir, 'worker.enabled': false } });
   const ctx = await createContext(config, silentLogger, { startWorker: false });
-  const { inventory, ipam, allocations, resources, registry, sim, stacks } = ctx;
-  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger: silentLogger, engine: ctx.engine, areas: { inventory, ipam, allocations, resources, registry, sim, stacks }, env: { INFRAFLOW_ADMIN_PASSWORD: 'openapi-generation-only' }, print: () => undefined, server: { docs: false } });
+  // every area of the context, as src/main.ts hands them to the API: the client knows every route
+  const { config: _config, logger: _logger, clock: _clock, store: _store, secrets: _secrets, engine: _engine, close: _close, ...areas } = ctx;
+  const { app } = await buildApi({ config, store: ctx.store, clock: ctx.clock, logger: silentLogger, engine: ctx.engine, areas: { ...areas, openstack: { imageDir: join(dir, 'images') } }, env: { INFRAFLOW_ADMIN_PASSWORD: 'openapi-generation-only' }, print: () => undefined, server: { docs: false } });
   await app.ready();
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(app.swagger(), null, 1));
