@@ -323,6 +323,12 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
 
   // ---- one resource action, inside one step
 
+  function stackLabels(model: StackModel | undefined, resource: string): Record<string, string> | undefined {
+    const own = model?.resources.get(resource)?.def.labels;
+    const stack = model?.document.metadata.labels;
+    return own || stack ? { ...stack, ...own } : undefined;
+  }
+
   async function doCreate(sc: StepContext, stack: { id: string; name: string; project: string }, a: { address: string; resource: string; kind: string; phase: number; order: number; deps: string[]; cbd: boolean }, spec: Record<string, unknown>, timeoutS: number, labels?: Record<string, string>): Promise<ActionResult> {
     const r = await ensureResource(deps, { stackId: stack.id, project: stack.project, kind: a.kind, name: resourceName(stack.name, a.address), address: a.address, spec, ...(labels ? { labels } : {}) });
     const rec = { address: a.address, resource: a.resource, kind: a.kind, spec, specHash: specHash(spec), phase: a.phase, order: a.order, dependsOn: a.deps, drift: null, createBeforeDestroy: a.cbd };
@@ -336,7 +342,8 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
     const node = model?.resources.get(a.resource);
     const timeoutS = node?.def.timeoutSeconds ?? model?.document.spec.options.resourceTimeoutSeconds ?? 900;
     const meta = { address: a.address, resource: a.resource, kind: a.kind, phase: a.phase, order: node?.order ?? a.before?.order ?? 0, deps: node?.deps ?? a.before?.dependsOn ?? [], cbd: a.cbd };
-    const labels = model?.document.metadata.labels;
+    // the stack's labels, then the resource's own (`labels:` in its definition)
+    const labels = stackLabels(model, a.resource);
     void publish(stack.id, 'stack.resource.started', { runId: sc.runId, address: a.address, action: a.action, kind: a.kind, attempt: sc.attempt });
     let result: ActionResult | null = null;
     switch (a.action) {
