@@ -90,6 +90,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       registry: providers.registry,
       clock,
       logger,
+      secrets,
       feasibility: allocationFeasibility(alloc.allocations, { datacenter: config.datacenter }),
     });
     if (opts.startWorker ?? config.worker.enabled) engine.startWorker();

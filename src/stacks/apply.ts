@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Clock } from '../core/clock.js';
 import { InfraflowError, serializeError, ValidationError, isInfraflowError, type SerializedError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { maskValues } from '../core/secrets.js';
 import type { EngineApi, RetryPolicy, StepContext, WorkflowDefinition } from '../engine/types.js';
 import { defineWorkflow } from '../engine/types.js';
 import { observeNow } from '../resources/steps.js';
@@ -298,6 +299,10 @@ export interface CompiledRevision {
   file: string;
 }
 
+function sensitiveValuesOf(model: StackModel): string[] {
+  return Object.entries(model.document.spec.parameters).filter(([, d]) => d.sensitive === true).map(([k]) => model.params[k]).filter((v) => v !== undefined && v !== null).map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).filter((s) => s.length >= 3);
+}
+
 export function compileRevision(source: string, file: string, params: Record<string, unknown>, kinds?: KindCatalog): StackModel {
   return compileStack(parseStack(source, { file }), { params, ...(kinds ? { kinds } : {}) });
 }
@@ -560,7 +565,8 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
         }
       }
       if (failures.length === 0) {
-        const outputs = model && resolver ? (fromCel(model.outputs.evaluate(resolver.globalContext(model.outputs.resources))) as Record<string, unknown>) : {};
+        // outputs are served and stored in plain text: sensitive parameter values never are
+        const outputs = model && resolver ? maskValues(fromCel(model.outputs.evaluate(resolver.globalContext(model.outputs.resources))) as Record<string, unknown>, sensitiveValuesOf(model)) : {};
         await ctx.step('finish', async () => {
           if (input.mode === 'destroy') {
             await deps.stacks.setStatus(stack.id, { status: 'destroyed', outputs: {}, error: null, drift: 'unknown' });
