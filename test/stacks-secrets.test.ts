@@ -67,6 +67,8 @@ describe.each(DIALECTS)('sensitive stack parameters on %s', (dialect) => {
     // served: (sensitive)
     const revs = await s.stacks.revisions(stack.id);
     expect(revs[0]!.params).toEqual({ dbPassword: '(sensitive)' });
+    const served = await s.stacks.document(stack.id);
+    expect(served.params).toEqual({ dbPassword: '(sensitive)' });
     const info = await s.stacks.get(stack.id);
     expect(JSON.stringify(info.outputs)).not.toContain(SECRET);
     expect(info.outputs.dsn).toBe('postgres://app:(sensitive)@db/app');

@@ -303,7 +303,8 @@ export class Stacks {
   /** The document of a revision (default the latest). */
   async document(stack: string, opts: { project?: string; revision?: number } = {}) {
     const row = await this.stacks.get(stack, opts.project);
-    return this.stacks.revision(row.id, opts.revision ?? row.revision);
+    // served: sensitive parameters as (sensitive)
+    return this.stacks.revision(row.id, opts.revision ?? row.revision, { masked: true });
   }
 
   /** Runs of this stack, newest first. */

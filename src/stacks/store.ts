@@ -4,6 +4,9 @@ import { newId } from '../core/ids.js';
 import { SecretBox, SENSITIVE } from '../core/secrets.js';
 
 const SEALED_PARAM = '$sealed';
+function maskSealed(params: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, isSealedParam(v) ? SENSITIVE : v]));
+}
 function isSealedParam(v: unknown): v is { [SEALED_PARAM]: string } {
   return v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as Record<string, unknown>)[SEALED_PARAM] === 'string' && Object.keys(v).length === 1;
 }
@@ -142,17 +145,18 @@ export class StackStore {
     });
   }
 
-  async revision(stackId: string, revision: number): Promise<RevisionRow> {
+  /** A revision; sensitive parameters opened for use, or with `masked` shown as (sensitive) (for serving). */
+  async revision(stackId: string, revision: number, opts: { masked?: boolean } = {}): Promise<RevisionRow> {
     const r = await this.db.selectFrom('stack_revisions').selectAll().where('stack_id', '=', stackId).where('revision', '=', revision).executeTakeFirst();
     if (!r) throw new NotFoundError('stacks.revision_not_found', `stack ${stackId} has no revision ${revision}`);
     const s = await this.db.selectFrom('stacks').select(['project', 'name']).where('id', '=', stackId).executeTakeFirstOrThrow();
-    return { stackId: r.stack_id, revision: Number(r.revision), source: r.source, file: r.file, params: this.openParams(s.project, s.name, JSON.parse(r.params) as Record<string, unknown>), createdBy: r.created_by, createdAt: Number(r.created_at) };
+    return { stackId: r.stack_id, revision: Number(r.revision), source: r.source, file: r.file, params: opts.masked ? maskSealed(JSON.parse(r.params) as Record<string, unknown>) : this.openParams(s.project, s.name, JSON.parse(r.params) as Record<string, unknown>), createdBy: r.created_by, createdAt: Number(r.created_at) };
   }
 
   async revisions(stackId: string): Promise<Omit<RevisionRow, 'source'>[]> {
     const rows = await this.db.selectFrom('stack_revisions').select(['stack_id', 'revision', 'file', 'params', 'created_by', 'created_at']).where('stack_id', '=', stackId).orderBy('revision', 'desc').execute();
     // sensitive values are never served: shown as (sensitive)
-    return rows.map((r) => ({ stackId: r.stack_id, revision: Number(r.revision), file: r.file, params: Object.fromEntries(Object.entries(JSON.parse(r.params) as Record<string, unknown>).map(([k, v]) => [k, isSealedParam(v) ? SENSITIVE : v])), createdBy: r.created_by, createdAt: Number(r.created_at) }));
+    return rows.map((r) => ({ stackId: r.stack_id, revision: Number(r.revision), file: r.file, params: maskSealed(JSON.parse(r.params) as Record<string, unknown>), createdBy: r.created_by, createdAt: Number(r.created_at) }));
   }
 
   async setStatus(stackId: string, patch: { status?: StackStatus; lastRunId?: string; appliedRevision?: number; outputs?: Record<string, unknown>; error?: Record<string, unknown> | null; drift?: StackRow['drift']; observedAt?: number }): Promise<void> {
