@@ -1,5 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
-import { redact } from './secrets.js';
+import { redactLog } from './secrets.js';
 
 export type { Logger };
 
@@ -17,7 +17,7 @@ export function createLogger(opts: { level?: string; name?: string } & LoggerOpt
     name: opts.name ?? 'infraflow',
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     // the same secret keys as API responses, events and journals (core/secrets.ts), at every depth
-    formatters: { ...opts.formatters, log: (obj) => redact(opts.formatters?.log ? opts.formatters.log(obj) : obj) },
+    formatters: { ...opts.formatters, log: (obj) => redactLog(opts.formatters?.log ? opts.formatters.log(obj) : obj) },
   };
   return destination ? pino(options, destination) : pino(options);
 }

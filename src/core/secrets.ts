@@ -162,6 +162,35 @@ export function maskValues<T>(value: T, secrets: readonly string[]): T {
 
 export const SENSITIVE = '(sensitive)';
 
+/**
+ * redact() for log objects: plain objects and arrays only (requests,
+ * responses, errors and other class instances are left to pino's
+ * serializers), cycles and depth beyond 16 left as they are.
+ */
+export function redactLog<T>(value: T, depth = 0, seen: WeakSet<object> = new WeakSet()): T {
+  if (value === null || typeof value !== 'object' || depth > 16) return value;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return value;
+  if (seen.has(value)) return value;
+  seen.add(value);
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    value.forEach((v, i) => {
+      const r = redactLog(v, depth + 1, seen);
+      if (r !== v) (out ??= value.slice())[i] = r;
+    });
+    return (out ?? value) as T;
+  }
+  let out: Record<string, unknown> | undefined;
+  const obj = value as Record<string, unknown>;
+  for (const k of Object.keys(obj)) {
+    const v = obj[k];
+    const r = v !== null && v !== undefined && isSecretKey(k) ? REDACTED : redactLog(v, depth + 1, seen);
+    if (r !== v) (out ??= { ...obj })[k] = r;
+  }
+  return (out ?? value) as T;
+}
+
 export function isSecretKey(key: string): boolean {
   return SECRET_KEYS.has(key.toLowerCase());
 }
