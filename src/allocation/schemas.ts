@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { labelsSchema } from '../core/names.js';
 import { ipAddressSchema } from '../ipam/addr.js';
 import type { Server } from '../inventory/schemas.js';
 import type { Address, Prefix, VlanAllocation } from '../ipam/schemas.js';
@@ -7,7 +8,7 @@ import type { Address, Prefix, VlanAllocation } from '../ipam/schemas.js';
  * Reservations and feasibility: the all-or-nothing front door that orders
  * use. One request names everything an order needs across domains.
  */
-const Labels = z.record(z.string(), z.string());
+const Labels = labelsSchema;
 const DnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
 export const ServerItemSchema = z.strictObject({

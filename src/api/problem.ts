@@ -42,9 +42,21 @@ const FASTIFY_CODES: Record<string, { code: string; detail?: string }> = {
   FST_ERR_ASYNC_CONSTRAINT: { code: 'api.invalid_request' },
 };
 
+/** Control, format (bidi, zero-width) and separator characters, escaped wherever a path or key is shown. */
+const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
+const escapeUnsafe = (s: string) => s.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
 function fieldOf(path: string, context?: string): string {
   const p = path.replace(/^\//, '').replace(/\//g, '.');
-  return [context, p].filter(Boolean).join('.') || (context ?? '(root)');
+  return escapeUnsafe([context, p].filter(Boolean).join('.') || (context ?? '(root)'));
+}
+
+/** A schema failure's message, never echoing the value: unknown keys named (escaped), record keys explained. */
+function validationMessage(v: { keyword?: string; message?: string; params?: Record<string, unknown> }): string {
+  const params = v.params ?? {};
+  if (v.keyword === 'invalid_key' && Array.isArray(params.issues) && typeof (params.issues[0] as { message?: unknown })?.message === 'string') return `invalid key: ${(params.issues[0] as { message: string }).message}`;
+  if (v.keyword === 'unrecognized_keys' && Array.isArray(params.keys)) return `unknown field${params.keys.length > 1 ? 's' : ''} ${params.keys.map((k) => escapeUnsafe(JSON.stringify(String(k).slice(0, 64)))).join(', ')}`;
+  return escapeUnsafe(v.message ?? 'invalid');
 }
 
 export function problemFor(err: unknown, req: FastifyRequest): Problem {
@@ -63,7 +75,7 @@ export function problemFor(err: unknown, req: FastifyRequest): Problem {
   }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const context = (err as FastifyError).validationContext;
-    const errors = err.validation.map((v) => ({ field: fieldOf(v.instancePath, context), message: v.message ?? 'invalid' }));
+    const errors = err.validation.map((v) => ({ field: fieldOf(v.instancePath, context), message: validationMessage(v as never) }));
     return {
       type: PROBLEM_BASE + 'api.invalid_request', title: TITLES[400]!, status: 400, code: 'api.invalid_request', ...base,
       detail: errors.map((e) => `${e.field}: ${e.message}`).join('; ').slice(0, 1000), errors,

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { InfraflowError, NotFoundError, ValidationError } from '../core/errors.js';
+import { labelsSchema } from '../core/names.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
@@ -136,7 +137,7 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
   throw new ValidationError('api.invalid_cursor', 'cursor: not a cursor this API issued; pass the nextCursor of the previous page unchanged', { details: { field: 'cursor' } });
 }
 
-export const Labels = z.record(z.string().max(63), z.string().max(253));
+export const Labels = labelsSchema;
 
 export const projectNotFound = (name: string) => new NotFoundError('iam.project_not_found', `project ${name} not found`);
 

@@ -117,6 +117,7 @@ export async function createContext(config: Config, logger: Logger, opts: Create
       registry: providers.registry,
       clock,
       logger,
+      secrets,
       feasibility: allocationFeasibility(alloc.allocations, { datacenter: config.datacenter }),
     });
     const servers = new Servers({ store, engine, stacks, resources: providers.resources, clock });

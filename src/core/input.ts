@@ -25,16 +25,14 @@ export const DOCUMENT_LIMITS: Readonly<DocumentLimits> = Object.freeze({ maxByte
 
 export type Path = (string | number)[];
 
-/** `a.b[2].c` */
+/**
+ * `a.b.2.c`: the API's field paths (the same form Fastify's schema errors
+ * get, `body.networks.0`); control, bidi and zero-width characters in keys
+ * are escaped, never echoed. Stack documents name places as `a.b[2].c`
+ * (src/stacks/parse.ts formatPath), with file:line.
+ */
 export function formatField(path: readonly (string | number | symbol)[]): string {
-  let out = '';
-  for (const seg of path) {
-    if (typeof seg === 'number') out += `[${seg}]`;
-    else if (typeof seg === 'symbol') continue;
-    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(seg)) out += out ? `.${seg}` : seg;
-    else out += `[${JSON.stringify(seg)}]`;
-  }
-  return out;
+  return path.filter((p): p is string | number => typeof p !== 'symbol').map((p) => String(p).replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)).join('.');
 }
 
 export interface FieldProblem {
@@ -62,6 +60,7 @@ export function zodError(code: string, error: z.ZodError | { issues: readonly z.
 
 /** A Zod issue's message, never echoing the value sent. */
 export function issueMessage(i: z.core.$ZodIssue): string {
+  if (i.code === 'invalid_key' && i.issues[0]) return `invalid key: ${i.issues[0].message}`;
   if (i.code === 'unrecognized_keys') return `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => JSON.stringify(k.length > 64 ? `${k.slice(0, 61)}...` : k)).join(', ')}`;
   return i.message;
 }

@@ -110,7 +110,86 @@ function loadOrCreateKeyFile(path: string): Buffer {
 }
 
 /** Keys (case-insensitive) whose values are secrets wherever they appear in a document. */
-const SECRET_KEYS = new Set(['password', 'passwd', 'secret', 'token', 'apikey', 'api_key', 'credential', 'credentials', 'kubeconfig', 'privatekey', 'private_key', 'bmcpassword', 'adminpassword']);
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['password', 'passwd', 'secret', 'token', 'apikey', 'api_key', 'credential', 'credentials', 'kubeconfig', 'privatekey', 'private_key', 'bmcpassword', 'adminpassword', 'authorization', 'cookie', 'access_token', 'refresh_token', 'client_secret']);
+
+/**
+ * A URL with its credentials hidden: user info, and the values of query
+ * parameters with secret names (token=…, api_key=…, password=…). Text that is
+ * not a URL comes back with `scheme://user:pass@` removed.
+ */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username || u.password) {
+      u.username = u.username ? REDACTED : '';
+      u.password = '';
+    }
+    for (const k of [...u.searchParams.keys()]) if (isSecretKey(k) || /(token|secret|password|key|sig|signature)$/i.test(k)) u.searchParams.set(k, REDACTED);
+    return u.toString();
+  } catch {
+    return redactText(url);
+  }
+}
+
+/** Free text (an error body, a message) with URL credentials, bearer tokens and `secret=value` pairs hidden. */
+export function redactText(text: string): string {
+  return text
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+(:[^\s/@]*)?@/gi, `$1${REDACTED}@`)
+    .replace(/\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`)
+    .replace(/\b((?:access_|refresh_)?token|api_?key|password|passwd|secret|client_secret|authorization)(["']?\s*[:=]\s*["']?)[^\s"'&,}]+/gi, `$1$2${REDACTED}`);
+}
+
+/** Replaces every occurrence of the given secret values in the strings of `value` (deeply) with `(sensitive)`. */
+export function maskValues<T>(value: T, secrets: readonly string[]): T {
+  const list = secrets.filter((s) => s.length > 0);
+  if (list.length === 0) return value;
+  const maskString = (s: string) => {
+    let out = s;
+    for (const x of list) if (out.includes(x)) out = out.split(x).join(SENSITIVE);
+    return out;
+  };
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return maskString(v);
+    if (v === null || typeof v !== 'object') return v;
+    if (Array.isArray(v)) return v.map(walk);
+    if (Object.getPrototypeOf(v) !== Object.prototype) return v;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = walk(x);
+    return out;
+  };
+  return walk(value) as T;
+}
+
+export const SENSITIVE = '(sensitive)';
+
+/**
+ * redact() for log objects: plain objects and arrays only (requests,
+ * responses, errors and other class instances are left to pino's
+ * serializers), cycles and depth beyond 16 left as they are.
+ */
+export function redactLog<T>(value: T, depth = 0, seen: WeakSet<object> = new WeakSet()): T {
+  if (value === null || typeof value !== 'object' || depth > 16) return value;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return value;
+  if (seen.has(value)) return value;
+  seen.add(value);
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    value.forEach((v, i) => {
+      const r = redactLog(v, depth + 1, seen);
+      if (r !== v) (out ??= value.slice())[i] = r;
+    });
+    return (out ?? value) as T;
+  }
+  let out: Record<string, unknown> | undefined;
+  const obj = value as Record<string, unknown>;
+  for (const k of Object.keys(obj)) {
+    const v = obj[k];
+    const r = v !== null && v !== undefined && isSecretKey(k) ? REDACTED : redactLog(v, depth + 1, seen);
+    if (r !== v) (out ??= { ...obj })[k] = r;
+  }
+  return (out ?? value) as T;
+}
 
 export function isSecretKey(key: string): boolean {
   return SECRET_KEYS.has(key.toLowerCase());

@@ -26,13 +26,13 @@ export interface PageQuery { after?: string | undefined; limit?: number | undefi
 
 /** Names of users, groups, roles and projects: lower-case slugs (projects are referenced by name everywhere). */
 export const NAME_RE = /^[a-z0-9](?:[a-z0-9._@-]{0,62}[a-z0-9])?$/;
-const NAME_HINT = 'use 1-64 lower-case letters, digits, ".", "_", "-" or "@", starting and ending with a letter or digit';
+export const NAME_HINT = 'use 1-64 lower-case letters, digits, ".", "_", "-" or "@", starting and ending with a letter or digit';
 
 export const SESSION_TTL_MS = 12 * 3600_000;
 export const MAX_API_TOKEN_TTL_MS = 366 * 24 * 3600_000;
 
 function checkName(field: string, name: string): void {
-  if (!NAME_RE.test(name)) throw new ValidationError('iam.invalid_name', `${field}: "${name.slice(0, 64)}" is not a valid name; ${NAME_HINT}`, { details: { field } });
+  if (!NAME_RE.test(name)) throw new ValidationError('iam.invalid_name', `${field}: not a valid name; ${NAME_HINT}`, { details: { field } });
 }
 
 function sha256(s: string): string {

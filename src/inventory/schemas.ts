@@ -1,11 +1,12 @@
 import { z } from 'zod';
+import { labelsSchema } from '../core/names.js';
 
 /**
  * Inventory module inputs and outputs (the contract for workflow steps, the
  * HTTP API, the CLI and the YAML inventory file).
  */
 export const SlugSchema = z.string().min(1).max(64).regex(/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/, 'use lower-case letters, digits and . _ - (e.g. dc1, gpu.large)');
-const Labels = z.record(z.string().min(1).max(128), z.string().max(256));
+const Labels = labelsSchema;
 const Mac = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i, 'a MAC address is six hex pairs separated by colons, e.g. 52:54:00:12:34:56').transform((s) => s.toLowerCase());
 
 export const ServerStateSchema = z.enum([

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { labelsSchema } from '../core/names.js';
 
 /**
  * IPAM module inputs and outputs. These schemas are the contract used by
@@ -35,7 +36,7 @@ export const CreatePrefixSchema = z.object({
   /** DHCP range, reserved from allocation. */
   dhcpRange: z.object({ start: z.string(), end: z.string() }).optional(),
   description: z.string().max(1024).default(''),
-  labels: z.record(z.string(), z.string()).default({}),
+  labels: labelsSchema.default({}),
 });
 export type CreatePrefixInput = z.input<typeof CreatePrefixSchema>;
 

@@ -156,9 +156,15 @@ export const SecurityGroupRule = z.strictObject({
   protocol: z.enum(['tcp', 'udp', 'icmp', 'any']).default('tcp'),
   portMin: portSchema(true).optional(),
   portMax: portSchema(true).optional(),
-  remoteCidr: cidrSchema().default('0.0.0.0/0'),
+  /** Where traffic may come from (ingress) or go to (egress); with neither this nor remoteGroup, anywhere. */
+  remoteCidr: cidrSchema().optional(),
+  /** Members of this security group (its provider id): "5432 from the web group". */
+  remoteGroup: ref.optional(),
   ethertype: z.enum(['IPv4', 'IPv6']).default('IPv4'),
   description: z.string().optional(),
+}).superRefine((r, ctx) => {
+  if (r.remoteCidr !== undefined && r.remoteGroup !== undefined) ctx.addIssue({ code: 'custom', path: ['remoteGroup'], message: 'give remoteCidr or remoteGroup, not both' });
+  if (r.portMin !== undefined && r.portMax !== undefined && r.portMax < r.portMin) ctx.addIssue({ code: 'custom', path: ['portMax'], message: 'portMax is below portMin' });
 });
 
 export const SecurityGroupSpec = z.strictObject({

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Clock } from '../core/clock.js';
 import { InfraflowError, serializeError, ValidationError, isInfraflowError, type SerializedError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { maskValues } from '../core/secrets.js';
 import type { EngineApi, RetryPolicy, StepContext, WorkflowDefinition } from '../engine/types.js';
 import { defineWorkflow } from '../engine/types.js';
 import { observeNow } from '../resources/steps.js';
@@ -298,6 +299,10 @@ export interface CompiledRevision {
   file: string;
 }
 
+function sensitiveValuesOf(model: StackModel): string[] {
+  return Object.entries(model.document.spec.parameters).filter(([, d]) => d.sensitive === true).map(([k]) => model.params[k]).filter((v) => v !== undefined && v !== null).map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).filter((s) => s.length >= 3);
+}
+
 export function compileRevision(source: string, file: string, params: Record<string, unknown>, kinds?: KindCatalog): StackModel {
   return compileStack(parseStack(source, { file }), { params, ...(kinds ? { kinds } : {}) });
 }
@@ -323,6 +328,12 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
 
   // ---- one resource action, inside one step
 
+  function stackLabels(model: StackModel | undefined, resource: string): Record<string, string> | undefined {
+    const own = model?.resources.get(resource)?.def.labels;
+    const stack = model?.document.metadata.labels;
+    return own || stack ? { ...stack, ...own } : undefined;
+  }
+
   async function doCreate(sc: StepContext, stack: { id: string; name: string; project: string }, a: { address: string; resource: string; kind: string; phase: number; order: number; deps: string[]; cbd: boolean }, spec: Record<string, unknown>, timeoutS: number, labels?: Record<string, string>): Promise<ActionResult> {
     const r = await ensureResource(deps, { stackId: stack.id, project: stack.project, kind: a.kind, name: resourceName(stack.name, a.address), address: a.address, spec, ...(labels ? { labels } : {}) });
     const rec = { address: a.address, resource: a.resource, kind: a.kind, spec, specHash: specHash(spec), phase: a.phase, order: a.order, dependsOn: a.deps, drift: null, createBeforeDestroy: a.cbd };
@@ -336,7 +347,8 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
     const node = model?.resources.get(a.resource);
     const timeoutS = node?.def.timeoutSeconds ?? model?.document.spec.options.resourceTimeoutSeconds ?? 900;
     const meta = { address: a.address, resource: a.resource, kind: a.kind, phase: a.phase, order: node?.order ?? a.before?.order ?? 0, deps: node?.deps ?? a.before?.dependsOn ?? [], cbd: a.cbd };
-    const labels = model?.document.metadata.labels;
+    // the stack's labels, then the resource's own (`labels:` in its definition)
+    const labels = stackLabels(model, a.resource);
     void publish(stack.id, 'stack.resource.started', { runId: sc.runId, address: a.address, action: a.action, kind: a.kind, attempt: sc.attempt });
     let result: ActionResult | null = null;
     switch (a.action) {
@@ -553,7 +565,8 @@ export function stackWorkflows(deps: WorkflowDeps): WorkflowDefinition[] {
         }
       }
       if (failures.length === 0) {
-        const outputs = model && resolver ? (fromCel(model.outputs.evaluate(resolver.globalContext(model.outputs.resources))) as Record<string, unknown>) : {};
+        // outputs are served and stored in plain text: sensitive parameter values never are
+        const outputs = model && resolver ? maskValues(fromCel(model.outputs.evaluate(resolver.globalContext(model.outputs.resources))) as Record<string, unknown>, sensitiveValuesOf(model)) : {};
         await ctx.step('finish', async () => {
           if (input.mode === 'destroy') {
             await deps.stacks.setStatus(stack.id, { status: 'destroyed', outputs: {}, error: null, drift: 'unknown' });

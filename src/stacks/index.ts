@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from '../core/clock.js';
 import { ConflictError, ValidationError, type InfraflowError } from '../core/errors.js';
 import { issueMessage } from '../core/input.js';
+import { maskValues, SENSITIVE, type SecretBox } from '../core/secrets.js';
 import { containsUnknown } from './expr.js';
 import type { Logger } from '../core/log.js';
 import type { EngineApi, EngineEvent, RetryPolicy, RunInfo } from '../engine/types.js';
@@ -68,6 +69,8 @@ export interface StacksOptions {
   actionRetry?: RetryPolicy;
   /** Register the workflows on the engine (default true). */
   register?: boolean;
+  /** Seals `sensitive` parameters at rest (the project's secret box; a random key when not given). */
+  secrets?: SecretBox;
 }
 
 export interface StackInfo extends StackRow {
@@ -115,6 +118,35 @@ export const resourceKinds: KindCatalog = {
   kinds: () => KIND_NAMES,
 };
 
+/** Names of the parameters declared `sensitive: true`. */
+export function sensitiveParams(model: StackModel): string[] {
+  return Object.entries(model.document.spec.parameters).filter(([, d]) => d.sensitive === true).map(([k]) => k);
+}
+
+/** The values of sensitive parameters, as they could appear in strings. */
+export function sensitiveValues(model: StackModel): string[] {
+  const out: string[] = [];
+  for (const k of sensitiveParams(model)) {
+    const v = model.params[k];
+    if (v === undefined || v === null) continue;
+    const s = typeof v === 'string' ? v : JSON.stringify(v);
+    if (s.length >= 3) out.push(s);
+  }
+  return out;
+}
+
+/**
+ * A plan with sensitive parameters masked: their values show as
+ * `(sensitive)` in `params`, and wherever they appear in a spec (text and
+ * JSON plans are both made from this).
+ */
+export function maskPlan(plan: Plan, model: StackModel): Plan {
+  const names = sensitiveParams(model);
+  if (names.length === 0) return plan;
+  const masked = maskValues(plan, sensitiveValues(model));
+  return { ...masked, params: Object.fromEntries(Object.entries(plan.params).map(([k, v]) => [k, names.includes(k) ? SENSITIVE : v])) };
+}
+
 export class Stacks {
   readonly stacks: StackStore;
   private readonly engine: EngineApi;
@@ -125,7 +157,7 @@ export class Stacks {
     this.clock = opts.clock ?? systemClock;
     this.engine = opts.engine;
     this.kinds = opts.kinds ?? resourceKinds;
-    this.stacks = new StackStore(opts.store, this.clock);
+    this.stacks = new StackStore(opts.store, this.clock, opts.secrets);
     if (opts.register !== false) for (const wf of this.workflows()) this.engine.register(wf);
   }
 
@@ -156,6 +188,10 @@ export class Stacks {
   }
 
   private async planModel(model: StackModel, recorded: RecordedResource[], baseRevision: number, destroy: boolean): Promise<Plan> {
+    return maskPlan(await this.planModelRaw(model, recorded, baseRevision, destroy), model);
+  }
+
+  private async planModelRaw(model: StackModel, recorded: RecordedResource[], baseRevision: number, destroy: boolean): Promise<Plan> {
     let plan = diffStack(model, recorded, { baseRevision, destroy });
     const collisions = cbdCollisions(plan);
     if (collisions.length) plan = { ...plan, feasibility: { ok: false, checks: [...plan.feasibility.checks, ...collisions] } };
@@ -197,7 +233,7 @@ export class Stacks {
       throw new ConflictError('stacks.infeasible', `stack ${model.name} cannot be applied: ${failed.join('; ')}`, { details: { checks: plan.feasibility.checks } });
     }
     const { stack, revision } = await this.stacks.putRevision({
-      project: model.project, name: model.name, source: parsed.source, file: parsed.sourceMap.file, params: input.params ?? {},
+      project: model.project, name: model.name, source: parsed.source, file: parsed.sourceMap.file, params: input.params ?? {}, sensitive: sensitiveParams(model),
       expectedRevision: input.expectedRevision, createdBy: input.createdBy, labels: model.document.metadata.labels,
     });
     const run = await this.startRun(stack, { stackId: stack.id, revision, mode: 'apply', reason: 'apply', ...(input.parallelism ? { parallelism: input.parallelism } : {}), ...(input.failurePolicy ? { failurePolicy: input.failurePolicy } : {}) });
@@ -267,7 +303,8 @@ export class Stacks {
   /** The document of a revision (default the latest). */
   async document(stack: string, opts: { project?: string; revision?: number } = {}) {
     const row = await this.stacks.get(stack, opts.project);
-    return this.stacks.revision(row.id, opts.revision ?? row.revision);
+    // served: sensitive parameters as (sensitive)
+    return this.stacks.revision(row.id, opts.revision ?? row.revision, { masked: true });
   }
 
   /** Runs of this stack, newest first. */

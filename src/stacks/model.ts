@@ -135,11 +135,11 @@ export function resolveParams(doc: StackDocument, map: SourceMap, given: Record<
       if (fromUser) throw fail('a value is required');
       throw new ValidationError('stacks.missing_parameter', `parameter ${name} has no default: give a value for it`, { details: { parameter: name } });
     }
-    if (!TYPE_CHECK[def.type](v)) throw fail(`must be of type ${def.type}, got ${JSON.stringify(v)}`);
-    if (def.enum && !def.enum.includes(v as never)) throw fail(`must be one of ${def.enum.map((e) => JSON.stringify(e)).join(', ')}, got ${JSON.stringify(v)}`);
+    if (!TYPE_CHECK[def.type](v)) throw fail(`must be of type ${def.type}`);
+    if (def.enum && !def.enum.includes(v as never)) throw fail(`must be one of ${def.enum.map((e) => JSON.stringify(e)).join(', ')}`);
     if (typeof v === 'number') {
-      if (def.minimum !== undefined && v < def.minimum) throw fail(`must be at least ${def.minimum}, got ${v}`);
-      if (def.maximum !== undefined && v > def.maximum) throw fail(`must be at most ${def.maximum}, got ${v}`);
+      if (def.minimum !== undefined && v < def.minimum) throw fail(`must be at least ${def.minimum}`);
+      if (def.maximum !== undefined && v > def.maximum) throw fail(`must be at most ${def.maximum}`);
     }
     out[name] = v;
   }

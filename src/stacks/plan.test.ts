@@ -105,7 +105,7 @@ describe('stack plan', () => {
     expect(vm0.after!.image).toBe('debian-12');
     expect(isUnknown((vm0.after!.networks as any[])[0].subnet)).toBe(true);
     const text = renderPlan(plan);
-    expect(text).toContain('+ resource "compute/Server" "vm[1]"');
+    expect(text).toContain('+ resource "compute/Server" vm[1] {');
     expect(text).toContain('name = "web-1"');
     expect(text).toContain('(known after apply)');
     expect(text).toContain('Plan: 5 to add, 0 to change, 0 to destroy');
@@ -169,5 +169,39 @@ describe('stack plan', () => {
     expect(model.instanceCount).toBe(20_001);
     const plan = diffStack(model, []);
     expect(plan.summary.create).toBe(20_001);
+  });
+});
+
+describe('plan text', () => {
+  it('shows nested changes as a structured diff: list items added, removed and changed, keys changed, nothing cut', () => {
+    const doc = (rules: string) => `apiVersion: infraflow.dev/v1
+kind: Stack
+metadata: { name: sg }
+spec:
+  resources:
+    web-sg:
+      kind: network/Network
+      forEach: [a]
+      spec:
+        rules: ${rules}
+        meta: { owner: ops, note: "${'x'.repeat(150)}" }
+`;
+    const before = compileStack(parseStack(doc('[{ port: 22, cidr: 10.0.0.0/8 }, { port: 80, cidr: 0.0.0.0/0 }, { port: 9000, cidr: 10.1.0.0/16 }]')), { kinds });
+    const first = diffStack(before, []);
+    const recorded: RecordedResource[] = first.changes.map((c, i) => ({
+      address: c.address, resource: c.resource, kind: c.kind, resourceId: `res_${i}`, spec: c.after!, specHash: specHash(c.after), outputs: {}, status: 'ready', phase: 0, dependsOn: [], order: i, drift: null, createBeforeDestroy: false, updatedAt: 0,
+    }));
+    const after = compileStack(parseStack(doc('[{ port: 22, cidr: 10.0.0.0/8 }, { port: 443, cidr: 0.0.0.0/0 }, { port: 8443, cidr: 10.2.0.0/16 }]').replace('owner: ops', 'owner: web')), { kinds });
+    const text = renderPlan(diffStack(after, recorded));
+    expect(text).toContain('~ resource "network/Network" web-sg["a"] {');
+    expect(text).not.toContain('"web-sg[');
+    const body = text.slice(text.indexOf('~ rules = ['), text.indexOf('Plan:'));
+    expect(body).toContain('~ port = 80 -> 443');
+    expect(body).toContain('# (1 unchanged item hidden)');
+    expect(text).toContain('~ meta.owner = "ops" -> "web"');
+    expect(body).toContain('~ cidr = "10.1.0.0/16" -> "10.2.0.0/16"');
+    expect(body).not.toContain('...');
+    const removedAdded = renderPlan(diffStack(compileStack(parseStack(doc('[{ port: 22, cidr: 10.0.0.0/8 }]')), { kinds }), recorded));
+    expect(removedAdded).toMatch(/- \{\n\s+- port = 80\n\s+- cidr = "0\.0\.0\.0\/0"\n\s+\}/);
   });
 });

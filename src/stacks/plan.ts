@@ -313,20 +313,118 @@ export { resourceOfAddress };
 
 // ---------------------------------------------------------------- rendering
 
-function show(v: unknown): string {
+function scalar(v: unknown): string {
   if (isUnknown(v)) return '(known after apply)';
   if (v === undefined) return 'null';
-  const s = JSON.stringify(v);
-  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+  return JSON.stringify(v);
 }
 
-function flatten(spec: unknown, prefix = '', out: [string, unknown][] = []): [string, unknown][] {
-  if (isPlainObject(spec)) {
-    for (const k of Object.keys(spec).sort()) flatten(spec[k], prefix ? `${prefix}.${k}` : k, out);
-    return out;
+const isComposite = (v: unknown): v is Record<string, unknown> | unknown[] => Array.isArray(v) || isPlainObject(v);
+
+/** A key as written in the plan: bare when it is an identifier, else quoted. */
+const keyText = (k: string) => (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(k) ? k : JSON.stringify(k));
+
+/**
+ * Lines for a value added (`+`) or removed (`-`): scalars on one line, lists
+ * and maps opened on their own lines, keys in document order, nothing cut.
+ */
+function valueLines(sym: '+' | '-', label: string | undefined, v: unknown, pad: string, out: string[]): void {
+  const lead = `${pad}${sym} ${label !== undefined ? `${label} = ` : ''}`;
+  if (Array.isArray(v)) {
+    if (v.length === 0) return void out.push(`${lead}[]`);
+    out.push(`${lead}[`);
+    for (const x of v) valueLines(sym, undefined, x, `${pad}    `, out);
+    out.push(`${pad}  ]`);
+  } else if (isPlainObject(v)) {
+    const keys = Object.keys(v).filter((k) => v[k] !== undefined);
+    if (keys.length === 0) return void out.push(`${lead}{}`);
+    out.push(`${lead}{`);
+    for (const k of keys) valueLines(sym, keyText(k), v[k], `${pad}    `, out);
+    out.push(`${pad}  }`);
+  } else out.push(`${lead}${scalar(v)}`);
+}
+
+/** Longest common subsequence of two lists by canonical JSON: which items stay, which go, which come. */
+function listDiff(before: unknown[], after: unknown[]): { op: ' ' | '-' | '+'; v: unknown; b?: unknown }[] {
+  const a = before.map(canonicalJson);
+  const b = after.map(canonicalJson);
+  const n = a.length;
+  const m = b.length;
+  if (n * m > 1_000_000) return [...before.map((v) => ({ op: '-' as const, v })), ...after.map((v) => ({ op: '+' as const, v }))];
+  const L: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) L[i]![j] = a[i] === b[j] ? L[i + 1]![j + 1]! + 1 : Math.max(L[i + 1]![j]!, L[i]![j + 1]!);
+  const out: { op: ' ' | '-' | '+'; v: unknown }[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && a[i] === b[j]) {
+      out.push({ op: ' ', v: before[i] });
+      i++;
+      j++;
+    } else if (j < m && (i >= n || L[i]![j + 1]! > L[i + 1]![j]!)) out.push({ op: '+', v: after[j++] });
+    else out.push({ op: '-', v: before[i++] });
   }
-  out.push([prefix, spec]);
   return out;
+}
+
+/**
+ * A changed value as `terraform plan` shows it: maps by key (added, removed,
+ * changed; unchanged keys counted), lists by item (removed and added items,
+ * an item changed in place when a removal meets an addition of the same
+ * shape; unchanged items counted).
+ */
+function changeLines(label: string | undefined, before: unknown, after: unknown, pad: string, out: string[], note = ''): void {
+  const lead = label !== undefined ? `${label} = ` : '';
+  if (before === undefined) return valueLines('+', label, after, pad, out);
+  if (after === undefined) return valueLines('-', label, before, pad, out);
+  if (isPlainObject(before) && isPlainObject(after)) {
+    out.push(`${pad}~ ${lead}{${note}`);
+    const keys = [...new Set([...Object.keys(after), ...Object.keys(before)])];
+    let same = 0;
+    for (const k of keys) {
+      if (canonicalJson(before[k]) === canonicalJson(after[k]) && !isUnknown(after[k])) same++;
+      else changeLines(keyText(k), before[k], after[k], `${pad}    `, out);
+    }
+    if (same) out.push(`${pad}    # (${same} unchanged key${same === 1 ? '' : 's'} hidden)`);
+    out.push(`${pad}  }`);
+    return;
+  }
+  if (Array.isArray(before) && Array.isArray(after)) {
+    out.push(`${pad}~ ${lead}[${note}`);
+    const d = listDiff(before, after);
+    let same = 0;
+    for (let k = 0; k < d.length;) {
+      if (d[k]!.op === ' ') {
+        same++;
+        k++;
+        continue;
+      }
+      // a run of removals then a run of additions: maps paired in order are items changed in place
+      const removed: unknown[] = [];
+      const added: unknown[] = [];
+      while (k < d.length && d[k]!.op === '-') removed.push(d[k++]!.v);
+      while (k < d.length && d[k]!.op === '+') added.push(d[k++]!.v);
+      const pairs = Math.min(removed.length, added.length);
+      for (let p = 0; p < Math.max(removed.length, added.length); p++) {
+        const r = removed[p];
+        const a = added[p];
+        if (p < pairs && isPlainObject(r) && isPlainObject(a)) changeLines(undefined, r, a, `${pad}    `, out);
+        else {
+          if (p < removed.length) valueLines('-', undefined, r, `${pad}    `, out);
+          if (p < added.length) valueLines('+', undefined, a, `${pad}    `, out);
+        }
+      }
+    }
+    if (same) out.push(`${pad}    # (${same} unchanged item${same === 1 ? '' : 's'} hidden)`);
+    out.push(`${pad}  ]`);
+    return;
+  }
+  if (isComposite(before) || isComposite(after)) {
+    valueLines('-', label, before, pad, out);
+    valueLines('+', label, after, pad, out);
+    return;
+  }
+  out.push(`${pad}~ ${lead}${scalar(before)} -> ${scalar(after)}${note}`);
 }
 
 const SYMBOL: Record<ChangeAction, string> = { create: '  +', update: '  ~', replace: '-/+', delete: '  -', noop: '   ' };
@@ -345,18 +443,16 @@ export function renderPlan(plan: Plan, opts: { color?: boolean; sensitive?: Read
     for (const ch of acting) {
       const col = colorOf[ch.action];
       lines.push(`  # ${ch.address} ${VERB[ch.action]}${ch.reason ? ` (${ch.reason})` : ''}${ch.action === 'replace' && ch.createBeforeDestroy ? ' (create before destroy)' : ''}`);
-      lines.push(c(col, `${SYMBOL[ch.action]} resource "${ch.kind}" "${ch.address}" {`) + (ch.phase !== 'default' ? `  # phase ${ch.phase}` : ''));
+      lines.push(c(col, `${SYMBOL[ch.action]} resource "${ch.kind}" ${ch.address} {`) + (ch.phase !== 'default' ? `  # phase ${ch.phase}` : ''));
+      const body: string[] = [];
       if (ch.action === 'create') {
-        for (const [p, v] of flatten(ch.after ?? {})) lines.push(c(col, `      + ${p} = ${show(v)}`));
+        for (const [k, v] of Object.entries(ch.after ?? {})) if (v !== undefined) valueLines('+', keyText(k), v, '      ', body);
       } else if (ch.action === 'delete') {
-        for (const [p, v] of flatten(ch.before ?? {})) lines.push(c(col, `      - ${p} = ${show(v)}`));
+        for (const [k, v] of Object.entries(ch.before ?? {})) if (v !== undefined) valueLines('-', keyText(k), v, '      ', body);
       } else {
-        for (const f of ch.changes ?? []) {
-          const sym = f.before === undefined ? '+' : f.after === undefined ? '-' : '~';
-          const val = sym === '+' ? show(f.after) : sym === '-' ? show(f.before) : `${show(f.before)} -> ${show(f.after)}`;
-          lines.push(c(col, `      ${sym} ${f.path} = ${val}`) + (f.forcesReplacement ? c(31, ' # forces replacement') : ''));
-        }
+        for (const f of ch.changes ?? []) changeLines(f.path, f.before, f.after, '      ', body, f.forcesReplacement ? ' # forces replacement' : '');
       }
+      for (const l of body) lines.push(c(col, l.replace(/ # forces replacement$/, '')) + (l.endsWith(' # forces replacement') ? c(31, ' # forces replacement') : ''));
       lines.push(c(col, '    }'), '');
     }
   }

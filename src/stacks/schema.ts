@@ -1,5 +1,6 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
+import { displayTextSchema, labelsSchema } from '../core/names.js';
 
 /**
  * The Stack document: Kubernetes-style `apiVersion` / `kind: Stack` /
@@ -144,7 +145,8 @@ export const ResourceDefSchema = z.strictObject({
   phase: nameSchema.optional(),
   /** CEL condition over params: the resource exists only when it is true. */
   when: z.string().optional(),
-  labels: z.record(z.string(), z.string()).optional(),
+  /** Labels of this resource's instances, besides the stack's own (metadata.labels). */
+  labels: labelsSchema.optional(),
   /** Create-then-poll timeout; default the stack's. */
   timeoutSeconds: secondsSchema.optional(),
   lifecycle: z.strictObject({
@@ -210,8 +212,8 @@ export const StackDocumentSchema = z.strictObject({
   metadata: z.strictObject({
     name: nameSchema,
     project: z.string().min(1).default('default'),
-    description: z.string().optional(),
-    labels: z.record(z.string(), z.string()).optional(),
+    description: displayTextSchema(1000).optional(),
+    labels: labelsSchema.optional(),
   }),
   spec: StackSpecSchema.prefault({}),
 });

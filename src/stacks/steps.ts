@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { InfraflowError, TimeoutError, TransientError, ValidationError, isInfraflowError } from '../core/errors.js';
+import { redactText, redactUrl } from '../core/secrets.js';
 import type { StepContext, WorkflowContext } from '../engine/types.js';
 import { evalCondition, toCel, ExprError } from './expr.js';
 import type { CompiledStep } from './model.js';
@@ -197,13 +198,13 @@ async function httpStep(f: Record<string, unknown>, sc: StepContext, timeoutMs: 
   try {
     res = await fetch(String(f.url), { method, headers, ...(body !== undefined ? { body } : {}), signal: withTimeout(sc.signal, timeoutMs) });
   } catch (e) {
-    throw new TransientError('stacks.http_unreachable', `${method} ${String(f.url)} failed: ${(e as Error).message}`);
+    throw new TransientError('stacks.http_unreachable', `${method} ${redactUrl(String(f.url))} failed: ${redactText((e as Error).message)}`);
   }
   const out = { status: res.status, body: await readBody(res) };
-  sc.log(`${method} ${String(f.url)} → ${res.status}`);
+  sc.log(`${method} ${redactUrl(String(f.url))} → ${res.status}`);
   if (!statusOk(res.status, f.expectStatus as number[] | undefined)) {
     const retryable = res.status >= 500 || res.status === 429 || res.status === 408;
-    throw new InfraflowError('stacks.http_status', `${method} ${String(f.url)} answered ${res.status}${typeof out.body === 'string' && out.body ? `: ${out.body.slice(0, 200)}` : ''}`, 502, { retryable, details: { status: res.status } });
+    throw new InfraflowError('stacks.http_status', `${method} ${redactUrl(String(f.url))} answered ${res.status}${typeof out.body === 'string' && out.body ? `: ${redactText(out.body.slice(0, 200))}` : ''}`, 502, { retryable, details: { status: res.status } });
   }
   return out;
 }
@@ -229,13 +230,13 @@ async function notifyStep(f: Record<string, unknown>, sc: StepContext, rt: StepR
       signal: withTimeout(sc.signal, timeoutMs),
     });
   } catch (e) {
-    throw new TransientError('stacks.notify_unreachable', `notify ${String(f.url)} failed: ${(e as Error).message}`);
+    throw new TransientError('stacks.notify_unreachable', `notify ${redactUrl(String(f.url))} failed: ${redactText((e as Error).message)}`);
   }
   await res.arrayBuffer().catch(() => undefined);
   if (res.status < 200 || res.status >= 300) {
-    throw new InfraflowError('stacks.notify_status', `notify ${String(f.url)} answered ${res.status}`, 502, { retryable: res.status >= 500 || res.status === 429 });
+    throw new InfraflowError('stacks.notify_status', `notify ${redactUrl(String(f.url))} answered ${res.status}`, 502, { retryable: res.status >= 500 || res.status === 429 });
   }
-  sc.log(`notified ${String(f.url)} (${event.type})`);
+  sc.log(`notified ${redactUrl(String(f.url))} (${event.type})`);
   return { status: res.status, id: event.id };
 }
 

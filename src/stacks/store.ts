@@ -1,6 +1,15 @@
 import type { Clock } from '../core/clock.js';
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { SecretBox, SENSITIVE } from '../core/secrets.js';
+
+const SEALED_PARAM = '$sealed';
+function maskSealed(params: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, isSealedParam(v) ? SENSITIVE : v]));
+}
+function isSealedParam(v: unknown): v is { [SEALED_PARAM]: string } {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as Record<string, unknown>)[SEALED_PARAM] === 'string' && Object.keys(v).length === 1;
+}
 import type { Store } from '../store/store.js';
 import type { StackResourceTable, StackTable } from './migrations.js';
 import type { RecordedResource } from './plan.js';
@@ -59,7 +68,24 @@ export function toRecorded(r: StackResourceTable): RecordedResource {
 }
 
 export class StackStore {
-  constructor(readonly store: Store, readonly clock: Clock) {}
+  /** Seals the values of `sensitive` parameters at rest (a random key per process when not given: tests). */
+  private readonly box: SecretBox;
+  constructor(readonly store: Store, readonly clock: Clock, box?: SecretBox) {
+    this.box = box ?? SecretBox.random();
+  }
+
+  /** Parameters as stored: values of sensitive ones sealed (`{ "$sealed": "v1.…" }`, bound to the stack and name). */
+  private sealParams(project: string, name: string, params: Record<string, unknown>, sensitive: readonly string[]): Record<string, unknown> {
+    const out: Record<string, unknown> = { ...params };
+    for (const k of sensitive) if (k in out && out[k] !== undefined) out[k] = { [SEALED_PARAM]: this.box.seal(JSON.stringify(out[k]), `stack-param:${project}/${name}:${k}`) };
+    return out;
+  }
+
+  private openParams(project: string, name: string, params: Record<string, unknown>): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(params)) out[k] = isSealedParam(v) ? JSON.parse(this.box.open(v[SEALED_PARAM], `stack-param:${project}/${name}:${k}`)) as unknown : v;
+    return out;
+  }
 
   private get db() {
     return this.store.db;
@@ -90,7 +116,7 @@ export class StackStore {
    * Stores a new revision of a stack's document. With `expectedRevision`,
    * refuses when the stack has moved on (someone else applied meanwhile).
    */
-  async putRevision(input: { project: string; name: string; source: string; file: string; params: Record<string, unknown>; expectedRevision?: number | undefined; createdBy?: string | undefined; labels?: Record<string, string> | undefined }): Promise<{ stack: StackRow; revision: number }> {
+  async putRevision(input: { project: string; name: string; source: string; file: string; params: Record<string, unknown>; sensitive?: readonly string[] | undefined; expectedRevision?: number | undefined; createdBy?: string | undefined; labels?: Record<string, string> | undefined }): Promise<{ stack: StackRow; revision: number }> {
     const now = this.clock.now();
     return this.store.transaction(async (trx) => {
       const cur = await trx.selectFrom('stacks').selectAll().where('project', '=', input.project).where('name', '=', input.name).executeTakeFirst();
@@ -113,21 +139,24 @@ export class StackStore {
         const u = await trx.updateTable('stacks').set({ revision, updated_at: now, ...(input.labels ? { labels: JSON.stringify(input.labels) } : {}) }).where('id', '=', id).where('revision', '=', have).executeTakeFirst();
         if (Number(u.numUpdatedRows) !== 1) throw new ConflictError('stacks.stale_revision', `stack ${input.name} changed meanwhile: run plan again`);
       }
-      await trx.insertInto('stack_revisions').values({ stack_id: id, revision, source: input.source, file: input.file, params: JSON.stringify(input.params), created_by: input.createdBy ?? null, created_at: now }).execute();
+      await trx.insertInto('stack_revisions').values({ stack_id: id, revision, source: input.source, file: input.file, params: JSON.stringify(this.sealParams(input.project, input.name, input.params, input.sensitive ?? [])), created_by: input.createdBy ?? null, created_at: now }).execute();
       const row = await trx.selectFrom('stacks').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
       return { stack: toStack(row), revision };
     });
   }
 
-  async revision(stackId: string, revision: number): Promise<RevisionRow> {
+  /** A revision; sensitive parameters opened for use, or with `masked` shown as (sensitive) (for serving). */
+  async revision(stackId: string, revision: number, opts: { masked?: boolean } = {}): Promise<RevisionRow> {
     const r = await this.db.selectFrom('stack_revisions').selectAll().where('stack_id', '=', stackId).where('revision', '=', revision).executeTakeFirst();
     if (!r) throw new NotFoundError('stacks.revision_not_found', `stack ${stackId} has no revision ${revision}`);
-    return { stackId: r.stack_id, revision: Number(r.revision), source: r.source, file: r.file, params: JSON.parse(r.params) as Record<string, unknown>, createdBy: r.created_by, createdAt: Number(r.created_at) };
+    const s = await this.db.selectFrom('stacks').select(['project', 'name']).where('id', '=', stackId).executeTakeFirstOrThrow();
+    return { stackId: r.stack_id, revision: Number(r.revision), source: r.source, file: r.file, params: opts.masked ? maskSealed(JSON.parse(r.params) as Record<string, unknown>) : this.openParams(s.project, s.name, JSON.parse(r.params) as Record<string, unknown>), createdBy: r.created_by, createdAt: Number(r.created_at) };
   }
 
   async revisions(stackId: string): Promise<Omit<RevisionRow, 'source'>[]> {
     const rows = await this.db.selectFrom('stack_revisions').select(['stack_id', 'revision', 'file', 'params', 'created_by', 'created_at']).where('stack_id', '=', stackId).orderBy('revision', 'desc').execute();
-    return rows.map((r) => ({ stackId: r.stack_id, revision: Number(r.revision), file: r.file, params: JSON.parse(r.params) as Record<string, unknown>, createdBy: r.created_by, createdAt: Number(r.created_at) }));
+    // sensitive values are never served: shown as (sensitive)
+    return rows.map((r) => ({ stackId: r.stack_id, revision: Number(r.revision), file: r.file, params: maskSealed(JSON.parse(r.params) as Record<string, unknown>), createdBy: r.created_by, createdAt: Number(r.created_at) }));
   }
 
   async setStatus(stackId: string, patch: { status?: StackStatus; lastRunId?: string; appliedRevision?: number; outputs?: Record<string, unknown>; error?: Record<string, unknown> | null; drift?: StackRow['drift']; observedAt?: number }): Promise<void> {

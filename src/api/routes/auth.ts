@@ -4,9 +4,9 @@ import { ALL_PERMISSIONS, PERMISSIONS, type Permission } from '../../iam/permiss
 import { defineRoute, encodeCursor, decodeCursor, ID_PARAM, PageQuery, pageOf, type AnyRoute, type ApiDeps } from '../route.js';
 import { signInSettings } from '../session.js';
 import { passwordLoginDisabled } from './session.js';
-import { Name, PermissionName, TokenOut, UserOut, Password } from './schemas.js';
+import { PermissionName, TokenName, TokenOut, UserOut, Password } from './schemas.js';
 
-const LoginBody = z.strictObject({ name: Name, password: Password });
+const LoginBody = z.strictObject({ name: z.string().min(1).max(320), password: Password });
 
 export function authRoutes(deps: ApiDeps): AnyRoute[] {
   const { iam } = deps;
@@ -71,7 +71,7 @@ export function authRoutes(deps: ApiDeps): AnyRoute[] {
     defineRoute({
       method: 'POST', url: '/tokens', summary: 'Create an API token for yourself, optionally limited to a project and permissions; the secret is returned once', tags: ['auth'], policy: { scope: 'authenticated' },
       schema: {
-        body: z.strictObject({ name: Name, project: z.string().max(64).optional(), permissions: z.array(PermissionName).max(64).optional(), expiresInDays: z.number().int().min(1).max(366).optional() }),
+        body: z.strictObject({ name: TokenName, project: z.string().max(64).optional(), permissions: z.array(PermissionName).max(64).optional(), expiresInDays: z.number().int().min(1).max(366).optional() }),
         response: { 201: z.object({ token: z.string(), info: TokenOut }) },
       },
       handler: async ({ body, principal, reply, auditNote, can, visible }) => {

@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { ConflictError, NotFoundError } from '../../core/errors.js';
 import { defineRoute, encodeCursor, decodeCursor, ID_PARAM, PageQuery, pageOf, type AnyRoute, type ApiDeps } from '../route.js';
-import { AssignmentOut, AuditOut, GroupOut, Name, Password, PermissionName, ProjectOut, RoleOut, UserOut } from './schemas.js';
+import { displayTextSchema } from '../../core/names.js';
+import { AssignmentOut, AuditOut, Description, GroupOut, Name, Password, PermissionName, ProjectOut, RoleOut, UserOut } from './schemas.js';
 
-const Description = z.string().max(1000).nullable().optional();
+
 
 export function iamRoutes(deps: ApiDeps): AnyRoute[] {
   const { iam } = deps;
@@ -22,7 +23,7 @@ export function iamRoutes(deps: ApiDeps): AnyRoute[] {
     }),
     defineRoute({
       method: 'POST', url: '/users', summary: 'Create a user', tags, policy: write,
-      schema: { body: z.strictObject({ name: Name, displayName: z.string().max(200).nullable().optional(), email: z.email().max(320).nullable().optional(), password: Password.optional() }), response: { 201: UserOut } },
+      schema: { body: z.strictObject({ name: Name, displayName: displayTextSchema(200).nullable().optional(), email: z.email().max(320).nullable().optional(), password: Password.optional() }), response: { 201: UserOut } },
       handler: async ({ body, reply, etag }) => {
         const u = await iam.createUser(body);
         etag(u.revision);
@@ -41,7 +42,7 @@ export function iamRoutes(deps: ApiDeps): AnyRoute[] {
     }),
     defineRoute({
       method: 'PATCH', url: '/users/:id', summary: 'Change a user (If-Match: its ETag). Disabling or a new password ends its sessions', tags, policy: write,
-      schema: { params: ID_PARAM, body: z.strictObject({ displayName: z.string().max(200).nullable().optional(), email: z.email().max(320).nullable().optional(), disabled: z.boolean().optional(), password: Password.optional() }), response: { 200: UserOut } },
+      schema: { params: ID_PARAM, body: z.strictObject({ displayName: displayTextSchema(200).nullable().optional(), email: z.email().max(320).nullable().optional(), disabled: z.boolean().optional(), password: Password.optional() }), response: { 200: UserOut } },
       handler: async ({ params, body, ifMatch, etag }) => {
         const u = await iam.updateUser(params.id, body, ifMatch());
         etag(u.revision);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { InfraflowError, NotFoundError, ValidationError } from '../../core/errors.js';
 import { redact } from '../../core/secrets.js';
+import { dnsNameSchema, labelKeySchema, labelsSchema, labelValueSchema } from '../../core/names.js';
 import type { Resource } from '../../resources/types.js';
 import type { ResourceStore } from '../../resources/store.js';
 import { KINDS } from '../../resources/kinds.js';
@@ -124,7 +125,7 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
-const NAME = z.string().min(1).max(254).regex(/^[a-z0-9]([a-z0-9._-]{0,252}[a-z0-9])?$/i, 'letters, digits, dots, dashes or underscores, starting and ending with a letter or digit');
+const NAME = dnsNameSchema(253);
 
 /**
  * Single resources driven one by one (`openstack network create` style):
@@ -143,7 +144,7 @@ function mutatingRoutes(deps: ApiDeps, resources: ResourceStore, byId: (i: { par
       schema: {
         body: z.strictObject({
           project: z.string().min(1).max(64), kind: z.string().min(1).max(200).describe(`one of ${Object.keys(KINDS).join(', ')}`), name: NAME,
-          spec: z.record(z.string(), z.unknown()).default({}), labels: z.record(z.string().max(63), z.string().max(253)).default({}),
+          spec: z.record(z.string(), z.unknown()).default({}), labels: labelsSchema.default({}),
         }),
       },
       handler: async ({ body, reply, auditNote }) => {
@@ -164,7 +165,7 @@ function mutatingRoutes(deps: ApiDeps, resources: ResourceStore, byId: (i: { par
     defineRoute({
       method: 'PATCH', url: '/resources/:id', tags, policy: write, project: byId, notFound,
       summary: 'Change a resource\'s spec (JSON merge patch) and labels; If-Match: its generation. 202 with the run that applies it in place or replaces it; 200 without a run when nothing changed',
-      schema: { params: ID_PARAM, body: z.strictObject({ spec: z.record(z.string(), z.unknown()).optional(), labels: z.record(z.string().max(63), z.string().max(253).nullable()).optional().describe('labels to set; null removes one') }) },
+      schema: { params: ID_PARAM, body: z.strictObject({ spec: z.record(z.string(), z.unknown()).optional(), labels: z.record(labelKeySchema, labelValueSchema.nullable()).optional().describe('labels to set; null removes one') }) },
       handler: async ({ params, body, reply, ifMatch, etag, auditNote }) => {
         const current = await resources.get(params.id);
         assertUnowned(current, 'change');

@@ -1,8 +1,14 @@
 import { z } from 'zod';
 import { ALL_PERMISSIONS } from '../../iam/permissions.js';
+import { NAME_HINT, NAME_RE } from '../../iam/service.js';
+import { displayTextSchema } from '../../core/names.js';
 
 /** Response and request schemas of the identity API (one source: validation, types, OpenAPI). */
-export const Name = z.string().min(1).max(64).describe('lower-case letters, digits, ".", "_", "-", "@"');
+export const Name = z.string().min(1).max(64).regex(NAME_RE, NAME_HINT).describe('an identity name: lower-case letters, digits, ".", "_", "-", "@"');
+/** A token's name: display text (docs/api.md, "Names and labels"). */
+export const TokenName = displayTextSchema(100, 1);
+/** Descriptions and display names: display text. */
+export const Description = displayTextSchema(1000).nullable().optional();
 export const PermissionName = z.enum(ALL_PERMISSIONS as [string, ...string[]]);
 
 export const UserOut = z.object({

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { NotFoundError } from '../../core/errors.js';
 import { defineRoute, encodeCursor, decodeCursor, ID_PARAM, PageQuery, pageOf, projectFrom, type AnyRoute, type ApiDeps, type ResolvedProject } from '../route.js';
-import { Name, SecretOut } from './schemas.js';
+import { Description, Name, SecretOut } from './schemas.js';
 
 /**
  * Secrets (BMC credentials, kubeconfigs, passwords): stored encrypted
@@ -31,7 +31,7 @@ export function secretRoutes(deps: ApiDeps): AnyRoute[] {
     defineRoute({
       method: 'POST', url: '/secrets', summary: 'Store a secret in a project (encrypted at rest)', tags, policy: { scope: 'project', permission: 'secrets:write' },
       project: projectFrom('body'),
-      schema: { body: z.strictObject({ project: z.string().min(1).max(64), name: Name, value: Value, description: z.string().max(1000).nullable().optional() }), response: { 201: SecretOut } },
+      schema: { body: z.strictObject({ project: z.string().min(1).max(64), name: Name, value: Value, description: Description }), response: { 201: SecretOut } },
       handler: async ({ body, reply, etag }) => {
         const s = await iam.createSecret(body);
         etag(s.revision);
@@ -64,7 +64,7 @@ export function secretRoutes(deps: ApiDeps): AnyRoute[] {
     defineRoute({
       method: 'PATCH', url: '/secrets/:id', summary: 'Replace a secret\'s value or description (If-Match)', tags, policy: { scope: 'project', permission: 'secrets:write' },
       project: byId, notFound,
-      schema: { params: ID_PARAM, body: z.strictObject({ value: Value.optional(), description: z.string().max(1000).nullable().optional() }), response: { 200: SecretOut } },
+      schema: { params: ID_PARAM, body: z.strictObject({ value: Value.optional(), description: Description }), response: { 200: SecretOut } },
       handler: async ({ params, body, ifMatch, etag }) => {
         const s = await iam.updateSecret(params.id, body, ifMatch());
         etag(s.revision);

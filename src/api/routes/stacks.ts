@@ -114,7 +114,7 @@ export function stackRoutes(deps: ApiDeps, stacks: StacksApi, render: Render): A
       schema: { body: DocumentBody },
       handler: async ({ body }) => {
         const plan = await stacks.plan({ document: withProject(body.document, body.project), ...(body.file ? { file: body.file } : {}), ...(body.params ? { params: body.params } : {}) });
-        return { plan: redact(plan), text: planText(plan) };
+        return { plan: redact(plan), text: planText(redact(plan)) };
       },
     }),
     defineRoute({
@@ -129,7 +129,7 @@ export function stackRoutes(deps: ApiDeps, stacks: StacksApi, render: Render): A
         etag(r.stack.revision);
         auditNote(`stack ${r.stack.id} revision ${r.revision}, run ${r.run.id}`);
         reply.code(202);
-        return { stack: redact(r.stack), revision: r.revision, run: runView(r.run), plan: redact(r.plan), text: planText(r.plan) };
+        return { stack: redact(r.stack), revision: r.revision, run: runView(r.run), plan: redact(r.plan), text: planText(redact(r.plan)) };
       },
     }),
     defineRoute({
@@ -160,7 +160,7 @@ export function stackRoutes(deps: ApiDeps, stacks: StacksApi, render: Render): A
       schema: { params: Params, querystring: ProjectQuery },
       handler: async ({ params, query }) => {
         const plan = await stacks.planDestroy(params.id, query.project ? { project: query.project } : {});
-        return { plan: redact(plan), text: planText(plan) };
+        return { plan: redact(plan), text: planText(redact(plan)) };
       },
     }),
     defineRoute({
@@ -169,7 +169,7 @@ export function stackRoutes(deps: ApiDeps, stacks: StacksApi, render: Render): A
       handler: async ({ params, query, reply }) => {
         const r = await stacks.destroy(params.id, query.project ? { project: query.project } : {});
         reply.code(202);
-        return { stack: redact(r.stack), run: runView(r.run), plan: redact(r.plan), text: planText(r.plan) };
+        return { stack: redact(r.stack), run: runView(r.run), plan: redact(r.plan), text: planText(redact(r.plan)) };
       },
     }),
     defineRoute({

@@ -160,7 +160,7 @@ export class OpenStackProvider implements Provider {
       [r.direction, r.protocol ?? 'any', r.port_range_min ?? '', r.port_range_max ?? '', r.remote_ip_prefix ?? (r.ethertype === 'IPv6' ? '::/0' : '0.0.0.0/0'), r.ethertype].join('|');
     const toNeutron = (r: SgRule) => ({
       direction: r.direction, ethertype: r.ethertype, protocol: r.protocol === 'any' ? null : r.protocol,
-      port_range_min: r.portMin ?? null, port_range_max: r.portMax ?? (r.portMin ?? null), remote_ip_prefix: r.remoteCidr, ...(r.description ? { description: r.description } : {}),
+      port_range_min: r.portMin ?? null, port_range_max: r.portMax ?? (r.portMin ?? null), remote_ip_prefix: r.remoteCidr ?? null, ...(r.description ? { description: r.description } : {}),
     });
     const syncRules = async (id: string, spec: SecurityGroupSpec, ctx: Ctx) => {
       const sg = await neutronGet('security-groups', 'security_group', id, ctx);

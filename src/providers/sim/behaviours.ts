@@ -399,15 +399,24 @@ const Router: Behaviour = {
   },
 };
 
+/** A rule's remote group must be a security group of the same project (or this one). */
+async function checkRemoteGroups(tx: SimTx, o: SimObject, rules: { remoteGroup?: string }[]): Promise<void> {
+  for (const [i, r] of rules.entries()) if (r.remoteGroup && r.remoteGroup !== o.id) await tx.must('network/SecurityGroup', r.remoteGroup, o.project, `rules[${i}].remoteGroup`);
+}
+
 const SecurityGroup: Behaviour = {
   prefix: 'sg',
-  async create(_tx, o) {
+  async create(tx, o) {
+    await checkRemoteGroups(tx, o, o.spec.rules);
     return { outputs: { id: o.id, name: o.name, rules: o.spec.rules.length } };
   },
-  async update(_tx, o, next) {
+  async update(tx, o, next) {
+    await checkRemoteGroups(tx, o, next.rules);
     return { outputs: { ...o.outputs, rules: next.rules.length } };
   },
   async checkDelete(tx, o) {
+    const referrers = (await tx.listLive('network/SecurityGroup')).filter((g) => g.id !== o.id && (g.spec.rules as { remoteGroup?: string }[]).some((r) => r.remoteGroup === o.id));
+    if (referrers.length) throw new ProviderError('Conflict', `security group ${o.name} is the remote group of rules in ${referrers.map((g) => g.name).join(', ')}: change those rules first`, { retryable: true });
     const users = (await tx.listLive('compute/Server')).filter((s) => (s.spec.securityGroups as string[]).includes(o.id));
     if (users.length) throw new ProviderError('Conflict', `security group ${o.name} is in use by ${users.map((u) => u.name).join(', ')}`, { retryable: true });
   },

@@ -1,10 +1,11 @@
 import { sql } from 'kysely';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { isUniqueViolation } from '../../store/errors.js';
-import { InfraflowError, ValidationError } from '../../core/errors.js';
+import { InfraflowError, NotFoundError, ValidationError } from '../../core/errors.js';
 import { isSealed, SecretBox } from '../../core/secrets.js';
 import { newId } from '../../core/ids.js';
 import { zodError } from '../../core/input.js';
+import { allows as firewallAllows, type Verdict } from './firewall.js';
 import { seededRng, seedFrom } from '../../core/rng.js';
 import type { Store, Trx } from '../../store/store.js';
 import { ProviderError } from '../../resources/errors.js';
@@ -684,6 +685,24 @@ export class SimDatacenter {
   }
 
   // ---- inspection ----------------------------------------------------------------
+
+  /**
+   * Whether traffic from server `from` reaches server `to` on a port, as the
+   * destination's security groups (their actual rules) decide; see firewall.ts.
+   */
+  async allows(fromId: string, toId: string, traffic: { port: number; protocol?: 'tcp' | 'udp' | 'icmp' }): Promise<Verdict> {
+    const from = await this.getObject(fromId);
+    const to = await this.getObject(toId);
+    if (!from || from.kind !== 'compute/Server') throw new NotFoundError('sim.not_found', `server ${fromId} does not exist in the simulator`);
+    if (!to || to.kind !== 'compute/Server') throw new NotFoundError('sim.not_found', `server ${toId} does not exist in the simulator`);
+    const groups = new Map<string, SimObject>();
+    for (const id of (to.actual?.securityGroups ?? to.spec.securityGroups ?? []) as string[]) {
+      const g = await this.getObject(id);
+      if (g && g.phase !== 'deleted') groups.set(id, g);
+    }
+    return firewallAllows(from, to, groups, { port: traffic.port, protocol: traffic.protocol ?? 'tcp' });
+  }
+
 
   async getObject(id: string): Promise<SimObject | undefined> {
     const row = await this.store.db.selectFrom('sim_objects').selectAll().where('id', '=', id).executeTakeFirst();
