@@ -486,7 +486,8 @@ export class Gitops {
       const v = await this.view(rec?.stackId, d.stack, app.project);
       if (!opts.hooks && rec && v && rec.blob === d.blob && v.revision === rec.stackRevision) {
         // this blob was applied already (by this run before a crash, or by an earlier sync)
-        if (v.status === 'applying' && v.info.lastRunId) {
+        // its apply run is under way (or not begun: a stack at 'new' has its run queued)
+        if ((v.status === 'applying' || v.status === 'new') && v.info.lastRunId) {
           out.push({ file: d.file, stackId: v.id, runId: v.info.lastRunId });
           continue;
         }
@@ -504,7 +505,30 @@ export class Gitops {
         out.push({ file: d.file, stackId: v.id, runId: v.info.lastRunId });
         continue;
       }
-      const r = await this.stacks.apply({ document: this.applied(app, await text(d.blob)), file: d.file, createdBy: `gitops:${app.name}` });
+      const document = this.applied(app, await text(d.blob));
+      // the revision names the application and the Git blob it came from
+      const createdBy = `gitops:${app.name}:${d.blob.slice(0, 12)}`;
+      // A crash between the stack's apply and our record of it, or a second execution of this step
+      // while the first still runs (a worker that lost its lease): the stack's latest revision is this
+      // very document, written by this application — adopt it instead of applying it a second time.
+      // The apply names the revision it saw, so of two concurrent ones exactly one lands.
+      const adopt = async (): Promise<boolean> => {
+        const now = await this.view(undefined, d.stack, app.project);
+        if (!now) return false;
+        const latest = await this.stacks.document(now.id).catch(() => undefined);
+        if (!latest || latest.createdBy !== createdBy) return false;
+        await this.db.recordApplied({ appId: app.id, file: d.file, stackId: now.id, stackName: d.stack, blob: d.blob, stackRevision: now.revision, wave: d.wave, hook: d.hook });
+        out.push({ file: d.file, stackId: now.id, runId: now.appliedRevision === now.revision ? null : now.info.lastRunId });
+        return true;
+      };
+      if (v && (!rec || rec.blob !== d.blob || rec.stackRevision !== v.revision) && !opts.hooks && (await adopt())) continue;
+      let r;
+      try {
+        r = await this.stacks.apply({ document, file: d.file, createdBy, expectedRevision: v?.revision ?? 0 });
+      } catch (e) {
+        if ((e as InfraflowError).code === 'stacks.stale_revision' && (await adopt())) continue;
+        throw e;
+      }
       await this.db.recordApplied({ appId: app.id, file: d.file, stackId: r.stack.id, stackName: d.stack, blob: d.blob, stackRevision: r.revision, wave: d.wave, hook: d.hook });
       out.push({ file: d.file, stackId: r.stack.id, runId: r.run.id });
     }

@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createServer } from 'node:net';
@@ -113,7 +113,9 @@ export function reachableBinaries(bin: { initdb: string; postgres: string }, use
   if (!existsSync(join(target, 'bin', 'postgres'))) {
     const partial = `${target}.${process.pid}.tmp`;
     rmSync(partial, { recursive: true, force: true });
-    cpSync(native, partial, { recursive: true, dereference: true });
+    // cp -L: the package's libraries are symlinks with absolute targets inside the checkout
+    // (which the postgres user cannot reach); copy what they point to (Node's cpSync keeps inner links)
+    execFileSync('cp', ['-RL', native, partial]);
     chmodTree(partial);
     try {
       renameSync(partial, target);
