@@ -514,7 +514,8 @@ export class Gitops {
       // The apply names the revision it saw, so of two concurrent ones exactly one lands.
       const adopt = async (): Promise<boolean> => {
         const now = await this.view(undefined, d.stack, app.project);
-        if (!now) return false;
+        // only a revision that is live (queued, applying or applied): a destroyed or failed stack is applied again
+        if (!now || !['new', 'applying', 'applied'].includes(now.status)) return false;
         const latest = await this.stacks.document(now.id).catch(() => undefined);
         if (!latest || latest.createdBy !== createdBy) return false;
         await this.db.recordApplied({ appId: app.id, file: d.file, stackId: now.id, stackName: d.stack, blob: d.blob, stackRevision: now.revision, wave: d.wave, hook: d.hook });
