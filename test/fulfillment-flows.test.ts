@@ -50,6 +50,8 @@ describe.each(DIALECTS)('cluster fulfillment flows on %s', (dialect) => {
     expect(st.find((s) => s.name === 'ready')!.status).toBe('pending');
     // retry after the fault is cleared: continues from the failed stage, earlier steps are not repeated
     w.backend.setFaults({});
+    // the order reads Failed as its stage fails; the run itself ends a moment later
+    await vi.waitFor(async () => expect((await w.ctx.engine.get(`ful-${bad.id}-create`)).status).toBe('failed'), { timeout: 30_000, interval: 20 });
     await f.retry(bad.id, 'operator');
     expect((await waitState(w, bad.id, ['Ready', 'Failed'])).status.state).toBe('Ready');
     const tl = await w.ctx.engine.timeline(`ful-${bad.id}-create`);

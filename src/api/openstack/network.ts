@@ -58,7 +58,7 @@ const common = (r: Resource, ctx: OsContext) => ({
 const neutronStatus = (r: Resource, readyStatus = 'ACTIVE') => (r.status.phase === 'failed' ? 'ERROR' : r.status.phase === 'pending' || r.status.phase === 'creating' ? 'BUILD' : readyStatus);
 
 type Rule = { id: string; security_group_id: string; direction: string; ethertype: string; protocol: string | null; port_range_min: number | null; port_range_max: number | null; remote_ip_prefix: string | null; remote_group_id: string | null; description: string };
-interface SpecRule { direction: 'ingress' | 'egress'; protocol: 'tcp' | 'udp' | 'icmp' | 'any'; portMin?: number; portMax?: number; remoteCidr: string; ethertype: 'IPv4' | 'IPv6'; description?: string }
+interface SpecRule { direction: 'ingress' | 'egress'; protocol: 'tcp' | 'udp' | 'icmp' | 'any'; portMin?: number; portMax?: number; remoteCidr?: string; ethertype: 'IPv4' | 'IPv6'; description?: string }
 
 const PROTOCOLS: Record<string, SpecRule['protocol']> = { tcp: 'tcp', '6': 'tcp', udp: 'udp', '17': 'udp', icmp: 'icmp', '1': 'icmp', any: 'any' };
 
@@ -422,7 +422,7 @@ export function networkRoutes(app: FastifyInstance, iam: Iam, backend: Backend):
   const rulesOf = (r: Resource): Rule[] => {
     const own = ((r.spec as { rules: SpecRule[] }).rules ?? []).map((x): Rule => ({
       id: derivedUuid(r.id, stableJson(x)), security_group_id: r.id, direction: x.direction, ethertype: x.ethertype, protocol: x.protocol === 'any' ? null : x.protocol,
-      port_range_min: x.portMin ?? null, port_range_max: x.portMax ?? null, remote_ip_prefix: x.remoteCidr, remote_group_id: null, description: x.description ?? '',
+      port_range_min: x.portMin ?? null, port_range_max: x.portMax ?? null, remote_ip_prefix: x.remoteCidr ?? null, remote_group_id: null, description: x.description ?? '',
     }));
     return [...own, ...extraRules(r).map((x) => ({ ...x, security_group_id: r.id, remote_group_id: x.remote_group_id === 'self' ? r.id : x.remote_group_id }))];
   };
@@ -534,7 +534,8 @@ export function networkRoutes(app: FastifyInstance, iam: Iam, backend: Backend):
     const specRule: SpecRule = {
       direction: b.direction, protocol, ...(b.port_range_min !== null && b.port_range_min !== undefined ? { portMin: b.port_range_min } : {}),
       ...(b.port_range_max !== null && b.port_range_max !== undefined ? { portMax: b.port_range_max } : b.port_range_min !== null && b.port_range_min !== undefined ? { portMax: b.port_range_min } : {}),
-      remoteCidr: b.remote_ip_prefix ?? (ethertype === 'IPv6' ? '::/0' : '0.0.0.0/0'), ethertype, ...(b.description ? { description: b.description } : {}),
+      // no prefix is "from anywhere", as Neutron answers it (null) and as the rule kind says it
+      ...(b.remote_ip_prefix ? { remoteCidr: b.remote_ip_prefix } : {}), ethertype, ...(b.description ? { description: b.description } : {}),
     };
     const rules = (sg.spec as { rules: SpecRule[] }).rules;
     const id = derivedUuid(sg.id, stableJson(specRule));

@@ -184,7 +184,8 @@ export class OpenStackProvider implements Provider {
         if (!sg) return absent;
         const rules = (sg.security_group_rules as Record<string, any>[]).filter((r) => !r.remote_group_id).map((r) => ({
           direction: r.direction, protocol: r.protocol ?? 'any', ...(r.port_range_min !== null ? { portMin: r.port_range_min } : {}), ...(r.port_range_max !== null ? { portMax: r.port_range_max } : {}),
-          remoteCidr: r.remote_ip_prefix ?? (r.ethertype === 'IPv6' ? '::/0' : '0.0.0.0/0'), ethertype: r.ethertype, ...(r.description ? { description: r.description } : {}),
+          // no remote prefix is "from anywhere", as a rule without remoteCidr says
+          ...(r.remote_ip_prefix ? { remoteCidr: r.remote_ip_prefix } : {}), ethertype: r.ethertype, ...(r.description ? { description: r.description } : {}),
         }));
         return { state: 'ready', outputs: { id: sg.id, name: sg.name, rules: rules.length }, observed: { rules } };
       },
