@@ -150,8 +150,9 @@ describe('kubectl against a simulated cluster', () => {
     await vi.waitFor(async () => expect((await kubectl('get', 'pods', '-l', 'app=web')).out).toMatch(/ImagePullBackOff|ErrImagePull/), { timeout: 60_000, interval: 500 });
     const events = await kubectl('get', 'events', '--field-selector', 'reason=Failed');
     expect(events.out).toContain('Failed to pull image "registry.invalid/team/web:2"');
-    // the old pods keep serving: the rollout is stuck, not down
-    expect((await kubectl('get', 'deployment', 'web', '-o', 'jsonpath={.status.availableReplicas}')).out).toBe('3');
+    // the old pods keep serving: the rollout is stuck, not down (on a loaded machine the previous
+    // rollout's last pod may still be becoming ready when this one starts: wait for it, not for luck)
+    await vi.waitFor(async () => expect((await kubectl('get', 'deployment', 'web', '-o', 'jsonpath={.status.availableReplicas}')).out).toBe('3'), { timeout: 60_000, interval: 500 });
     expect((await kubectl('rollout', 'undo', 'deployment/web')).out).toContain('rolled back');
     expect((await kubectl('rollout', 'status', 'deployment/web', '--timeout=90s')).out).toContain('successfully rolled out');
     expect((await kubectl('get', 'deployment', 'web', '-o', 'jsonpath={.spec.template.spec.containers[0].image}')).out).toBe('nginx:1.28');
