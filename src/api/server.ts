@@ -352,6 +352,9 @@ export async function createServer(deps: ApiDeps, opts: ServerOptions = {}): Pro
   app.addHook('preValidation', (req, _reply, done) => {
     const body = req.body;
     if (body === null || typeof body !== 'object') return done();
+    // parsed JSON only: a raw upload (a Buffer or a stream, e.g. the OpenStack image data) is bytes, not a tree
+    const proto = Object.getPrototypeOf(body) as unknown;
+    if (!Array.isArray(body) && proto !== Object.prototype && proto !== null) return done();
     try {
       checkShape(body, { code: 'api.body_too_complex', what: 'the request body', maxDepth: BODY_MAX_DEPTH, maxNodes: BODY_MAX_VALUES });
     } catch (err) {
